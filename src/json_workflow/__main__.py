@@ -1,0 +1,3 @@
+from json_workflow.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""The json-workflow command: parse arguments, build the pieces, call them, print the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from json_workflow import config as config_module
+from json_workflow import logs
+from json_workflow.config import CONFIG_ENV, ROOT_ENV, Config
+from json_workflow.errors import ConfigError, Rejected, WorkflowError
+from json_workflow.intake import scan
+
+# A backlog at least this large gets a progress bar when stderr is a terminal.
+PROGRESS_MIN_FILES = 500
+
+config_option = click.option(
+    "--config", "config_path", envvar=CONFIG_ENV, type=click.Path(dir_okay=False),
+    help=f"TOML configuration file (default: built-in; env {CONFIG_ENV}).",
+)
+root_option = click.option(
+    "--root", envvar=ROOT_ENV, type=click.Path(file_okay=False),
+    help=f"Data root, overriding the configuration's root (env {ROOT_ENV}).",
+)
+
+
+def load_config(config_path: str | None, root: str | None = None) -> Config:
+    try:
+        return config_module.load(config_path, root)
+    except ConfigError as e:
+        click.echo(f"json-workflow: {e}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="json-workflow")
+def main() -> None:
+    """Route TWIST job files from hot folders to the archive and downstream folders."""
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process everything in the hot folder, then exit.")
+@config_option
+@root_option
+def run(once: bool, config_path: str | None, root: str | None) -> None:
+    """Process the hot folder (service mode comes in a later release; use --once)."""
+    from json_workflow.pipeline import check_hot_folder, run_once
+
+    config = load_config(config_path, root)
+    if not once:
+        raise click.UsageError("service mode is not yet available; use `json-workflow run --once`")
+    try:
+        check_hot_folder(config)
+        backlog = _count_backlog(config) if sys.stderr.isatty() else 0
+        show_bar = backlog >= PROGRESS_MIN_FILES
+        _setup_logging(config, logging.WARNING if show_bar else logging.INFO)
+        if show_bar:
+            with click.progressbar(length=backlog, label="Processing", file=sys.stderr) as bar:
+                summary = run_once(config, bar.update)
+        else:
+            summary = run_once(config)
+    except WorkflowError as e:
+        click.echo(f"json-workflow: {e}", err=True)
+        sys.exit(1)
+    click.echo(summary.line())
+
+
+def _count_backlog(config: Config) -> int:
+    return sum(1 for _ in scan(config.hot))
+
+
+def _setup_logging(config: Config, console_level: int) -> None:
+    from json_workflow.durable import make_folder
+
+    try:
+        make_folder(config.logs, config.permissions.dir_mode, config.root)
+    except OSError as e:
+        logs.setup(None, console_level)
+        logs.log.warning("Cannot write the log file in %s (%s); logging to stderr only", config.logs, e)
+        return
+    logs.setup(config.logs, console_level)
+
+
+@main.command()
+@config_option
+@root_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
+    """Show each file's fields and every place it would go, and why. Changes nothing."""
+    from json_workflow.deliver import UNKNOWN_CLIENT
+    from json_workflow.parse import parse_job
+    from json_workflow.pipeline import read_job_file
+    from json_workflow.route import plan
+
+    config = load_config(config_path, root)
+    unreadable = 0
+    for file in files:
+        path = Path(os.path.abspath(file))
+        folder = path.parent.name if path.parent.parent == config.hot else None
+        click.echo(f"{path}")
+        try:
+            job = parse_job(read_job_file(str(path), config.max_file_bytes), folder)
+        except Rejected as r:
+            where = config.failed / (folder or UNKNOWN_CLIENT)
+            click.echo(f"  rejected at {r.stage}: {r.reason}")
+            click.echo(f"  -> {where}/  (failed folder, with a reason file)")
+            continue
+        except OSError as e:
+            click.echo(f"  cannot read: {e.strerror}")
+            unreadable += 1
+            continue
+        for key, value in (("ClientCode", job.client), ("JobCategory", job.category),
+                           ("StudioCode", job.studio), ("Title", job.title)):
+            click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
+        for dest in plan(job, config):
+            why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
+            click.echo(f"  -> {dest.folder / path.name}  ({why})")
+    sys.exit(1 if unreadable else 0)
+
+
+@main.command("check-config")
+@config_option
+@root_option
+def check_config(config_path: str | None, root: str | None) -> None:
+    """Validate the configuration and print the effective folders and routing table."""
+    config = load_config(config_path, root)
+    click.echo(f"configuration: {config_path or 'built-in'} (valid)")
+    click.echo(f"root:    {config.root}")
+    for key in ("hot", "archive", "failed", "logs", "state"):
+        click.echo(f"{key + ':':8} {getattr(config, key)}")
+    click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
+    click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+    click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
+    for rule in config.routes:
+        when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())
+        click.echo(f"  {rule.name}: {when}\n      -> {config.folder(rule.destination)}")
+
+
+@main.command()
+@root_option
+@config_option
+@click.argument("clients", nargs=-1)
+def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -> None:
+    """Move failed files (of CLIENTS, or all) back into the hot folder under their original names."""
+    from json_workflow.retry import retry as retry_files
+
+    config = load_config(config_path, root)
+    moved = skipped = 0
+    for item in retry_files(config, clients):
+        if item.target is None:
+            skipped += 1
+            click.echo(f"skipped {item.source}: a file of that name is already waiting in the hot folder")
+        else:
+            moved += 1
+            click.echo(f"{item.source} -> {item.target}")
+    click.echo(f"Retried {moved} files" + (f", skipped {skipped}" if skipped else ""))
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def demo(directory: str | None) -> None:
+    """Build a sandbox with sample jobs, process it, and show where every file went."""
+    from json_workflow.demo import run_demo
+
+    sys.exit(run_demo(directory))
+
+
+@main.command()
+def report() -> None:
+    """Daily HTML report (not yet available)."""
+    click.echo("json-workflow report: not yet available", err=True)
+    sys.exit(2)
+
+
+@main.command()
+def stats() -> None:
+    """Statistics of a day (not yet available)."""
+    click.echo("json-workflow stats: not yet available", err=True)
+    sys.exit(2)

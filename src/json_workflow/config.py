@@ -1,0 +1,174 @@
+"""The configuration: one typed object, loaded from TOML once and validated before anything is touched."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from json_workflow.errors import ConfigError
+
+CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
+ROOT_ENV = "JSON_WORKFLOW_ROOT"
+
+CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
+CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]
+
+# The seed's DESTINATIONS and CELTRA_ELIGIBLE_CLIENTS, as rules.
+SEED_ROUTES: list[dict[str, Any]] = [
+    {"name": "Monday Rank", "destination": "SYNC/MAKE/Monday Rank", "when": {"ClientCode": "RANK"}},
+    {"name": "Monday RB", "destination": "SYNC/MAKE/Monday RB", "when": {"ClientCode": "RECKITTBENCKISER"}},
+    {"name": "BISSELL-WRIKE/IN", "destination": "CLIENT-STORES/BISSELL-WRIKE/IN", "when": {"ClientCode": "BISSELL"}},
+    {"name": "LOREAL/IN", "destination": "CLIENT-STORES/LOREAL/IN", "when": {"ClientCode": "LOREAL"}},
+    {"name": "Celtra", "destination": CELTRA_FOLDER, "when": {"ClientCode": "CELTRA"}},
+    {
+        "name": "Celtra (eligible client)",
+        "destination": CELTRA_FOLDER,
+        "when": {"JobCategory": "CELTRA", "ClientCode": CELTRA_ELIGIBLE},
+    },
+]
+
+
+def _one_or_many(value: Any) -> Any:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (str(value),)
+    if isinstance(value, list) and value and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        return tuple(str(v) for v in value)
+    raise ValueError("expected a string or a list of strings")
+
+
+def _mode(value: Any) -> Any:
+    # TOML writes octal as 0o664; a quoted "0664" is accepted too because operators write it that way.
+    if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
+        value = int(value.lstrip("0o") or "0", 8)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o7777:
+        return value
+    raise ValueError("expected a permission mode such as 0o664 or \"0664\"")
+
+
+Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+Mode = Annotated[int, BeforeValidator(_mode)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    """Send a job to `destination` when every field in `when` equals one of its values (any case)."""
+
+    name: str = Field(min_length=1)
+    destination: str = Field(min_length=1)
+    when: dict[str, Matches] = Field(min_length=1)
+
+
+class Paths(_Strict):
+    hot: str = "JSON"
+    archive: str = "JSON_STORE"
+    failed: str = "JSON_FAILED"
+    logs: str = "JSON_PARSER_LOGS"
+    state: str = "JSON_PARSER_STATE"
+
+
+class Permissions(_Strict):
+    file_mode: Mode = 0o664
+    dir_mode: Mode = 0o775
+
+
+class Config(_Strict):
+    """Everything json-workflow reads from its configuration file, with the seed's values as defaults."""
+
+    root: Path = Path("/data/PRODUCTION")
+    paths: Paths = Paths()
+    permissions: Permissions = Permissions()
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    workers: int = Field(default=10, ge=1, le=256)
+    flush: Literal["filesystem", "file"] = "filesystem"
+    routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_names(cls, routes: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen = set()
+        for rule in routes:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}; names must be unique")
+            seen.add(rule.name)
+        return routes
+
+    def folder(self, path: str) -> Path:
+        """Resolve a configured folder: relative paths are under root."""
+        return self.root / path
+
+    @property
+    def hot(self) -> Path:
+        return self.folder(self.paths.hot)
+
+    @property
+    def archive(self) -> Path:
+        return self.folder(self.paths.archive)
+
+    @property
+    def failed(self) -> Path:
+        return self.folder(self.paths.failed)
+
+    @property
+    def logs(self) -> Path:
+        return self.folder(self.paths.logs)
+
+    @property
+    def state(self) -> Path:
+        return self.folder(self.paths.state)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    # Pydantic adds a "[function-after]" step to loc for validators; it means nothing to an operator.
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
+    if error["type"] not in _MESSAGES and "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {error['input']!r})"
+    return f"{_key_path(loc)}: {message}"
+
+
+def build(data: dict[str, Any], source: str, root: str | Path | None = None) -> Config:
+    """Validate a configuration mapping; `root` (from --root) overrides the file's root."""
+    if root is not None:
+        data = {**data, "root": str(root)}
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, [_describe(err) for err in e.errors()]) from None
+    return config.model_copy(update={"root": Path(os.path.abspath(config.root))})
+
+
+def load(path: str | Path | None = None, root: str | Path | None = None) -> Config:
+    """Load the configuration file (or the built-in one when `path` is None)."""
+    if path is None:
+        return build({}, "built-in configuration", root)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as e:
+        raise ConfigError(str(path), [f"cannot read: {e.strerror}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
+    return build(data, str(path), root)

@@ -1,0 +1,39 @@
+"""The exceptions json-workflow raises; every message says what to fix."""
+
+from __future__ import annotations
+
+
+class WorkflowError(Exception):
+    """Base of every error json-workflow raises on purpose."""
+
+
+class ConfigError(WorkflowError):
+    """Raised when the configuration file is missing, unreadable or invalid."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"invalid configuration in {self.source}:"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class Rejected(WorkflowError):
+    """Raised when a job file itself is bad; it goes to the failed folder with this reason."""
+
+    def __init__(self, reason: str, stage: str = "parse"):
+        self.reason = reason
+        self.stage = stage
+        super().__init__(reason)
+
+
+class DestinationError(WorkflowError):
+    """Raised when a folder cannot be written; the file waits in the hot folder, it is not at fault."""
+
+    def __init__(self, folder: str, error: OSError):
+        self.folder = folder
+        self.error = error
+        super().__init__(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})")

@@ -1,0 +1,95 @@
+"""Turning a job file's bytes into a Job, or a Rejected with a reason an operator can act on."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from json_workflow.errors import Rejected
+
+_BOM = b"\xef\xbb\xbf"
+# A client code becomes a folder name: one plain path component, nothing hidden, no control characters.
+_SAFE_FOLDER = re.compile(r"[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]{0,99}")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The parsed facts of one job file; `details` is its JobDetails object, for routing rules."""
+
+    client: str
+    category: str
+    studio: str | None
+    title: str | None
+    details: Mapping[str, Any]
+
+
+def is_safe_folder_name(name: str) -> bool:
+    """True when `name` can be used as exactly one folder below a configured folder."""
+    return bool(_SAFE_FOLDER.fullmatch(name)) and name.strip() == name
+
+
+def parse_job(raw: bytes, folder: str | None) -> Job:
+    """Parse and validate a job file found in client folder `folder` (None at the hot folder's top)."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    if not raw.strip():
+        raise Rejected("empty file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Rejected(f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at offset {e.start}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise Rejected(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise Rejected("invalid JSON: nesting too deep to parse") from None
+    return job_from_document(document, folder)
+
+
+def job_from_document(document: Any, folder: str | None) -> Job:
+    """Validate the structure of a decoded job file."""
+    if not isinstance(document, dict):
+        raise Rejected(f"top level is a JSON {_kind(document)}, expected an object", "validate")
+    spec = document.get("JobSpecification")
+    details = spec.get("JobDetails") if isinstance(spec, dict) else None
+    if not isinstance(details, dict):
+        raise Rejected("no JobSpecification.JobDetails object", "validate")
+    client = _required(details, "ClientCode")
+    category = _required(details, "JobCategory")
+    if not is_safe_folder_name(client):
+        raise Rejected(f"ClientCode {client!r} is not a safe folder name", "validate")
+    if folder is not None and client.casefold() != folder.casefold():
+        raise Rejected(f"ClientCode {client!r} does not match its client folder {folder!r}", "validate")
+    return Job(
+        client=folder or client,
+        category=category,
+        studio=_optional(details, "StudioCode"),
+        title=_optional(details, "Title"),
+        details=details,
+    )
+
+
+def _required(details: dict, key: str) -> str:
+    value = details.get(key)
+    if key not in details:
+        raise Rejected(f"JobDetails.{key} is missing", "validate")
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(f"JobDetails.{key} must be a non-empty string, got {_kind(value)}", "validate")
+    return value
+
+
+def _optional(details: dict, key: str) -> str | None:
+    value = details.get(key)
+    return None if value is None else str(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), "null"
+    )

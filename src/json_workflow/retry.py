@@ -1,0 +1,47 @@
+"""Putting failed files back into the hot folder under their original names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from json_workflow.config import Config
+from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, original_name
+from json_workflow.intake import is_job_name
+
+
+@dataclass(frozen=True)
+class Retried:
+    source: Path
+    target: Path | None  # None: skipped because a file of that name is already waiting
+
+
+def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
+    """Move failed files of `clients` (all when empty) back to the hot folder and drop their reasons."""
+    if not config.failed.is_dir():
+        return
+    wanted = {c.casefold() for c in clients}
+    for folder in sorted(config.failed.iterdir()):
+        if not folder.is_dir() or folder.is_symlink() or (wanted and folder.name.casefold() not in wanted):
+            continue
+        target_folder = config.hot if folder.name == UNKNOWN_CLIENT else config.hot / folder.name
+        for failed in sorted(folder.iterdir()):
+            name = original_name(failed.name)
+            if not is_job_name(failed.name) or name == failed.name:
+                continue
+            yield _move_back(failed, target_folder / name, config.permissions.dir_mode)
+
+
+def _move_back(failed: Path, target: Path, dir_mode: int) -> Retried:
+    target.parent.mkdir(mode=dir_mode, exist_ok=True)
+    try:
+        # link + unlink rather than rename: a newer file of the same name in the hot folder is never replaced.
+        os.link(failed, target, follow_symlinks=False)
+    except FileExistsError:
+        return Retried(failed, None)
+    os.unlink(failed)
+    reason = failed.with_name(failed.name + REASON_SUFFIX)
+    reason.unlink(missing_ok=True)
+    return Retried(failed, target)

@@ -1,0 +1,53 @@
+"""Routing decisions: pure functions from a job and the rules to the folders it must reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from json_workflow.config import Config, Rule
+from json_workflow.parse import Job
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """One folder a job is copied to, with the names of the rules (or "archive") that send it there."""
+
+    folder: Path
+    reasons: tuple[str, ...]
+
+    @property
+    def is_archive(self) -> bool:
+        return self.reasons == ("archive",)
+
+
+def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
+    """True when every field named in the rule's `when` equals one of its values, ignoring case."""
+    for field, accepted in rule.when.items():
+        value = details.get(field)
+        if value is None or isinstance(value, dict | list):
+            return False
+        text = str(value).casefold()
+        if not any(text == a.casefold() for a in accepted):
+            return False
+    return True
+
+
+def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
+    """Every rule that matches the job's details, in configuration order."""
+    return [rule for rule in rules if matches(rule, details)]
+
+
+def plan(job: Job, config: Config) -> list[Destination]:
+    """The archive folder first, then each routed folder once, naming every rule that chose it."""
+    reasons: dict[Path, list[str]] = {config.archive / job.client: ["archive"]}
+    for rule in route(job.details, config.routes):
+        reasons.setdefault(config.folder(rule.destination), []).append(rule.name)
+    return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+
+
+def routed_names(destinations: Sequence[Destination]) -> list[str]:
+    """The rule names of the non-archive destinations, for the log's "Routed to" lines."""
+    return [" + ".join(d.reasons) for d in destinations if not d.is_archive]
