@@ -69,7 +69,7 @@ def run_demo(directory: str | None) -> int:
             click.echo(f"    {place}{suffix}")
     click.echo(f"\n{summary.line()}")
     click.echo(f"Log: {config.logs / logs.LOG_FILE}")
-    click.echo(f"Try: json-workflow explain --root {root} {root}/JSON/RANK/notes.txt")
+    click.echo(f"Try: json-workflow explain --root {root} '{root}/JSON_STORE/RANK/rank_celtra.json'")
     return 0
 
 

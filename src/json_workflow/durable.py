@@ -6,10 +6,12 @@ its temporaries, flushes once, renames them all into place, and flushes the fold
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -24,14 +26,13 @@ def temp_name(folder: Path, name: str) -> str:
     return os.path.join(folder, f".{name}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
 
 
-def write_new(path: str, data: bytes, mode: int) -> None:
-    """Write `data` to a file that must not exist yet, with permissions `mode` whatever the umask."""
+@contextlib.contextmanager
+def _new_file(path: str, mode: int) -> Iterator[int]:
+    """Create `path` (it must not exist) with permissions `mode` whatever the umask; removed on error."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        yield fd
     except BaseException:
         os.close(fd)
         _remove_quietly(path)
@@ -39,19 +40,23 @@ def write_new(path: str, data: bytes, mode: int) -> None:
     os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_new(path: str, data: bytes, mode: int) -> None:
+    """Write `data` to a new file `path`."""
+    with _new_file(path, mode) as fd:
+        _write_all(fd, data)
+
+
 def copy_new(source: str, path: str, mode: int) -> None:
     """Stream `source` into a new file `path` (used when a hard link cannot cross filesystems)."""
-    with open(source, "rb") as src:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            os.fchmod(fd, mode)
-            while chunk := src.read(1 << 20):
-                os.write(fd, chunk)
-        except BaseException:
-            os.close(fd)
-            _remove_quietly(path)
-            raise
-        os.close(fd)
+    with open(source, "rb") as src, _new_file(path, mode) as fd:
+        while chunk := src.read(1 << 20):
+            _write_all(fd, chunk)
 
 
 def make_folder(folder: Path, mode: int, top: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import stat
@@ -103,20 +105,34 @@ class Pipeline:
     def _process_batch(self, batch: list[Candidate], summary: Summary) -> None:
         deliveries = list(self.pool.map(self._stage, batch))
         staged = [d for d in deliveries if d.copies or d.failed_temp]
+        if not self._flush(staged):
+            return self._count_pending(deliveries, summary)
         now = self.clock()
+        for d in staged:
+            try:
+                deliver.publish(d, self.barrier, now)
+            except OSError as e:  # a folder removed or remounted since staging
+                log.error("Cannot publish %s, it stays in the hot folder: %s", d.candidate.display, e)
+                d.discard()
+                d.pending = DestinationError(d.candidate.display, e)
+        if not self._flush(staged):
+            return self._count_pending(deliveries, summary)
+        for d in deliveries:
+            self._finish(d, summary)
+
+    def _flush(self, staged: list[Delivery]) -> bool:
         try:
             self.barrier.flush()
-            for d in staged:
-                deliver.publish(d, self.barrier, now)
-            self.barrier.flush()
+            return True
         except OSError as e:
-            # The disk refused a flush: nothing here is known to be durable, so every original stays.
+            # Nothing staged since the last flush is known to be durable, so every original stays.
             log.error("Flush failed, %d files stay in the hot folder for the next run: %s", len(staged), e)
             for d in staged:
                 d.discard()
-                d.pending = DestinationError("flush", e)
-        for d in deliveries:
-            self._finish(d, summary)
+            return False
+
+    def _count_pending(self, deliveries: list[Delivery], summary: Summary) -> None:
+        summary.pending += sum(not d.vanished for d in deliveries)
 
     def _stage(self, candidate: Candidate) -> Delivery:
         d = Delivery(candidate, started=time.perf_counter(), worker=threading.current_thread().name)
@@ -150,7 +166,13 @@ class Pipeline:
         if d.pending is not None:
             summary.pending += 1
             return
-        os.unlink(d.candidate.path)
+        try:
+            os.unlink(d.candidate.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            # Every copy is safe; only the cleanup failed, so the next run would deliver it again.
+            log.error("Delivered %s but cannot remove it from the hot folder: %s", d.candidate.display, e)
         self.barrier.add(os.path.dirname(d.candidate.path))
         seconds = time.perf_counter() - d.started
         if d.rejection is not None:
@@ -181,11 +203,24 @@ def check_hot_folder(config: Config) -> None:
         raise WorkflowError(f"hot folder {config.hot} does not exist or is not a folder (paths.hot, root)")
 
 
+@contextlib.contextmanager
+def exclusive(config: Config) -> Iterator[None]:
+    """Hold the state folder's lock, so two runs never work on one hot folder at once."""
+    durable.make_folder(config.state, config.permissions.dir_mode, config.root)
+    with open(config.state / "run.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkflowError(f"another json-workflow is processing {config.hot} (lock {lock.name})") from None
+        yield
+
+
 def run_once(config: Config, progress: Callable[[int], None] | None = None, clock=time.time) -> Summary:
     """Process everything in the hot folder once."""
     check_hot_folder(config)
-    pipeline = Pipeline(config, "STARTUP", clock)
-    try:
-        return pipeline.process(scan(config.hot), progress)
-    finally:
-        pipeline.close()
+    with exclusive(config):
+        pipeline = Pipeline(config, "STARTUP", clock)
+        try:
+            return pipeline.process(scan(config.hot), progress)
+        finally:
+            pipeline.close()
