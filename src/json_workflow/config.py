@@ -41,17 +41,21 @@ def _one_or_many(value: Any) -> Any:
     raise ValueError("expected a string or a list of strings")
 
 
-def _mode(value: Any) -> Any:
-    # TOML writes octal as 0o664; a quoted "0664" is accepted too because operators write it that way.
-    if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
-        value = int(value.lstrip("0o") or "0", 8)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o7777:
-        return value
-    raise ValueError("expected a permission mode such as 0o664 or \"0664\"")
+def _mode(allowed: int):
+    """A permission mode within `allowed` bits, from TOML octal (0o664) or a string ("0664")."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{3,4}", value):
+            value = int(value.removeprefix("0o"), 8)
+        # A forgotten 0o (file_mode = 664) reads as decimal 664 = 0o1230; the stray high bits give it away.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value and not value & ~allowed:
+            return value
+        raise ValueError(f'expected a permission mode within 0o{allowed:o}, written 0o664 (TOML octal) or "0664"')
+
+    return check
 
 
 Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
-Mode = Annotated[int, BeforeValidator(_mode)]
 
 
 class _Strict(BaseModel):
@@ -75,8 +79,9 @@ class Paths(_Strict):
 
 
 class Permissions(_Strict):
-    file_mode: Mode = 0o664
-    dir_mode: Mode = 0o775
+    file_mode: Annotated[int, BeforeValidator(_mode(0o777))] = 0o664
+    # setgid is allowed on folders: it keeps a shared group on everything created below them.
+    dir_mode: Annotated[int, BeforeValidator(_mode(0o2777))] = 0o775
 
 
 class Config(_Strict):

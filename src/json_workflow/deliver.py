@@ -79,11 +79,19 @@ class Folders:
     def ensure(self, folder: Path) -> None:
         if folder in self._made:
             return
-        # Folders below root are created; root itself (often a mount) and anything outside must exist.
-        root = self.config.root
-        top = root if folder.is_relative_to(root) else folder
-        durable.make_folder(folder, self.config.permissions.dir_mode, top)
+        durable.make_folder(folder, self.config.permissions.dir_mode, self._top(folder))
         self._made.add(folder)
+
+    def _top(self, folder: Path) -> Path:
+        """The folder that must already exist: a missing one means a missing mount, never created."""
+        config = self.config
+        if folder.is_relative_to(config.root):
+            return config.root
+        # An archive or failed folder elsewhere must exist; its client folders are ours to create.
+        for top in (config.archive, config.failed):
+            if folder.is_relative_to(top):
+                return top
+        return folder
 
     def mark_broken(self, folder: Path, error: OSError) -> tuple[DestinationError, bool]:
         """Record trouble with `folder`; True the first time, so it is logged once per run."""
@@ -128,6 +136,8 @@ def stage_failure(d: Delivery, folders: Folders, barrier: durable.Barrier, on_tr
         folders.ensure(folder)
         d.failed_temp = durable.temp_name(folder, d.candidate.name)
         is_link = _link_or_copy(d.candidate, d.failed_temp, config.permissions.file_mode)
+        if not is_link:  # the link shares the original's inode; operators need to read it with the configured mode
+            os.chmod(d.failed_temp, config.permissions.file_mode)
         d.reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
         durable.write_new(d.reason_temp, reason_text(d, now).encode(), config.permissions.file_mode)
     except FileNotFoundError as e:
@@ -188,8 +198,9 @@ def publish(d: Delivery, barrier: durable.Barrier, now: float) -> None:
 
 def _publish_failed(d: Delivery, now: float) -> str:
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
+    base = _fit(d.candidate.name)
     for n in range(1, 10_000):
-        name = f"{stamp}_{d.candidate.name}" if n == 1 else f"{stamp}-{n}_{d.candidate.name}"
+        name = f"{stamp}_{base}" if n == 1 else f"{stamp}-{n}_{base}"
         final = os.path.join(d.failed_folder, name)
         try:
             os.link(d.failed_temp, final, follow_symlinks=False)
@@ -200,6 +211,18 @@ def _publish_failed(d: Delivery, now: float) -> str:
         d.failed_temp = d.reason_temp = None
         return final
     raise FileExistsError(errno.EEXIST, "no free failed-file name", d.failed_folder)
+
+
+def _fit(name: str) -> str:
+    """Shorten a very long name so prefix, name and reason suffix stay within 255 bytes.
+
+    The reason file keeps the full original name.
+    """
+    budget = 255 - len("YYYYMMDD_HHMMSS-9999_") - len(REASON_SUFFIX)
+    if len(name.encode()) <= budget:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return stem.encode()[: budget - len(ext) - 1].decode(errors="ignore") + dot + ext
 
 
 def original_name(failed_name: str) -> str:

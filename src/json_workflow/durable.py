@@ -23,7 +23,9 @@ TEMP_SUFFIX = ".jwtmp"
 
 def temp_name(folder: Path, name: str) -> str:
     """A hidden name in `folder`, unique to this process, that scans and downstream tools skip."""
-    return os.path.join(folder, f".{name}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
+    # The name is only a hint for a human; it is cut so the whole stays under the 255-byte limit.
+    hint = name.encode()[:120].decode(errors="ignore")
+    return os.path.join(folder, f".{hint}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
 
 
 @contextlib.contextmanager

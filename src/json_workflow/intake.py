@@ -57,5 +57,6 @@ def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
         return
     with entries:
         for entry in entries:
-            if is_job_name(entry.name):
+            # A sub-folder named like a job is not a job; sub-folders are never entered.
+            if is_job_name(entry.name) and not entry.is_dir(follow_symlinks=False):
                 yield Candidate(entry.path, folder.name, symlink=entry.is_symlink())

@@ -78,7 +78,7 @@ def _required(details: dict, key: str) -> str:
     if key not in details:
         raise Rejected(f"JobDetails.{key} is missing", "validate")
     if not isinstance(value, str) or not value.strip():
-        raise Rejected(f"JobDetails.{key} must be a non-empty string, got {_kind(value)}", "validate")
+        raise Rejected(f"JobDetails.{key} must be a non-empty string, got a JSON {_kind(value)}", "validate")
     return value
 
 
@@ -89,7 +89,5 @@ def _optional(details: dict, key: str) -> str | None:
 
 def _kind(value: Any) -> str:
     if isinstance(value, str):
-        return "an empty string" if not value.strip() else "a string"
-    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), "null"
-    )
+        return "empty string" if not value.strip() else "string"
+    return {dict: "object", list: "array", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.config import Config
 from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, original_name
 from json_workflow.intake import is_job_name
@@ -31,17 +33,33 @@ def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
             name = original_name(failed.name)
             if not is_job_name(failed.name) or name == failed.name:
                 continue
-            yield _move_back(failed, target_folder / name, config.permissions.dir_mode)
+            yield _move_back(failed, target_folder / name, config.permissions.dir_mode, config.permissions.file_mode)
 
 
-def _move_back(failed: Path, target: Path, dir_mode: int) -> Retried:
+def _move_back(failed: Path, target: Path, dir_mode: int, file_mode: int) -> Retried:
     target.parent.mkdir(mode=dir_mode, exist_ok=True)
     try:
         # link + unlink rather than rename: a newer file of the same name in the hot folder is never replaced.
-        os.link(failed, target, follow_symlinks=False)
+        _link_no_replace(failed, target, file_mode)
     except FileExistsError:
         return Retried(failed, None)
     os.unlink(failed)
     reason = failed.with_name(failed.name + REASON_SUFFIX)
     reason.unlink(missing_ok=True)
     return Retried(failed, target)
+
+
+def _link_no_replace(source: Path, target: Path, file_mode: int) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        # Another filesystem: a durable copy under a hidden name first, so the scan never sees half a file.
+        temp = durable.temp_name(target.parent, target.name)
+        durable.copy_new(str(source), temp, file_mode)
+        try:
+            durable.fsync_path(temp)
+            os.link(temp, target)
+        finally:
+            durable.remove_quietly(temp)

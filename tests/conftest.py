@@ -1,0 +1,149 @@
+"""Shared fixtures: a sandbox data root with a JSON/ hot folder, configurations, and file helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from json_workflow.config import build
+
+CELTRA = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
+CELTRA_ELIGIBLE = {"CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"}
+# The routing matrix of the issue, written out independently of json_workflow.config.
+CLIENT_ROUTES = {
+    "RANK": "SYNC/MAKE/Monday Rank",
+    "RECKITTBENCKISER": "SYNC/MAKE/Monday RB",
+    "BISSELL": "CLIENT-STORES/BISSELL-WRIKE/IN",
+    "LOREAL": "CLIENT-STORES/LOREAL/IN",
+    "CELTRA": CELTRA,
+}
+FAILED_NAME = re.compile(r"^(\d{8}_\d{6})(?:-(\d+))?_(.+)$")
+# A fixed clock for runs whose failed names must be predictable: 2024-03-05 06:07:08 local time.
+FIXED_NOW = time.mktime((2024, 3, 5, 6, 7, 8, 0, 0, -1))
+FIXED_STAMP = "20240305_060708"
+
+
+def expected_places(client: str, category: str) -> set[str]:
+    """Folders (relative to root) a good job must reach under the built-in configuration."""
+    places = {f"JSON_STORE/{client}"}
+    if client.upper() in CLIENT_ROUTES:
+        places.add(CLIENT_ROUTES[client.upper()])
+    if category.upper() == "CELTRA" and client.upper() in CELTRA_ELIGIBLE:
+        places.add(CELTRA)
+    return places
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A data root (a subfolder of tmp_path, so siblings can prove nothing escapes) with JSON/."""
+    r = tmp_path / "root"
+    (r / "JSON").mkdir(parents=True)
+    return r
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A sibling of root that must stay as the test left it."""
+    o = tmp_path / "outside"
+    o.mkdir()
+    return o
+
+
+@pytest.fixture
+def config(root: Path):
+    """The built-in configuration (the seed's matrix) on the sandbox root."""
+    return build({}, "test", root=root)
+
+
+def make_config(root: Path, **data):
+    return build(data, "test", root=root)
+
+
+def drop(root: Path, folder: str | None, name: str, data: bytes) -> Path:
+    """Put a job file into JSON/{folder}/ (or the top of JSON/ when folder is None)."""
+    target = root / "JSON" / folder if folder else root / "JSON"
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / name
+    path.write_bytes(data)
+    return path
+
+
+def files(top: Path) -> dict[str, bytes]:
+    """Every regular file under `top` (symlinks not followed), relative path -> bytes."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, top)
+            out[rel] = b"<symlink>" if os.path.islink(p) else Path(p).read_bytes()
+    return out
+
+
+def find(top: Path, name: str) -> list[str]:
+    """Relative paths under `top` of files called `name` (symlinks included)."""
+    return sorted(rel for rel in files(top) if os.path.basename(rel) == name)
+
+
+def failed_entries(root: Path, name: str) -> list[Path]:
+    """Failed copies of `name` (not reason files) anywhere under JSON_FAILED."""
+    out = []
+    failed = root / "JSON_FAILED"
+    if not failed.exists():
+        return out
+    for p in failed.rglob("*"):
+        m = FAILED_NAME.match(p.name)
+        if m and m.group(3) == name:
+            out.append(p)
+    return sorted(out)
+
+
+def snapshot(top: Path) -> dict[str, tuple]:
+    """Everything under `top` (itself included): type, size, mode and mtime, never following links."""
+    out = {".": _stat(top)}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, top)] = _stat(p)
+    return out
+
+
+def _stat(p) -> tuple:
+    st = os.lstat(p)
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def leftovers(top: Path, allowed: set[str] = frozenset()) -> list[str]:
+    """Names under `top` that are temporaries (.jwtmp) or hidden, except those in `allowed`."""
+    bad = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        for n in dirnames + filenames:
+            if n in allowed:
+                continue
+            if n.endswith(".jwtmp") or n.startswith("."):
+                bad.append(os.path.relpath(os.path.join(dirpath, n), top))
+    return bad
+
+
+def read_reason(failed_file: Path) -> dict[str, str]:
+    text = Path(str(failed_file) + ".reason.txt").read_text()
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        fields[key] = value
+    return fields
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `python -m json_workflow ARGS` in a real subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("JSON_WORKFLOW_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "json_workflow", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )

@@ -1,0 +1,244 @@
+"""Configuration: built-in defaults, TOML loading, validation messages with file and key path."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from json_workflow.config import SEED_ROUTES, build, load
+from json_workflow.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+TWIST = REPO / "examples" / "twist.toml"
+
+EXPECTED_ROUTES = [
+    ("Monday Rank", "SYNC/MAKE/Monday Rank", {"ClientCode": ("RANK",)}),
+    ("Monday RB", "SYNC/MAKE/Monday RB", {"ClientCode": ("RECKITTBENCKISER",)}),
+    ("BISSELL-WRIKE/IN", "CLIENT-STORES/BISSELL-WRIKE/IN", {"ClientCode": ("BISSELL",)}),
+    ("LOREAL/IN", "CLIENT-STORES/LOREAL/IN", {"ClientCode": ("LOREAL",)}),
+    ("Celtra", "SYNC/MAKE/Celtra - Create_Rename - Project_Design File", {"ClientCode": ("CELTRA",)}),
+    (
+        "Celtra (eligible client)",
+        "SYNC/MAKE/Celtra - Create_Rename - Project_Design File",
+        {
+            "JobCategory": ("CELTRA",),
+            "ClientCode": ("CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"),
+        },
+    ),
+]
+
+
+def _table(config):
+    return [(r.name, r.destination, dict(r.when)) for r in config.routes]
+
+
+def problems(data) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        build(data, "cfg.toml")
+    assert e.value.source == "cfg.toml"
+    return e.value.problems
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+# --- built-in defaults (pure) ---------------------------------------------------------------------
+
+def test_builtin_defaults_are_the_seed_setup():
+    c = build({}, "built-in")
+    assert c.root == Path("/data/PRODUCTION")
+    assert c.hot == Path("/data/PRODUCTION/JSON")
+    assert c.archive == Path("/data/PRODUCTION/JSON_STORE")
+    assert c.failed == Path("/data/PRODUCTION/JSON_FAILED")
+    assert c.logs == Path("/data/PRODUCTION/JSON_PARSER_LOGS")
+    assert c.permissions.file_mode == 0o664
+    assert c.permissions.dir_mode == 0o775
+    assert c.max_file_bytes == 10 * 1024 * 1024
+    assert c.flush == "filesystem"
+
+
+def test_builtin_routes_are_the_routing_matrix():
+    assert _table(build({}, "built-in")) == EXPECTED_ROUTES
+
+
+def test_root_argument_overrides_root_key(tmp_path):
+    c = build({"root": "/somewhere/else"}, "x", root=tmp_path)
+    assert c.root == tmp_path
+    assert c.hot == tmp_path / "JSON"
+
+
+def test_relative_root_is_made_absolute():
+    c = build({"root": "rel/data"}, "x")
+    assert c.root.is_absolute()
+    assert c.root == Path(os.path.abspath("rel/data"))
+
+
+def test_relative_paths_are_under_root_and_absolute_paths_stay(tmp_path):
+    c = build({"paths": {"hot": "IN", "archive": "/abs/archive"}}, "x", root=tmp_path)
+    assert c.hot == tmp_path / "IN"
+    assert c.archive == Path("/abs/archive")
+
+
+def test_partial_paths_keep_other_defaults():
+    c = build({"paths": {"hot": "INCOMING"}}, "x", root="/r")
+    assert c.hot == Path("/r/INCOMING")
+    assert c.archive == Path("/r/JSON_STORE")
+    assert c.failed == Path("/r/JSON_FAILED")
+    assert c.logs == Path("/r/JSON_PARSER_LOGS")
+
+
+def test_without_routes_keeps_the_seed_six_rules():
+    c = build({"workers": 2, "permissions": {"file_mode": 0o600}}, "x")
+    assert len(c.routes) == 6
+    assert _table(c) == EXPECTED_ROUTES
+
+
+def test_given_routes_replace_the_builtin_ones():
+    c = build({"routes": [{"name": "Only", "destination": "OUT", "when": {"ClientCode": "X"}}]}, "x")
+    assert [r.name for r in c.routes] == ["Only"]
+
+
+@pytest.mark.parametrize("value, expected", [(0o640, 0o640), ("0664", 0o664), ("0o750", 0o750), ("777", 0o777)])
+def test_permission_modes_accept_octal_ints_and_strings(value, expected):
+    assert build({"permissions": {"file_mode": value}}, "x").permissions.file_mode == expected
+
+
+def test_decimal_looking_mode_without_0o_is_rejected():
+    problems({"permissions": {"file_mode": 664}})
+
+
+def test_when_value_may_be_a_number():
+    c = build({"routes": [{"name": "n", "destination": "d", "when": {"JobNumber": 5}}]}, "x")
+    assert c.routes[0].when["JobNumber"] == ("5",)
+
+
+# --- validation messages (pure) -------------------------------------------------------------------
+
+def test_unknown_top_level_key_is_rejected_with_its_name():
+    assert problems({"rooot": "/x"}) == ["rooot: unknown key"]
+
+
+def test_unknown_nested_key_is_rejected_with_its_path():
+    assert problems({"paths": {"hott": "x"}}) == ["paths.hott: unknown key"]
+    assert problems({"permissions": {"mode": 1}}) == ["permissions.mode: unknown key"]
+
+
+def test_unknown_key_in_a_rule_names_the_rule_index():
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[2]["dest"] = "x"
+    assert problems({"routes": routes}) == ["routes[2].dest: unknown key"]
+
+
+@pytest.mark.parametrize("bad", [True, [], {"a": "b"}, [1.5], None, 1.5])
+def test_bad_when_value_names_routes_index_when_field(bad):
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[3]["when"]["ClientCode"] = bad
+    (msg,) = problems({"routes": routes})
+    assert msg.startswith("routes[3].when.ClientCode: expected a string or a list of strings")
+
+
+def test_missing_rule_name_is_reported():
+    routes = copy.deepcopy(SEED_ROUTES)
+    del routes[0]["name"]
+    assert problems({"routes": routes}) == ["routes[0].name: required key is missing"]
+
+
+def test_missing_destination_and_when_are_reported():
+    msgs = problems({"routes": [{"name": "x"}]})
+    assert "routes[0].destination: required key is missing" in msgs
+    assert "routes[0].when: required key is missing" in msgs
+
+
+def test_empty_when_is_rejected():
+    (msg,) = problems({"routes": [{"name": "x", "destination": "d", "when": {}}]})
+    assert msg.startswith("routes[0].when:")
+
+
+def test_duplicate_rule_names_are_rejected():
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[1]["name"] = "Monday Rank"
+    (msg,) = problems({"routes": routes})
+    assert msg.startswith("routes:")
+    assert "Monday Rank" in msg and "unique" in msg
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"flush": "sometimes"}, "flush"),
+        ({"max_file_bytes": 0}, "max_file_bytes"),
+        ({"workers": 0}, "workers"),
+        ({"permissions": {"dir_mode": "rwx"}}, "permissions.dir_mode"),
+        ({"permissions": {"file_mode": 0o10000}}, "permissions.file_mode"),
+    ],
+)
+def test_bad_scalar_values_name_their_key(data, key):
+    (msg,) = problems(data)
+    assert msg.startswith(f"{key}: ")
+
+
+def test_config_error_text_names_file_and_key():
+    with pytest.raises(ConfigError) as e:
+        build({"paths": {"hott": "x"}}, "/etc/jw.toml")
+    assert str(e.value) == "invalid configuration in /etc/jw.toml:\n  paths.hott: unknown key"
+
+
+# --- loading files --------------------------------------------------------------------------------
+
+def test_load_without_file_is_builtin(tmp_path):
+    c = load(None, tmp_path)
+    assert c.root == tmp_path
+    assert _table(c) == EXPECTED_ROUTES
+
+
+def test_twist_example_loads_with_777_and_the_builtin_routes():
+    c = load(TWIST)
+    assert c.permissions.file_mode == 0o777
+    assert c.permissions.dir_mode == 0o777
+    assert c.routes == build({}, "x").routes
+    assert c.root == Path("/data/PRODUCTION")
+
+
+def test_file_root_is_overridden_by_root_argument(tmp_path):
+    p = write(tmp_path, 'root = "/nowhere"\n[paths]\nhot = "IN"\n')
+    c = load(p, tmp_path / "r")
+    assert c.root == tmp_path / "r"
+    assert c.hot == tmp_path / "r" / "IN"
+    assert c.archive == tmp_path / "r" / "JSON_STORE"
+
+
+def test_file_without_routes_keeps_seed_rules(tmp_path):
+    p = write(tmp_path, "workers = 3\n")
+    assert _table(load(p)) == EXPECTED_ROUTES
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    p = write(tmp_path, "root = \n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert e.value.source == str(p)
+    assert "not valid TOML" in str(e.value)
+    assert str(p) in str(e.value)
+
+
+def test_missing_file_names_the_file(tmp_path):
+    p = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert str(p) in str(e.value)
+    assert "file not found" in str(e.value)
+
+
+def test_bad_when_in_file_gives_file_and_key_path(tmp_path):
+    text = TWIST.read_text().replace('when = { ClientCode = "LOREAL" }', "when = { ClientCode = true }")
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert e.value.source == str(p)
+    assert e.value.problems[0].startswith("routes[3].when.ClientCode: expected a string or a list of strings")

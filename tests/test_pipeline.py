@@ -1,0 +1,625 @@
+"""pipeline.run_once on real files: the routing matrix, bad inputs, pending destinations, durability, modes."""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    CELTRA, FAILED_NAME, FIXED_NOW, FIXED_STAMP, drop, expected_places, failed_entries, files, find, leftovers,
+    make_config, read_reason,
+)
+from json_workflow.config import SEED_ROUTES, build
+from json_workflow.errors import WorkflowError
+from json_workflow.pipeline import run_once
+from json_workflow.samples import backlog, job
+
+
+def run(config):
+    return run_once(config, clock=lambda: FIXED_NOW)
+
+
+def places_of(root: Path, name: str) -> set[str]:
+    """Folders (relative to root) holding a file called `name`, the hot folder excluded."""
+    return {os.path.dirname(rel) for rel in find(root, name) if not rel.startswith("JSON/")}
+
+
+def assert_clean(root: Path, allowed: set[str] = frozenset()):
+    assert leftovers(root, allowed) == []
+
+
+# --- 1. the routing matrix ------------------------------------------------------------------------
+
+MATRIX = [
+    # (client folder, ClientCode, JobCategory, places relative to root)
+    ("RANK", "RANK", "PRODUCTION", {"JSON_STORE/RANK", "SYNC/MAKE/Monday Rank"}),
+    ("RECKITTBENCKISER", "RECKITTBENCKISER", "SOCIAL", {"JSON_STORE/RECKITTBENCKISER", "SYNC/MAKE/Monday RB"}),
+    ("BISSELL", "BISSELL", "ORDER", {"JSON_STORE/BISSELL", "CLIENT-STORES/BISSELL-WRIKE/IN"}),
+    ("LOREAL", "LOREAL", "CAMPAIGN", {"JSON_STORE/LOREAL", "CLIENT-STORES/LOREAL/IN"}),
+    ("CELTRA", "CELTRA", "DIGITAL", {"JSON_STORE/CELTRA", CELTRA}),
+    ("CELTRA", "CELTRA", "CELTRA", {"JSON_STORE/CELTRA", CELTRA}),
+    ("CIBC", "CIBC", "CELTRA", {"JSON_STORE/CIBC", CELTRA}),
+    ("OLIVER", "OLIVER", "CELTRA", {"JSON_STORE/OLIVER", CELTRA}),
+    ("ADIDAS", "ADIDAS", "CELTRA", {"JSON_STORE/ADIDAS", CELTRA}),
+    ("PAYPAL", "PAYPAL", "CELTRA", {"JSON_STORE/PAYPAL", CELTRA}),
+    ("RECKITTBENCKISER", "RECKITTBENCKISER", "CELTRA", {"JSON_STORE/RECKITTBENCKISER", "SYNC/MAKE/Monday RB", CELTRA}),
+    ("BAYER", "BAYER", "CELTRA", {"JSON_STORE/BAYER", CELTRA}),
+    ("3M", "3M", "CELTRA", {"JSON_STORE/3M", CELTRA}),
+    ("RANK", "RANK", "CELTRA", {"JSON_STORE/RANK", "SYNC/MAKE/Monday Rank", CELTRA}),
+    ("RANK", "RANK", "celtra", {"JSON_STORE/RANK", "SYNC/MAKE/Monday Rank", CELTRA}),
+    ("OLIVER", "oliver", "Celtra", {"JSON_STORE/OLIVER", CELTRA}),
+    ("OLIVER", "OLIVER", "PRODUCTION", {"JSON_STORE/OLIVER"}),
+    ("ADIDAS", "ADIDAS", "PRODUCTION", {"JSON_STORE/ADIDAS"}),
+    ("BISSELL", "BISSELL", "CELTRA", {"JSON_STORE/BISSELL", "CLIENT-STORES/BISSELL-WRIKE/IN"}),
+    ("ACME", "ACME", "CELTRA", {"JSON_STORE/ACME"}),
+    ("ACME", "ACME", "PRODUCTION", {"JSON_STORE/ACME"}),
+    (None, "LOREAL", "CAMPAIGN", {"JSON_STORE/LOREAL", "CLIENT-STORES/LOREAL/IN"}),
+    (None, "PAYPAL", "CELTRA", {"JSON_STORE/PAYPAL", CELTRA}),
+]
+
+
+def _row_id(row):
+    folder, client, category, places = row
+    return f"{folder or 'top'}-{client}-{category}-{len(places)}places"
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=_row_id)
+def test_routing_matrix_row(row, config, root):
+    folder, client, category, places = row
+    data = job(client, category, 42)
+    original = drop(root, folder, "job_42.json", data)
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (1, 0, 0)
+    assert summary.routed == (1 if len(places) > 1 else 0)
+    assert places_of(root, "job_42.json") == places
+    for place in places:
+        assert (root / place / "job_42.json").read_bytes() == data
+    assert not original.exists()
+    assert not (root / "JSON_FAILED").exists()
+    assert_clean(root)
+
+
+def test_rank_celtra_job_ends_in_exactly_three_places(config, root):
+    data = job("RANK", "CELTRA", 5903772)
+    drop(root, "RANK", "rank_celtra.json", data)
+    run(config)
+    found = [rel for rel in files(root) if not rel.startswith("JSON_PARSER_STATE")]
+    assert sorted(found) == sorted([
+        "JSON_STORE/RANK/rank_celtra.json",
+        "SYNC/MAKE/Monday Rank/rank_celtra.json",
+        f"{CELTRA}/rank_celtra.json",
+    ])
+    assert {files(root)[rel] for rel in found} == {data}
+
+
+@pytest.mark.parametrize("flush", ["file", "filesystem"])
+def test_whole_matrix_in_one_run(flush, root):
+    config = make_config(root, flush=flush)
+    expected = {}
+    for n, (folder, client, category, places) in enumerate(MATRIX):
+        name = f"m{n}.json"
+        data = job(client, category, n)
+        drop(root, folder, name, data)
+        expected[name] = (data, places)
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (len(MATRIX), 0, 0)
+    assert summary.routed == sum(len(p) > 1 for _, _, _, p in MATRIX)
+    for name, (data, places) in expected.items():
+        assert places_of(root, name) == places, name
+        for place in places:
+            assert (root / place / name).read_bytes() == data
+    assert [rel for rel in files(root / "JSON")] == []
+    assert_clean(root)
+
+
+def test_existing_file_of_same_name_at_destination_is_replaced(config, root):
+    (root / "JSON_STORE/RANK").mkdir(parents=True)
+    (root / "JSON_STORE/RANK/x.json").write_bytes(b"old")
+    data = job("RANK", "X", 2)
+    drop(root, "RANK", "x.json", data)
+    run(config)
+    assert (root / "JSON_STORE/RANK/x.json").read_bytes() == data
+    assert (root / "SYNC/MAKE/Monday Rank/x.json").read_bytes() == data
+
+
+def test_utf8_bom_job_is_delivered_with_its_bom(config, root):
+    data = b"\xef\xbb\xbf" + job("RANK", "X", 1)
+    drop(root, "RANK", "bom.json", data)
+    summary = run(config)
+    assert (summary.archived, summary.failed) == (1, 0)
+    assert (root / "JSON_STORE/RANK/bom.json").read_bytes() == data
+    assert (root / "SYNC/MAKE/Monday Rank/bom.json").read_bytes() == data
+
+
+# --- 2. bad inputs --------------------------------------------------------------------------------
+
+def details(d) -> bytes:
+    import json
+    return json.dumps({"JobSpecification": {"JobDetails": d}}).encode()
+
+
+BAD = [
+    # (id, client folder, bytes, stage, words in the reason)
+    ("invalid-json", "RANK", b'{"JobSpecification": {"JobDetails": ', "parse", "invalid JSON"),
+    ("empty", "RANK", b"", "parse", "empty file"),
+    ("not-utf8", "RANK", job("RANK", "X", 1).replace(b"campaign", b"campa\xe9gn"), "parse", "not UTF-8"),
+    ("top-level-array", "RANK", b"[1, 2, 3]", "validate", "top level is a JSON array"),
+    ("no-jobdetails", "RANK", b'{"JobSpecification": {}}', "validate", "no JobSpecification.JobDetails object"),
+    ("clientcode-missing", "RANK", details({"JobCategory": "X"}), "validate", "ClientCode is missing"),
+    ("clientcode-number", "RANK", details({"ClientCode": 7, "JobCategory": "X"}), "validate",
+     "ClientCode must be a non-empty string"),
+    ("clientcode-empty", "RANK", details({"ClientCode": "", "JobCategory": "X"}), "validate",
+     "ClientCode must be a non-empty string"),
+    ("jobcategory-missing", "RANK", details({"ClientCode": "RANK"}), "validate", "JobCategory is missing"),
+    ("jobcategory-empty", "RANK", details({"ClientCode": "RANK", "JobCategory": " "}), "validate",
+     "JobCategory must be a non-empty string"),
+    ("jobcategory-list", "RANK", details({"ClientCode": "RANK", "JobCategory": ["CELTRA"]}), "validate",
+     "JobCategory must be a non-empty string"),
+    ("wrong-client-folder", "LOREAL", job("RANK", "PRODUCTION", 4), "validate", "does not match its client folder"),
+    ("unsafe-dotdot-x", "RANK", job("../x", "X", 1), "validate", "not a safe folder name"),
+    ("unsafe-a/b", "RANK", job("a/b", "X", 1), "validate", "not a safe folder name"),
+    ("unsafe-abs", "RANK", job("/abs", "X", 1), "validate", "not a safe folder name"),
+    ("unsafe-dotdot", "RANK", job("..", "X", 1), "validate", "not a safe folder name"),
+    ("top-unsafe-dotdot-x", None, job("../x", "X", 1), "validate", "not a safe folder name"),
+    ("top-unsafe-a/b", None, job("a/b", "X", 1), "validate", "not a safe folder name"),
+    ("top-unsafe-abs", None, job("/abs", "X", 1), "validate", "not a safe folder name"),
+    ("top-unsafe-dotdot", None, job("..", "X", 1), "validate", "not a safe folder name"),
+    ("top-unsafe-escape", None, job("../../outside", "X", 1), "validate", "not a safe folder name"),
+    ("nesting-too-deep", "RANK", b"[" * 100_000, "parse", "nesting too deep"),
+    ("top-invalid-json", None, b"{nope", "parse", "invalid JSON"),
+    ("top-empty", None, b"", "parse", "empty file"),
+]
+
+
+def check_failed(root: Path, folder: str | None, name: str, data: bytes, stage: str, words: str) -> Path:
+    """The file is in JSON_FAILED/{CLIENT}/{stamp}_{name} with its bytes and a complete reason file."""
+    client = folder or "_unknown"
+    failed = root / "JSON_FAILED" / client / f"{FIXED_STAMP}_{name}"
+    assert failed_entries(root, name) == [failed]
+    assert failed.read_bytes() == data
+    reason = read_reason(failed)
+    assert reason["stage"] == stage
+    assert words in reason["reason"]
+    source = root / "JSON" / folder / name if folder else root / "JSON" / name
+    assert reason["from"] == str(source)
+    assert reason["file"] == (f"{folder}/{name}" if folder else name)
+    assert re.fullmatch(r"2024-03-05 06:07:08 [+-]\d{4}", reason["when"])
+    # neither archived nor routed: its name exists nowhere but in the failed folder
+    assert places_of(root, name) == set()
+    assert not source.exists()
+    return failed
+
+
+@pytest.mark.parametrize("case", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_goes_to_failed_with_reason(case, config, root, outside):
+    _, folder, data, stage, words = case
+    name = "bad.json"
+    drop(root, folder, name, data)
+    good = job("LOREAL", "CAMPAIGN", 1)
+    drop(root, "LOREAL", "good.json", good)
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (1, 1, 0)
+    check_failed(root, folder, name, data, stage, words)
+    assert (root / "JSON_STORE/LOREAL/good.json").read_bytes() == good
+    assert (root / "CLIENT-STORES/LOREAL/IN/good.json").read_bytes() == good
+    # nothing anywhere but the configured folders, nothing outside root
+    assert {p.name for p in root.iterdir()} <= {"JSON", "JSON_STORE", "JSON_FAILED", "JSON_PARSER_STATE", "CLIENT-STORES"}
+    assert sorted(p.name for p in root.parent.iterdir()) == ["outside", "root"]
+    assert list(outside.iterdir()) == []
+    assert not Path("/abs").exists()
+    assert_clean(root)
+
+
+def test_unsafe_client_codes_create_nothing_outside_configured_folders(config, root, outside):
+    codes = ["../x", "a/b", "/abs", "..", "../../outside", str(outside / "evil"), "../JSON_STORE", ".", ".hidden"]
+    for n, code in enumerate(codes):
+        drop(root, None, f"u{n}.json", job(code, "CELTRA", n))
+    summary = run(config)
+    assert (summary.failed, summary.archived) == (len(codes), 0)
+    assert sorted(os.listdir(root)) == ["JSON", "JSON_FAILED", "JSON_PARSER_STATE"]
+    assert os.listdir(root / "JSON_FAILED") == ["_unknown"]
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in root.parent.iterdir()) == ["outside", "root"]
+
+
+def test_file_over_max_file_bytes_is_failed_and_one_at_the_limit_is_not(root):
+    config = make_config(root, max_file_bytes=2000)
+    big = job("RANK", "X", 1, size=2500)
+    at_limit = job("RANK", "X", 2, size=1800)
+    at_limit += b" " * (2000 - len(at_limit))
+    assert len(at_limit) == 2000
+    drop(root, "RANK", "big.json", big)
+    drop(root, "RANK", "limit.json", at_limit)
+    summary = run(config)
+    assert (summary.archived, summary.failed) == (1, 1)
+    check_failed(root, "RANK", "big.json", big, "intake", "over max_file_bytes")
+    assert (root / "JSON_STORE/RANK/limit.json").read_bytes() == at_limit
+
+
+def test_symlink_is_moved_aside_and_its_target_untouched(config, root, outside):
+    target = outside / "target.json"
+    data = job("RANK", "PRODUCTION", 9)
+    target.write_bytes(data)
+    before = os.stat(target)
+    link = root / "JSON" / "RANK" / "link.json"
+    link.parent.mkdir()
+    os.symlink(target, link)
+    drop(root, "RANK", "good.json", job("RANK", "X", 1))
+    summary = run(config)
+    assert (summary.archived, summary.failed) == (1, 1)
+    failed = root / "JSON_FAILED/RANK" / f"{FIXED_STAMP}_link.json"
+    assert failed_entries(root, "link.json") == [failed]
+    assert failed.is_symlink() and os.readlink(failed) == str(target)
+    reason = read_reason(failed)
+    assert "symlink" in reason["reason"] and reason["stage"] == "intake"
+    assert not os.path.lexists(link)
+    assert places_of(root, "link.json") == set()
+    assert target.read_bytes() == data
+    after = os.stat(target)
+    assert (after.st_ino, after.st_mtime_ns, after.st_nlink) == (before.st_ino, before.st_mtime_ns, before.st_nlink)
+    assert sorted(os.listdir(outside)) == ["target.json"]
+
+
+def test_symlink_to_folder_at_top_is_moved_aside_unfollowed(config, root, outside):
+    (outside / "client").mkdir()
+    inner = outside / "client" / "inner.json"
+    inner.write_bytes(job("RANK", "X", 1))
+    os.symlink(outside / "client", root / "JSON" / "RANK")
+    summary = run(config)
+    assert (summary.archived, summary.failed) == (0, 1)
+    (failed,) = failed_entries(root, "RANK")
+    assert failed.parent == root / "JSON_FAILED/_unknown" and failed.is_symlink()
+    assert "symlink" in read_reason(failed)["reason"]
+    assert inner.read_bytes() == job("RANK", "X", 1)
+    assert not (root / "JSON_STORE").exists()
+
+
+def test_failed_file_never_overwrites_one_of_the_same_name(config, root):
+    first, second, third = b"{one", b"{two", b"{three"
+    drop(root, "RANK", "x.json", first)
+    run(config)
+    drop(root, "RANK", "x.json", second)
+    run(config)
+    drop(root, "RANK", "x.json", third)
+    run(config)
+    folder = root / "JSON_FAILED/RANK"
+    assert (folder / f"{FIXED_STAMP}_x.json").read_bytes() == first
+    assert (folder / f"{FIXED_STAMP}-2_x.json").read_bytes() == second
+    assert (folder / f"{FIXED_STAMP}-3_x.json").read_bytes() == third
+    for n in ("", "-2", "-3"):
+        assert (folder / f"{FIXED_STAMP}{n}_x.json.reason.txt").exists()
+
+
+def test_failed_file_does_not_replace_a_precreated_name(config, root):
+    folder = root / "JSON_FAILED/RANK"
+    folder.mkdir(parents=True)
+    (folder / f"{FIXED_STAMP}_x.json").write_bytes(b"already here")
+    drop(root, "RANK", "x.json", b"{bad")
+    run(config)
+    assert (folder / f"{FIXED_STAMP}_x.json").read_bytes() == b"already here"
+    assert (folder / f"{FIXED_STAMP}-2_x.json").read_bytes() == b"{bad"
+    assert "invalid JSON" in read_reason(folder / f"{FIXED_STAMP}-2_x.json")["reason"]
+
+
+def test_failed_name_without_fixed_clock_has_a_timestamp_prefix(config, root):
+    drop(root, "RANK", "x.json", b"{")
+    run_once(config)
+    (failed,) = failed_entries(root, "x.json")
+    assert FAILED_NAME.match(failed.name).group(2) is None
+
+
+# --- 4. a backlog ---------------------------------------------------------------------------------
+
+def test_fifty_good_and_five_bad_all_reach_the_right_places(config, root):
+    good = {}
+    for folder, name, data, valid in backlog(50, seed=7, bad_every=0):
+        assert valid
+        drop(root, folder, name, data)
+        d = __import__("json").loads(data)["JobSpecification"]["JobDetails"]
+        good[name] = (data, expected_places(folder, d["JobCategory"]))
+    bad = {
+        "b1.json": ("RANK", b"{"),
+        "b2.json": ("LOREAL", b""),
+        "b3.json": ("BISSELL", job("RANK", "X", 1)),
+        "b4.json": (None, job("../x", "X", 1)),
+        "b5.json": ("OLIVER", b"[]"),
+    }
+    for name, (folder, data) in bad.items():
+        drop(root, folder, name, data)
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (50, 5, 0)
+    assert summary.routed == sum(len(p) > 1 for _, p in good.values())
+    for name, (data, places) in good.items():
+        assert places_of(root, name) == places, name
+        for place in places:
+            assert (root / place / name).read_bytes() == data
+    for name, (folder, data) in bad.items():
+        (failed,) = failed_entries(root, name)
+        assert failed.parent.name == (folder or "_unknown")
+        assert failed.read_bytes() == data
+        assert places_of(root, name) == set()
+    assert files(root / "JSON") == {}
+    assert_clean(root)
+
+
+# --- 5. destinations in trouble -------------------------------------------------------------------
+
+def trouble_records(caplog):
+    return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]
+
+
+def test_destination_that_is_a_regular_file_keeps_files_pending(config, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "SYNC/MAKE").mkdir(parents=True)
+    blocker = root / "SYNC/MAKE/Monday Rank"
+    blocker.write_bytes(b"not a folder")
+    rank = {f"r{n}.json": job("RANK", "PRODUCTION", n) for n in range(4)}
+    for name, data in rank.items():
+        drop(root, "RANK", name, data)
+    loreal = job("LOREAL", "CAMPAIGN", 1)
+    drop(root, "LOREAL", "l.json", loreal)
+    drop(root, "BISSELL", "bad.json", b"{")
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (1, 1, 4)
+    for name, data in rank.items():
+        assert (root / "JSON/RANK" / name).read_bytes() == data
+        assert failed_entries(root, name) == []
+        assert places_of(root, name) == set()  # not even the archive copy is published
+    assert (root / "CLIENT-STORES/LOREAL/IN/l.json").read_bytes() == loreal
+    assert len(failed_entries(root, "bad.json")) == 1
+    records = trouble_records(caplog)
+    assert len(records) == 1
+    assert "Monday Rank" in records[0].getMessage() and "errno" in records[0].getMessage()
+    assert records[0].levelno == logging.ERROR
+    assert_clean(root)
+
+    blocker.unlink()
+    caplog.clear()
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (4, 0, 0)
+    for name, data in rank.items():
+        assert (root / "SYNC/MAKE/Monday Rank" / name).read_bytes() == data
+        assert (root / "JSON_STORE/RANK" / name).read_bytes() == data
+        assert not (root / "JSON/RANK" / name).exists()
+    assert trouble_records(caplog) == []
+    assert_clean(root)
+
+
+def test_missing_mount_outside_root_is_pending_and_never_created(root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    mount = tmp_path / "mnt" / "share" / "IN"
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[0]["destination"] = str(mount)
+    config = make_config(root, routes=routes)
+    data = job("RANK", "X", 1)
+    drop(root, "RANK", "a.json", data)
+    drop(root, "RANK", "b.json", job("RANK", "X", 2))
+    drop(root, "LOREAL", "l.json", job("LOREAL", "X", 3))
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (1, 2)
+    assert not (tmp_path / "mnt").exists()
+    assert (root / "JSON/RANK/a.json").read_bytes() == data
+    assert len(trouble_records(caplog)) == 1
+    assert str(mount) in trouble_records(caplog)[0].getMessage()
+    assert_clean(root)
+
+    mount.mkdir(parents=True)
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (2, 0)
+    assert (mount / "a.json").read_bytes() == data
+    assert (root / "JSON_STORE/RANK/a.json").read_bytes() == data
+
+
+def test_broken_archive_keeps_good_files_pending_and_still_fails_bad_ones(config, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "JSON_STORE").write_bytes(b"a file where the archive should be")
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    drop(root, "LOREAL", "b.json", job("LOREAL", "X", 2))
+    drop(root, "RANK", "bad.json", b"{")
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (0, 1, 2)
+    assert (root / "JSON/RANK/a.json").exists() and (root / "JSON/LOREAL/b.json").exists()
+    assert places_of(root, "a.json") == set()
+    assert places_of(root, "b.json") == set()
+    assert len(failed_entries(root, "bad.json")) == 1
+    assert len(trouble_records(caplog)) == 2  # JSON_STORE/RANK and JSON_STORE/LOREAL, once each
+    assert_clean(root)
+
+
+def test_broken_failed_folder_keeps_bad_files_pending(config, root):
+    (root / "JSON_FAILED").write_bytes(b"oops")
+    drop(root, "RANK", "bad.json", b"{")
+    drop(root, "RANK", "good.json", job("RANK", "X", 1))
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (1, 0, 1)
+    assert (root / "JSON/RANK/bad.json").read_bytes() == b"{"
+    assert (root / "JSON_STORE/RANK/good.json").exists()
+    assert_clean(root)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    mount = tmp_path / "full"
+    mount.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                       check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=10)
+
+
+def test_disk_full_destination_keeps_file_pending(root, tiny_tmpfs, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[0]["destination"] = str(tiny_tmpfs)
+    config = make_config(root, routes=routes)
+    big = job("RANK", "X", 1, size=200_000)
+    drop(root, "RANK", "big.json", big)
+    drop(root, "LOREAL", "l.json", job("LOREAL", "X", 1))
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (1, 0, 1)
+    assert (root / "JSON/RANK/big.json").read_bytes() == big
+    assert os.listdir(tiny_tmpfs) == []  # the partial temporary was removed
+    (record,) = trouble_records(caplog)
+    assert "errno 28" in record.getMessage()
+    assert_clean(root)
+
+
+def test_failed_folder_on_another_filesystem_gets_exact_copies(root, tiny_tmpfs, outside):
+    # The client folders are made by hand: see test_archive_outside_root_gets_client_folders (a bug).
+    (tiny_tmpfs / "RANK").mkdir()
+    config = make_config(root, paths={"failed": str(tiny_tmpfs)})
+    target = outside / "t.json"
+    target.write_bytes(b"{}")
+    os.symlink(target, root / "JSON" / "link.json")
+    drop(root, "RANK", "bad.json", b"{bad")
+    (tiny_tmpfs / "_unknown").mkdir()
+    summary = run(config)
+    assert (summary.failed, summary.pending) == (2, 0)
+    copy_ = tiny_tmpfs / "RANK" / f"{FIXED_STAMP}_bad.json"
+    assert copy_.read_bytes() == b"{bad"
+    assert stat.S_IMODE(copy_.stat().st_mode) == 0o664
+    link = tiny_tmpfs / "_unknown" / f"{FIXED_STAMP}_link.json"
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert not (root / "JSON/RANK/bad.json").exists()
+    assert target.read_bytes() == b"{}"
+
+
+def test_archive_outside_root_gets_client_folders(root, outside):
+    archive = outside / "archive"
+    archive.mkdir()
+    config = make_config(root, paths={"archive": str(archive)})
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (1, 0)
+    assert (archive / "RANK" / "a.json").exists()
+
+
+def test_long_file_name_does_not_break_its_clients_archive(config, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    drop(root, "RANK", "a" * 240 + ".json", job("RANK", "X", 1))
+    for n in range(5):
+        drop(root, "RANK", f"ok{n}.json", job("RANK", "X", n))
+    summary = run(config)
+    assert summary.pending == 0
+    assert trouble_records(caplog) == []
+
+
+def test_folder_named_like_a_job_does_not_break_the_failed_folder(config, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "JSON/RANK/folder.json").mkdir(parents=True)
+    drop(root, "RANK", "bad.json", b"{")
+    run(config)
+    assert trouble_records(caplog) == []
+    assert len(failed_entries(root, "bad.json")) == 1
+
+
+# --- 6. no temporaries survive --------------------------------------------------------------------
+
+def test_no_temporary_survives_good_bad_and_pending_runs(config, root):
+    (root / "CLIENT-STORES/LOREAL").mkdir(parents=True)
+    (root / "CLIENT-STORES/LOREAL/IN").write_bytes(b"blocker")
+    for n in range(20):
+        drop(root, "RANK", f"g{n}.json", job("RANK", "CELTRA", n))
+        drop(root, "LOREAL", f"p{n}.json", job("LOREAL", "X", n))
+        drop(root, "BISSELL", f"b{n}.json", b"{" * (n + 1))
+    (root / "JSON/RANK/.editor.json").write_bytes(b"mine")
+    summary = run(config)
+    assert (summary.archived, summary.failed, summary.pending) == (20, 20, 20)
+    assert leftovers(root, {".editor.json"}) == []
+    assert not any(n.endswith(".jwtmp") for n in os.listdir(root / "JSON_STORE/LOREAL"))
+
+
+# --- 7. permissions and flush modes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("file_mode, dir_mode", [(0o640, 0o750), (0o664, 0o775), (0o777, 0o777)])
+@pytest.mark.parametrize("flush", ["filesystem", "file"])
+def test_created_files_and_folders_get_configured_modes(file_mode, dir_mode, flush, root):
+    config = make_config(root, flush=flush, permissions={"file_mode": file_mode, "dir_mode": dir_mode})
+    drop(root, "RANK", "g.json", job("RANK", "CELTRA", 1))
+    drop(root, "RANK", "bad.json", b"{")
+    summary = run(config)
+    assert (summary.archived, summary.failed) == (1, 1)
+    created_files = [
+        root / "JSON_STORE/RANK/g.json",
+        root / "SYNC/MAKE/Monday Rank/g.json",
+        root / CELTRA / "g.json",
+        root / "JSON_FAILED/RANK" / f"{FIXED_STAMP}_bad.json.reason.txt",
+    ]
+    created_dirs = [
+        root / "JSON_STORE", root / "JSON_STORE/RANK", root / "SYNC", root / "SYNC/MAKE",
+        root / "SYNC/MAKE/Monday Rank", root / CELTRA, root / "JSON_FAILED", root / "JSON_FAILED/RANK",
+    ]
+    for f in created_files:
+        assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
+    for d in created_dirs:
+        assert stat.S_IMODE(d.stat().st_mode) == dir_mode, d
+
+
+def test_existing_destination_folder_mode_is_left_alone(config, root):
+    (root / "JSON_STORE/RANK").mkdir(parents=True)
+    os.chmod(root / "JSON_STORE/RANK", 0o700)
+    drop(root, "RANK", "g.json", job("RANK", "X", 1))
+    run(config)
+    assert stat.S_IMODE((root / "JSON_STORE/RANK").stat().st_mode) == 0o700
+
+
+# --- run-level behaviour ----------------------------------------------------------------------------
+
+def test_missing_hot_folder_raises_a_clear_error(tmp_path):
+    config = build({}, "t", root=tmp_path / "nothing")
+    with pytest.raises(WorkflowError, match="hot folder .* does not exist"):
+        run_once(config)
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_a_second_run_while_one_holds_the_lock_is_refused(config, root):
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    run(config)  # creates the state folder
+    drop(root, "RANK", "b.json", job("RANK", "X", 2))
+    with open(root / "JSON_PARSER_STATE/run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(WorkflowError, match="another json-workflow"):
+            run(config)
+    assert (root / "JSON/RANK/b.json").exists()
+    assert run(config).archived == 1
+
+
+def test_empty_hot_folder_is_a_quiet_run(config, root):
+    summary = run(config)
+    assert (summary.processed, summary.pending, summary.routed) == (0, 0, 0)
+    assert summary.line().startswith("Processed 0 files in ")
+
+
+def test_summary_line_counts(config, root):
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    drop(root, "ACME", "b.json", job("ACME", "X", 1))
+    drop(root, "RANK", "c.json", b"")
+    summary = run(config)
+    assert re.fullmatch(
+        r"Processed 3 files in \d+\.\d\ds: 2 archived \(1 routed\), 1 failed, 0 pending", summary.line()
+    )
+
+
+def test_log_lines_for_each_file(config, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    drop(root, "RANK", "x.json", job("RANK", "CELTRA", 1))
+    drop(root, "RANK", "bad.json", b"{")
+    run(config)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[STARTUP] Processing: RANK/x.json" in messages
+    assert "[STARTUP] Stored file: RANK/x.json" in messages
+    assert "[STARTUP] Routed to: Monday Rank, Celtra (eligible client)" in messages
+    assert any(re.fullmatch(r"\[STARTUP\] Successfully processed RANK/x\.json \(\d+\.\d\ds\)", m) for m in messages)
+    failed = [m for m in messages if m.startswith("[STARTUP] Failed RANK/bad.json at parse: invalid JSON")]
+    assert len(failed) == 1 and failed[0].endswith(f"{FIXED_STAMP}_bad.json")

@@ -1,0 +1,127 @@
+"""route.matches / route.route / route.plan: pure routing decisions against the built-in matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CELTRA, expected_places
+from json_workflow.config import Rule, build
+from json_workflow.parse import parse_job
+from json_workflow.route import matches, plan, route, routed_names
+from json_workflow.samples import job
+
+CONFIG = build({}, "test", root="/r")
+ROOT = Path("/r")
+
+
+def names(details) -> list[str]:
+    return [r.name for r in route(details, CONFIG.routes)]
+
+
+def rule(**when) -> Rule:
+    return Rule(name="r", destination="d", when=when)
+
+
+@pytest.mark.parametrize(
+    "client, category, fired",
+    [
+        ("RANK", "PRODUCTION", ["Monday Rank"]),
+        ("RECKITTBENCKISER", "SOCIAL", ["Monday RB"]),
+        ("BISSELL", "ORDER", ["BISSELL-WRIKE/IN"]),
+        ("LOREAL", "CAMPAIGN", ["LOREAL/IN"]),
+        ("CELTRA", "DIGITAL", ["Celtra"]),
+        ("CELTRA", "CELTRA", ["Celtra"]),
+        ("RANK", "CELTRA", ["Monday Rank", "Celtra (eligible client)"]),
+        ("RECKITTBENCKISER", "CELTRA", ["Monday RB", "Celtra (eligible client)"]),
+        ("OLIVER", "CELTRA", ["Celtra (eligible client)"]),
+        ("OLIVER", "PRODUCTION", []),
+        ("BISSELL", "CELTRA", ["BISSELL-WRIKE/IN"]),
+        ("ACME", "CELTRA", []),
+        ("rank", "celtra", ["Monday Rank", "Celtra (eligible client)"]),
+        ("Paypal", "Celtra", ["Celtra (eligible client)"]),
+    ],
+)
+def test_route_fires_every_matching_rule_in_order(client, category, fired):
+    assert names({"ClientCode": client, "JobCategory": category}) == fired
+
+
+def test_matches_is_case_insensitive_on_both_sides():
+    assert matches(rule(ClientCode=["rAnK"]), {"ClientCode": "RaNk"})
+
+
+def test_matches_needs_every_field():
+    r = rule(ClientCode=["A"], JobCategory=["B"])
+    assert matches(r, {"ClientCode": "a", "JobCategory": "b"})
+    assert not matches(r, {"ClientCode": "a", "JobCategory": "c"})
+    assert not matches(r, {"ClientCode": "a"})
+
+
+def test_matches_any_value_of_a_list():
+    r = rule(ClientCode=["A", "B", "C"])
+    assert matches(r, {"ClientCode": "b"})
+    assert not matches(r, {"ClientCode": "D"})
+
+
+def test_matches_no_partial_or_substring_match():
+    r = rule(ClientCode=["RANK"])
+    assert not matches(r, {"ClientCode": "RANKING"})
+    assert not matches(r, {"ClientCode": "RAN"})
+    assert not matches(r, {"ClientCode": " RANK"})
+
+
+def test_matches_compares_numbers_as_text_and_never_containers():
+    r = Rule(name="n", destination="d", when={"JobNumber": 5})
+    assert matches(r, {"JobNumber": 5})
+    assert matches(r, {"JobNumber": "5"})
+    assert not matches(r, {"JobNumber": [5]})
+    assert not matches(r, {"JobNumber": {"5": 5}})
+    assert not matches(r, {"JobNumber": None})
+
+
+def test_route_with_no_rules_is_empty():
+    assert route({"ClientCode": "RANK"}, []) == []
+
+
+@pytest.mark.parametrize("client", ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"])
+def test_plan_sends_eligible_celtra_jobs_to_celtra(client):
+    folders = {str(d.folder.relative_to(ROOT)) for d in plan(parse_job(job(client, "CELTRA", 1), client), CONFIG)}
+    assert folders == expected_places(client, "CELTRA")
+    assert CELTRA in folders
+
+
+def test_plan_archive_first_then_rules():
+    dests = plan(parse_job(job("RANK", "CELTRA", 1), "RANK"), CONFIG)
+    assert dests[0].folder == ROOT / "JSON_STORE/RANK"
+    assert dests[0].is_archive
+    assert [(d.folder, d.reasons) for d in dests[1:]] == [
+        (ROOT / "SYNC/MAKE/Monday Rank", ("Monday Rank",)),
+        (ROOT / CELTRA, ("Celtra (eligible client)",)),
+    ]
+    assert routed_names(dests) == ["Monday Rank", "Celtra (eligible client)"]
+
+
+def test_plan_delivers_once_to_a_folder_chosen_by_two_rules():
+    config = build(
+        {"routes": [
+            {"name": "a", "destination": "OUT", "when": {"ClientCode": "X"}},
+            {"name": "b", "destination": "OUT", "when": {"JobCategory": "Y"}},
+        ]},
+        "t", root="/r",
+    )
+    dests = plan(parse_job(job("X", "Y", 1), None), config)
+    assert [(d.folder, d.reasons) for d in dests] == [(ROOT / "JSON_STORE/X", ("archive",)), (ROOT / "OUT", ("a", "b"))]
+    assert routed_names(dests) == ["a + b"]
+
+
+def test_plan_unrouted_client_is_archive_only():
+    dests = plan(parse_job(job("ACME", "CELTRA", 1), "ACME"), CONFIG)
+    assert [d.folder for d in dests] == [ROOT / "JSON_STORE/ACME"]
+    assert routed_names(dests) == []
+
+
+def test_plan_absolute_destination_stays_absolute():
+    config = build({"routes": [{"name": "m", "destination": "/mnt/share/IN", "when": {"ClientCode": "X"}}]}, "t", root="/r")
+    dests = plan(parse_job(job("X", "Y", 1), None), config)
+    assert dests[1].folder == Path("/mnt/share/IN")
