@@ -147,3 +147,17 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: f
         [sys.executable, "-m", "json_workflow", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
     )
+
+
+def mounted_tmpfs(mount: Path, size: str):
+    """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
+    mount.mkdir(parents=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                       check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=10)

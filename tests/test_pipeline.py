@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    CELTRA, FAILED_NAME, FIXED_NOW, FIXED_STAMP, drop, expected_places, failed_entries, files, find, leftovers,
+    CELTRA, mounted_tmpfs, FAILED_NAME, FIXED_NOW, FIXED_STAMP, drop, expected_places, failed_entries, files, find, leftovers,
     make_config, read_reason,
 )
 from json_workflow.config import SEED_ROUTES, build
@@ -447,15 +447,7 @@ def test_broken_failed_folder_keeps_bad_files_pending(config, root):
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    mount = tmp_path / "full"
-    mount.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                       check=True, capture_output=True, timeout=10)
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot mount a tmpfs here: {e}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=10)
+    yield from mounted_tmpfs(tmp_path / "full", "64k")
 
 
 def test_disk_full_destination_keeps_file_pending(root, tiny_tmpfs, caplog):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from conftest import FIXED_NOW, FIXED_STAMP, drop, failed_entries, files, make_config
+from conftest import FIXED_NOW, mounted_tmpfs, FIXED_STAMP, drop, failed_entries, files, make_config
 from json_workflow.deliver import original_name
 from json_workflow.pipeline import run_once
 from json_workflow.retry import retry
@@ -87,22 +86,17 @@ def test_retried_file_is_processed_by_the_next_run(config, root):
 
 
 
-def test_retry_from_failed_folder_on_another_filesystem(root, tmp_path):
-    mount = tmp_path / "failedfs"
-    mount.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                       check=True, capture_output=True, timeout=10)
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot mount a tmpfs here: {e}")
-    try:
-        (mount / "RANK").mkdir()
-        config = make_config(root, paths={"failed": str(mount)})
-        drop(root, "RANK", "r.json", b"{rank")
-        assert run_once(config).failed == 1
-        (moved,) = list(retry(config))
-        assert moved.target == root / "JSON/RANK/r.json"
-        assert (root / "JSON/RANK/r.json").read_bytes() == b"{rank"
-        assert os.listdir(mount / "RANK") == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=10)
+@pytest.fixture
+def failed_fs(tmp_path):
+    yield from mounted_tmpfs(tmp_path / "failedfs", "1m")
+
+
+def test_retry_from_failed_folder_on_another_filesystem(root, failed_fs):
+    (failed_fs / "RANK").mkdir()
+    config = make_config(root, paths={"failed": str(failed_fs)})
+    drop(root, "RANK", "r.json", b"{rank")
+    assert run_once(config).failed == 1
+    (moved,) = list(retry(config))
+    assert moved.target == root / "JSON/RANK/r.json"
+    assert (root / "JSON/RANK/r.json").read_bytes() == b"{rank"
+    assert os.listdir(failed_fs / "RANK") == []
