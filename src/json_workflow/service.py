@@ -81,6 +81,7 @@ class Service:
                 self.watcher.stop()
                 self.pipeline.barrier.flush()
                 self.pipeline.close()
+                self.pipeline.claims.tidy()
         log.info("json-workflow stopped")
         return 0
 
