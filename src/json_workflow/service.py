@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -72,6 +73,7 @@ class Service:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         log.info("json-workflow starting: hot folder %s, %d routes", config.hot, len(config.routes))
+        threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
         with exclusive(config) as journal:
             self.pipeline = Pipeline(config, journal)
             try:
@@ -145,6 +147,15 @@ class Service:
                 self.stats[d.source.lower()] += 1
                 self.stats["errors"] += d.rejection is not None
         self.pipeline.barrier.flush()
+
+    def _shutdown_guard(self) -> None:
+        """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
+        self.stopping.wait()
+        time.sleep(self.config.shutdown_timeout)
+        log.error("Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
+                  self.config.shutdown_timeout)
+        logging.shutdown()
+        os._exit(0)
 
     # --- intake ------------------------------------------------------------------------------
     def _watcher(self, mode: str) -> Watcher:
