@@ -71,13 +71,14 @@ class Claims:
         if folder.endswith(LONG):
             os.rmdir(folder)
 
-    def hand_back(self, claimed: Candidate) -> None:
-        """Return a claimed file to the hot folder (shutdown), unless a newer one of that name arrived."""
+    def hand_back(self, claimed: Candidate) -> bool:
+        """Return a claimed file to the hot folder; False when a newer file of that name is already there."""
         try:
             os.link(claimed.path, claimed.origin, follow_symlinks=False)
         except FileExistsError:
-            return  # a newer file of that name arrived; ours stays claimed and goes first at the next start
+            return False
         self.release(claimed)
+        return True
 
     def tidy(self) -> None:
         """Remove the claim area's empty folders (at the end of a run; a service keeps them)."""

@@ -259,3 +259,18 @@ def _fit(name: str) -> str:
 def original_name(failed_name: str) -> str:
     """The hot-folder name of a failed file: its timestamp prefix dropped."""
     return FAILED_PREFIX.sub("", failed_name, count=1)
+
+
+def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
+    """Put a claimed file straight into the failed folder with its reason (outside any batch)."""
+    d.rejection = Rejected(reason, "deliver")
+    folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
+    folders.ensure(folder)
+    final = folders.failed_name(folder, d.candidate.name, now)
+    reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
+    durable.write_new(reason_temp, reason_text(d, now).encode(), folders.config.permissions.file_mode)
+    durable.fsync_path(reason_temp)
+    final = _link_unused(d.candidate.path, final)
+    os.replace(reason_temp, final + REASON_SUFFIX)
+    durable.fsync_path(folder, folder=True)
+    return final

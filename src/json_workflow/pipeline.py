@@ -191,7 +191,8 @@ class Pipeline:
             summary.pending += 1
             if not d.left_claimed:  # nothing published: back to the hot folder to wait there
                 d.discard()
-                self.claims.hand_back(d.candidate)
+                if not self.claims.hand_back(d.candidate):
+                    self._superseded(d)
             return
         self.claims.release(d.candidate)
         self.barrier.add(os.path.dirname(d.candidate.path))
@@ -210,6 +211,19 @@ class Pipeline:
             summary.routed += 1
             log.info("[%s] Routed to: %s", d.source, ", ".join(routes), extra=tag)
         log.info("[%s] Successfully processed %s (%.2fs)", d.source, d.candidate.display, seconds, extra=tag)
+
+    def _superseded(self, d: Delivery) -> None:
+        # A newer file of the same name arrived while this one waited; delivering this one later would
+        # overwrite the newer one, so it is set aside (never dropped) for an operator to look at.
+        try:
+            where = deliver.set_aside(d, self.folders, "superseded by a newer file of the same name while its "
+                                      f"destination was unavailable ({d.pending})", self.clock())
+        except OSError as e:
+            log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
+            return
+        self.claims.release(d.candidate)
+        log.warning("[%s] %s was superseded by a newer file of the same name while waiting -> %s",
+                    d.source, d.candidate.display, where)
 
     def recover(self, summary: Summary) -> list[tuple[Candidate, str]]:
         """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
