@@ -43,6 +43,14 @@ class Claims:
         self.sequence = Sequence()
         self._made: set[str] = set()
 
+    def prepare(self, client: str | None) -> None:
+        """Make a client's claim folder ahead of time.
+
+        watchdog holds a rename's "moved from" half for 0.5 s, and every event behind it, unless the
+        "moved to" half arrives: the claim folder must already be watched when the first file is claimed.
+        """
+        self._folder(client)
+
     def _folder(self, client: str | None) -> str:
         folder = os.path.join(self.area, client or TOP)
         if folder not in self._made:

@@ -89,6 +89,11 @@ class Service:
 
     def _serve(self) -> None:
         config = self.config
+        claims = self.pipeline.claims
+        claims.prepare(None)
+        for entry in os.scandir(config.hot):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                claims.prepare(entry.name)
         self.watcher = self._watcher(config.watch)
         summary = Summary()
         leftovers = self.pipeline.recover(summary)
@@ -164,6 +169,7 @@ class Service:
         return watcher
 
     def _new_folder(self, folder: str) -> None:
+        self.pipeline.claims.prepare(os.path.basename(folder))
         # Files written right after mkdir can beat the new watch; look inside at once (watchdog#990).
         for candidate in scan_folder(folder):
             self.tracker.seen(candidate, "REALTIME")

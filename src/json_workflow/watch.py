@@ -36,8 +36,9 @@ EVENTS = [FileCreatedEvent, FileClosedEvent, FileMovedEvent, DirCreatedEvent, Di
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, hot: Path, tracker: StabilityTracker, on_folder: Callable[[str], None]):
+    def __init__(self, hot: Path, tracker: StabilityTracker, on_folder: Callable[[str], None], local: bool):
         self.hot = str(hot)
+        self.local = local  # inotify: a created event is a local event; polling: a snapshot difference
         self.tracker = tracker
         self.on_folder = on_folder
         self.reported: set[str] = set()  # paths events told us about, for the scans' "missed" count
@@ -51,7 +52,7 @@ class _Handler(FileSystemEventHandler):
     def _report(self, path: str, complete: bool) -> None:
         if self._wanted(path):
             self.reported.add(path)
-            self.tracker.seen(path, REALTIME, complete)
+            self.tracker.seen(path, REALTIME, complete, local=self.local)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileClosedEvent):
@@ -84,7 +85,7 @@ class Watcher:
     def __init__(self, hot: Path, mode: str, tracker: StabilityTracker,
                  on_folder: Callable[[str], None], on_overflow: Callable[[], None], poll_seconds: float = 1.0):
         self.mode = mode
-        self.handler = _Handler(hot, tracker, on_folder)
+        self.handler = _Handler(hot, tracker, on_folder, local=mode != "polling")
         self.observer = PollingObserver(timeout=poll_seconds) if mode == "polling" else InotifyObserver()
         self.observer.schedule(self.handler, str(hot), recursive=True, event_filter=EVENTS)
         self._overflow = _OverflowWatch(on_overflow)
