@@ -119,8 +119,6 @@ class StabilityTracker:
                 # Unchanged since its last write: a file dropped long ago needs no waiting.
                 age = max(0.0, time.time() - info.st_mtime_ns / 1e9)
                 t.size, t.mtime_ns, t.since = info.st_size, info.st_mtime_ns, now - age
-                if not t.complete:
-                    continue
             writing = None
             if not t.complete and now - t.since < self.stable_seconds:
                 # Renamed in from outside, inotify says only "created": with no writer, it is whole.
