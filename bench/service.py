@@ -115,7 +115,7 @@ def _watch(root: Path, seen: dict[str, float]) -> None:
 
 
 def sustained(args, base: Path) -> None:
-    template = base / "template-sustained" / "JSON"
+    template = base / f"template-sustained-{args.files}" / "JSON"
     if not template.is_dir():
         generate(template, args.files, seed=1, bad_every=97)
     ratios, ours, floors = [], [], []

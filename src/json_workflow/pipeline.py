@@ -27,7 +27,7 @@ from json_workflow.intake import Candidate, scan
 from json_workflow.journal import Journal
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
-from json_workflow.route import plan, routed_names
+from json_workflow.route import Router, routed_names
 
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
@@ -87,6 +87,7 @@ class Pipeline:
         self.journal = journal
         self.clock = clock
         self.claims = Claims(config.hot, config.permissions.dir_mode)
+        self.router = Router(config)
         self.folders = Folders(config)
         self.barrier = durable.Barrier(config.flush)
         numbers = itertools.count(1)
@@ -114,6 +115,7 @@ class Pipeline:
         """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
         self.barrier.flush()
         self.config = config
+        self.router = Router(config)
         self.folders = Folders(config)
         self.barrier = durable.Barrier(config.flush)
 
@@ -169,7 +171,7 @@ class Pipeline:
             d.pending = DestinationError(candidate.origin, e)
             return d
         else:
-            d.destinations = plan(d.job, self.config)
+            d.destinations = self.router.plan(d.job)
         if trouble := deliver.prepare(d, self.folders, now):
             self._trouble(trouble)
         return d

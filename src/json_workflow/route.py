@@ -40,12 +40,25 @@ def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
     return [rule for rule in rules if matches(rule, details)]
 
 
+class Router:
+    """The routing rules of one configuration with their folders resolved once (plan is per file)."""
+
+    def __init__(self, config: Config):
+        self.archive = config.archive
+        self.table = [(rule, config.folder(rule.destination)) for rule in config.routes]
+
+    def plan(self, job: Job) -> list[Destination]:
+        """The archive folder first, then each routed folder once, naming every rule that chose it."""
+        reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
+        for rule, folder in self.table:
+            if matches(rule, job.details):
+                reasons.setdefault(folder, []).append(rule.name)
+        return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+
+
 def plan(job: Job, config: Config) -> list[Destination]:
     """The archive folder first, then each routed folder once, naming every rule that chose it."""
-    reasons: dict[Path, list[str]] = {config.archive / job.client: ["archive"]}
-    for rule in route(job.details, config.routes):
-        reasons.setdefault(config.folder(rule.destination), []).append(rule.name)
-    return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+    return Router(config).plan(job)
 
 
 def routed_names(destinations: Sequence[Destination]) -> list[str]:

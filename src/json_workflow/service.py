@@ -25,7 +25,7 @@ from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
 from json_workflow.stability import StabilityTracker
-from json_workflow.watch import Watcher
+from json_workflow.watch import Watcher, make_watcher
 
 STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60
@@ -123,6 +123,7 @@ class Service:
             if batch:
                 self._process(batch)
                 continue
+            self.pipeline.barrier.flush()  # idle: make the last removals from the claim area durable
             self.tracker.wake.wait(min(self.tracker.next_due(), next_scan - now, next_stats - now, next_beat - now))
             self.tracker.wake.clear()
 
@@ -151,7 +152,6 @@ class Service:
                 self.attempts.pop(d.candidate.origin, None)
                 self.stats[d.source.lower()] += 1
                 self.stats["errors"] += d.rejection is not None
-        self.pipeline.barrier.flush()
 
     def _shutdown_guard(self) -> None:
         """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
@@ -164,7 +164,7 @@ class Service:
 
     # --- intake ------------------------------------------------------------------------------
     def _watcher(self, mode: str) -> Watcher:
-        watcher = Watcher(self.config.hot, mode, self.tracker, self._new_folder, self._on_overflow)
+        watcher = make_watcher(mode, self.config.hot, self.tracker, self._new_folder, self._on_overflow)
         watcher.start()
         return watcher
 
