@@ -214,7 +214,7 @@ def test_not_yet_available_commands_exit_2():
         assert r.returncode == 2 and "not yet available" in r.stderr
 
 
-def test_run_without_once_is_a_usage_error(root):
-    r = cli("run", "--root", str(root))
-    assert r.returncode == 2
-    assert "--once" in r.stderr
+def test_service_with_a_missing_hot_folder_exits_1_at_once(tmp_path):
+    r = cli("run", "--root", str(tmp_path / "nowhere"), timeout=20)
+    assert r.returncode == 1
+    assert "hot folder" in r.stderr

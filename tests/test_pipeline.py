@@ -615,3 +615,29 @@ def test_log_lines_for_each_file(config, root, caplog):
     assert any(re.fullmatch(r"\[STARTUP\] Successfully processed RANK/x\.json \(\d+\.\d\ds\)", m) for m in messages)
     failed = [m for m in messages if m.startswith("[STARTUP] Failed RANK/bad.json at parse: invalid JSON")]
     assert len(failed) == 1 and failed[0].endswith(f"{FIXED_STAMP}_bad.json")
+
+
+def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
+    from json_workflow.journal import Journal
+    from json_workflow.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.intake import scan
+
+    blocker = root / "SYNC/MAKE/Monday Rank"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"not a folder")
+    old, new = job("RANK", "X", 1), job("RANK", "X", 2)
+    drop(root, "RANK", "v.json", old)
+    config = build({}, "t", root=root)
+    with exclusive(config) as journal:
+        pipeline = Pipeline(config, journal)
+        batch = [(c, "STARTUP") for c in scan(config.hot)]
+        (claimed,) = [pipeline.claims.claim(c) for c, _ in batch]
+        drop(root, "RANK", "v.json", new)  # the newer version arrives while the old one is claimed
+        summary = Summary()
+        pipeline.process_batch([(claimed, "STARTUP")], summary)
+        pipeline.close()
+    assert summary.pending == 1
+    assert (root / "JSON/RANK/v.json").read_bytes() == new
+    (aside,) = failed_entries(root, "v.json")
+    assert aside.read_bytes() == old
+    assert "superseded" in read_reason(aside)["reason"]

@@ -47,12 +47,19 @@ def main() -> None:
 @config_option
 @root_option
 def run(once: bool, config_path: str | None, root: str | None) -> None:
-    """Process the hot folder (service mode comes in a later release; use --once)."""
+    """Run the service (watch the hot folder), or with --once process it and exit."""
     from json_workflow.pipeline import check_hot_folder, run_once
 
     config = load_config(config_path, root)
     if not once:
-        raise click.UsageError("service mode is not yet available; use `json-workflow run --once`")
+        from json_workflow.service import Service
+
+        try:
+            _setup_logging(config, logging.INFO)
+            sys.exit(Service(config, config_path, root).run())
+        except WorkflowError as e:
+            click.echo(f"json-workflow: {e}", err=True)
+            sys.exit(1)
     try:
         check_hot_folder(config)
         backlog = _count_backlog(config) if sys.stderr.isatty() else 0

@@ -93,6 +93,16 @@ class Config(_Strict):
     max_file_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     workers: int = Field(default=10, ge=1, le=256)
     flush: Literal["filesystem", "file"] = "filesystem"
+    # Service mode (json-workflow run)
+    watch: Literal["inotify", "polling"] = "inotify"
+    stable_seconds: float = Field(default=2.0, ge=0, le=3600)
+    scan_interval: float = Field(default=60.0, gt=0)
+    scan_timeout: float = Field(default=120.0, gt=0)
+    slow_scan_seconds: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=10, ge=1, le=10_000)
+    batch_seconds: float = Field(default=30.0, gt=0)
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
     routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
 
     @field_validator("routes")

@@ -1,7 +1,8 @@
-"""Delivering one job file: hidden copies staged in every folder, published by rename once durable.
+"""Delivering one job file: hidden copies in every folder, published by rename once they are durable.
 
-A file is staged by one worker, then the batch it belongs to is flushed (see durable.Barrier), then
-published. The original is removed by the caller only after the published names are flushed too.
+Per batch: `prepare` decides every copy's temporary and final name (and creates folders), the journal
+records them, `write` writes the temporaries, the batch is flushed, and `publish` renames them into
+place. The claimed original is removed by the pipeline once the published names are flushed too.
 """
 
 from __future__ import annotations
@@ -27,60 +28,57 @@ REASON_SUFFIX = ".reason.txt"
 FAILED_PREFIX = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Copy:
-    """A staged copy: the hidden temporary and the name it will be published as."""
+    """One file to publish: a hidden temporary and its final name. Kinds: copy, failed, reason."""
 
     temp: str
     final: str
+    kind: str = "copy"
 
 
 @dataclass
 class Delivery:
-    """What happens to one candidate: its copies, or its place in the failed folder, or why it waits."""
+    """What happens to one claimed file: its copies, or its place in the failed folder, or why it waits."""
 
     candidate: Candidate
     job: Job | None = None
     destinations: list[Destination] = field(default_factory=list)
     rejection: Rejected | None = None
+    data: bytes | None = None
     copies: list[Copy] = field(default_factory=list)
-    failed_temp: str | None = None
-    reason_temp: str | None = None
-    failed_folder: Path | None = None
     failed_as: str | None = None
     pending: DestinationError | None = None
+    left_claimed: bool = False  # partly published: the journal finishes it at the next start
     vanished: bool = False
-    size: int = 0
+    source: str = ""
     started: float = 0.0
     worker: str = ""
 
     def discard(self) -> None:
-        """Remove every temporary staged for this file (it stays pending in the hot folder)."""
+        """Remove every temporary written for this file (it goes back to waiting)."""
         for c in self.copies:
             durable.remove_quietly(c.temp)
-        for temp in (self.failed_temp, self.reason_temp):
-            if temp:
-                durable.remove_quietly(temp)
-        self.copies, self.failed_temp, self.reason_temp = [], None, None
+        self.copies = []
 
 
 class Folders:
-    """Creates destination folders once and remembers which ones are in trouble during a run."""
+    """Creates destination folders once, reserves failed names, remembers folders in trouble."""
 
     def __init__(self, config: Config):
         self.config = config
         self._made: set[Path] = set()
         self._broken: dict[Path, DestinationError] = {}
+        self._reserved: set[str] = set()
         self._lock = threading.Lock()
 
     def trouble(self, folder: Path) -> DestinationError | None:
         return self._broken.get(folder)
 
     def ensure(self, folder: Path) -> None:
-        if folder in self._made:
-            return
-        durable.make_folder(folder, self.config.permissions.dir_mode, self._top(folder))
-        self._made.add(folder)
+        if folder not in self._made:
+            durable.make_folder(folder, self.config.permissions.dir_mode, self._top(folder))
+            self._made.add(folder)
 
     def _top(self, folder: Path) -> Path:
         """The folder that must already exist: a missing one means a missing mount, never created."""
@@ -94,7 +92,7 @@ class Folders:
         return folder
 
     def mark_broken(self, folder: Path, error: OSError) -> tuple[DestinationError, bool]:
-        """Record trouble with `folder`; True the first time, so it is logged once per run."""
+        """Record trouble with `folder`; True the first time, so it is logged once."""
         with self._lock:
             known = self._broken.get(folder)
             if known is not None:
@@ -102,61 +100,82 @@ class Folders:
             trouble = self._broken[folder] = DestinationError(str(folder), error)
             return trouble, True
 
+    def forget_trouble(self) -> None:
+        """Try every folder again (the next scan or run)."""
+        with self._lock:
+            self._broken.clear()
+            self._made.clear()
 
-def stage_copies(d: Delivery, data: bytes, folders: Folders, barrier: durable.Barrier, on_trouble) -> None:
-    """Write a hidden copy of `data` into every destination; on trouble, discard them all."""
-    mode = folders.config.permissions.file_mode
-    for dest in d.destinations:
-        trouble = folders.trouble(dest.folder)
-        if trouble is None:
-            try:
-                folders.ensure(dest.folder)
-                temp = durable.temp_name(dest.folder, d.candidate.name)
-                durable.write_new(temp, data, mode)
-                barrier.add(dest.folder, temp)
-                d.copies.append(Copy(temp, os.path.join(dest.folder, d.candidate.name)))
-                continue
-            except OSError as e:
-                trouble, first = folders.mark_broken(dest.folder, e)
-                if first:
-                    on_trouble(trouble)
-        d.discard()
-        d.pending = trouble
-        return
+    def failed_name(self, folder: Path, name: str, now: float) -> str:
+        """A failed-folder path that neither exists nor is promised to another file of this run."""
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
+        base = _fit(name)
+        with self._lock:
+            for n in range(1, 10_000):
+                final = os.path.join(folder, f"{stamp}_{base}" if n == 1 else f"{stamp}-{n}_{base}")
+                if final not in self._reserved and not os.path.lexists(final):
+                    self._reserved.add(final)
+                    return final
+        raise FileExistsError(errno.EEXIST, "no free failed-file name", str(folder))
 
 
-def stage_failure(d: Delivery, folders: Folders, barrier: durable.Barrier, on_trouble, now: float) -> None:
-    """Stage the rejected file (a hard link, or a copy across filesystems) and its reason in the failed folder."""
-    config = folders.config
-    folder = config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
-    if trouble := folders.trouble(folder):
-        d.pending = trouble
-        return
-    try:
-        folders.ensure(folder)
-        d.failed_temp = durable.temp_name(folder, d.candidate.name)
-        is_link = _link_or_copy(d.candidate, d.failed_temp, config.permissions.file_mode)
-        if not is_link:  # the link shares the original's inode; operators need to read it with the configured mode
-            os.chmod(d.failed_temp, config.permissions.file_mode)
-        d.reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
-        durable.write_new(d.reason_temp, reason_text(d, now).encode(), config.permissions.file_mode)
-    except FileNotFoundError as e:
-        d.discard()
-        if not os.path.lexists(d.candidate.path):
-            d.vanished = True
-            return
-        d.pending, first = folders.mark_broken(folder, e)
-    except OSError as e:
-        d.discard()
-        d.pending, first = folders.mark_broken(folder, e)
+def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | None:
+    """Decide every copy of the file and create the folders; returns new trouble to log, if any."""
+    if d.rejection is not None:
+        folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
+        targets = [folder]
     else:
-        d.failed_folder = folder
-        # fsync cannot open a symlink without following it; its folder entry is flushed all the same.
-        barrier.add(folder, None if is_link else d.failed_temp)
-        barrier.add(folder, d.reason_temp)
-        return
-    if first:
-        on_trouble(d.pending)
+        targets = [dest.folder for dest in d.destinations]
+    for target in targets:
+        if trouble := folders.trouble(target):
+            d.pending = trouble
+            return None
+        try:
+            folders.ensure(target)
+        except OSError as e:
+            d.pending, first = folders.mark_broken(target, e)
+            return d.pending if first else None
+    name = d.candidate.name
+    if d.rejection is not None:
+        final = folders.failed_name(folder, name, now)
+        d.copies = [
+            Copy(durable.temp_name(folder, name), final, "failed"),
+            Copy(durable.temp_name(folder, name + REASON_SUFFIX), final + REASON_SUFFIX, "reason"),
+        ]
+    else:
+        d.copies = [Copy(durable.temp_name(t, name), os.path.join(t, name)) for t in targets]
+    return None
+
+
+def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
+    """Write the file's temporaries; on trouble remove them all and return it if it is new."""
+    mode = folders.config.permissions.file_mode
+    for c in d.copies:
+        folder = os.path.dirname(c.temp)
+        try:
+            if c.kind == "copy":
+                durable.write_new(c.temp, d.data, mode)
+            elif c.kind == "reason":
+                durable.write_new(c.temp, reason_text(d, now).encode(), mode)
+            elif _link_or_copy(d.candidate, c.temp, mode):
+                barrier.add(folder)  # a symlink: fsync cannot open it, its folder entry is flushed
+                continue
+        except FileNotFoundError as e:
+            if c.kind == "failed" and not os.path.lexists(d.candidate.path):
+                d.vanished = True
+                d.discard()
+                return None
+            error = e
+        except OSError as e:
+            error = e
+        else:
+            barrier.add(folder, c.temp)
+            continue
+        d.discard()
+        d.pending, first = folders.mark_broken(Path(folder), error)
+        return d.pending if first else None
+    d.data = None
+    return None
 
 
 def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
@@ -171,6 +190,8 @@ def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
             os.symlink(os.readlink(candidate.path), temp)
         else:
             durable.copy_new(candidate.path, temp, mode)
+    if not is_link:  # a hard link shares the original's mode; operators need the configured one
+        os.chmod(temp, mode)
     return is_link
 
 
@@ -179,38 +200,48 @@ def reason_text(d: Delivery, now: float) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(now))
     return (
         f"file: {d.candidate.display}\n"
-        f"from: {d.candidate.path}\n"
+        f"from: {d.candidate.origin}\n"
         f"stage: {d.rejection.stage}\n"
         f"reason: {d.rejection.reason}\n"
         f"when: {when}\n"
     )
 
 
-def publish(d: Delivery, barrier: durable.Barrier, now: float) -> None:
-    """Rename the flushed temporaries into place (never overwriting a failed file)."""
-    for c in d.copies:
-        os.replace(c.temp, c.final)
-        barrier.add(os.path.dirname(c.final))
-    if d.failed_temp:
-        d.failed_as = _publish_failed(d, now)
-        barrier.add(d.failed_folder)
+def publish(copies: list[Copy], barrier: durable.Barrier) -> str | None:
+    """Rename flushed temporaries into place; returns the failed file's final name, if any.
 
-
-def _publish_failed(d: Delivery, now: float) -> str:
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
-    base = _fit(d.candidate.name)
-    for n in range(1, 10_000):
-        name = f"{stamp}_{base}" if n == 1 else f"{stamp}-{n}_{base}"
-        final = os.path.join(d.failed_folder, name)
-        try:
-            os.link(d.failed_temp, final, follow_symlinks=False)
-        except FileExistsError:
+    A temporary that no longer exists was published before (this is also how a crash is finished).
+    """
+    failed_as = None
+    for c in copies:
+        if not os.path.lexists(c.temp):
             continue
-        os.unlink(d.failed_temp)
-        os.replace(d.reason_temp, final + REASON_SUFFIX)
-        d.failed_temp = d.reason_temp = None
-        return final
-    raise FileExistsError(errno.EEXIST, "no free failed-file name", d.failed_folder)
+        if c.kind == "failed":
+            failed_as = _link_unused(c.temp, c.final)
+            os.unlink(c.temp)
+        elif c.kind == "reason":
+            os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
+        else:
+            os.replace(c.temp, c.final)
+        barrier.add(os.path.dirname(c.final))
+    return failed_as
+
+
+def _link_unused(temp: str, final: str) -> str:
+    """Link `temp` as `final`, or as the next free -N name when another process took `final`."""
+    folder, name = os.path.split(final)
+    base = FAILED_PREFIX.sub("", name, count=1)
+    stamp = name[:15]
+    for n in range(1, 10_000):
+        candidate = final if n == 1 else os.path.join(folder, f"{stamp}-{n}_{base}")
+        try:
+            os.link(temp, candidate, follow_symlinks=False)
+            return candidate
+        except FileExistsError:
+            if os.path.samestat(os.lstat(temp), os.lstat(candidate)):
+                return candidate  # linked before a crash, the temporary not yet removed
+            continue
+    raise FileExistsError(errno.EEXIST, "no free failed-file name", folder)
 
 
 def _fit(name: str) -> str:
@@ -228,3 +259,18 @@ def _fit(name: str) -> str:
 def original_name(failed_name: str) -> str:
     """The hot-folder name of a failed file: its timestamp prefix dropped."""
     return FAILED_PREFIX.sub("", failed_name, count=1)
+
+
+def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
+    """Put a claimed file straight into the failed folder with its reason (outside any batch)."""
+    d.rejection = Rejected(reason, "deliver")
+    folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
+    folders.ensure(folder)
+    final = folders.failed_name(folder, d.candidate.name, now)
+    reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
+    durable.write_new(reason_temp, reason_text(d, now).encode(), folders.config.permissions.file_mode)
+    durable.fsync_path(reason_temp)
+    final = _link_unused(d.candidate.path, final)
+    os.replace(reason_temp, final + REASON_SUFFIX)
+    durable.fsync_path(folder, folder=True)
+    return final

@@ -13,15 +13,23 @@ _TEMP_PREFIXES = (".", "~")
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A job file found in the hot folder; `folder` is its client folder, or None at the top level."""
+    """A job file: where it is now (`path`), its client folder (None at the top) and where it arrived."""
 
     path: str
     folder: str | None
     symlink: bool = False
+    name: str = ""  # its name in the hot folder (a claimed file's path has a sequence number in front)
+    origin: str = ""  # its path in the hot folder
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", os.path.basename(self.path))
+        if not self.origin:
+            object.__setattr__(self, "origin", self.path)
 
     @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
+    def claimed(self) -> bool:
+        return self.path != self.origin
 
     @property
     def display(self) -> str:
@@ -60,3 +68,10 @@ def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
             # A sub-folder named like a job is not a job; sub-folders are never entered.
             if is_job_name(entry.name) and not entry.is_dir(follow_symlinks=False):
                 yield Candidate(entry.path, folder.name, symlink=entry.is_symlink())
+
+
+def candidate_at(hot: Path, path: str) -> Candidate:
+    """The candidate for a path an event or the tracker reported (one client folder down, or the top)."""
+    parent = os.path.dirname(path)
+    folder = None if parent == str(hot) else os.path.basename(parent)
+    return Candidate(path, folder, symlink=os.path.islink(path))

@@ -26,6 +26,10 @@ class _WorkerName(logging.Filter):
 
 def setup(folder: Path | None, console_level: int = logging.INFO) -> None:
     """Send json_workflow's log to stderr and, when `folder` is given, to folder/json_workflow.log."""
+    # Four lines per file: skip what our format never shows (logging HOWTO, "Optimization").
+    logging.logMultiprocessing = False
+    logging.logProcesses = False
+    logging._srcfile = None  # no caller lookup: file and line are not in the format
     log.handlers.clear()
     log.setLevel(logging.INFO)
     log.propagate = False

@@ -1,4 +1,8 @@
-"""The pipeline: candidates in, batches staged by workers, flushed once, published, originals removed."""
+"""The pipeline: claim, parse and route a batch, record it in the journal, write, flush, publish, finish.
+
+Every step that could be interrupted is recorded before it happens, so `recover` can finish whatever
+a crash left in the claim area without losing a file or delivering a copy twice.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from json_workflow import deliver, durable
+from json_workflow.claim import Claims
 from json_workflow.config import Config
-from json_workflow.deliver import Delivery, Folders
+from json_workflow.deliver import Copy, Delivery, Folders
 from json_workflow.errors import DestinationError, Rejected, WorkflowError
 from json_workflow.intake import Candidate, scan
+from json_workflow.journal import Journal
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
-from json_workflow.route import plan, routed_names
+from json_workflow.route import Router, routed_names
 
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
@@ -76,10 +82,12 @@ def read_job_file(path: str, limit: int) -> bytes:
 class Pipeline:
     """Processes candidates in batches with a pool of named workers; one per run or service."""
 
-    def __init__(self, config: Config, source: str = "STARTUP", clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, journal: Journal, clock: Callable[[], float] = time.time):
         self.config = config
-        self.source = source
+        self.journal = journal
         self.clock = clock
+        self.claims = Claims(config.hot, config.permissions.dir_mode)
+        self.router = Router(config)
         self.folders = Folders(config)
         self.barrier = durable.Barrier(config.flush)
         numbers = itertools.count(1)
@@ -90,108 +98,169 @@ class Pipeline:
     def close(self) -> None:
         self.pool.shutdown()
 
-    def process(self, candidates: Iterable[Candidate], progress: Callable[[int], None] | None = None) -> Summary:
-        """Process every candidate; the run goes on whatever one file or one destination does."""
+    def process(self, candidates: Iterable[tuple[Candidate, str]], progress: Callable[[int], None] | None = None,
+                summary: Summary | None = None) -> Summary:
+        """Process (candidate, source) pairs; the run goes on whatever one file or one destination does."""
         started = time.perf_counter()
-        summary = Summary()
+        summary = summary or Summary()
         for batch in _batches(candidates, BATCH):
-            self._process_batch(batch, summary)
+            self.process_batch(batch, summary)
             if progress:
                 progress(len(batch))
-        self.barrier.flush()  # the last batch's removals from the hot folder
-        summary.seconds = time.perf_counter() - started
+        self.barrier.flush()  # the last batch's removals from the claim area
+        summary.seconds += time.perf_counter() - started
         return summary
 
-    def _process_batch(self, batch: list[Candidate], summary: Summary) -> None:
-        deliveries = list(self.pool.map(self._stage, batch))
-        staged = [d for d in deliveries if d.copies or d.failed_temp]
-        if not self._flush(staged):
-            return self._count_pending(deliveries, summary)
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
+        self.barrier.flush()
+        self.config = config
+        self.router = Router(config)
+        self.folders = Folders(config)
+        self.barrier = durable.Barrier(config.flush)
+
+    def process_batch(self, batch: list[tuple[Candidate, str]], summary: Summary) -> list[Delivery]:
         now = self.clock()
-        for d in staged:
-            try:
-                deliver.publish(d, self.barrier, now)
-            except OSError as e:  # a folder removed or remounted since staging
-                log.error("Cannot publish %s, it stays in the hot folder: %s", d.candidate.display, e)
+        deliveries = [d for d in self.pool.map(lambda item: self._prepare(*item, now), batch) if not d.vanished]
+        planned = [d for d in deliveries if d.copies]
+        self.journal.plan((d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies)
+        for trouble in self.pool.map(lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
+            if trouble:
+                self._trouble(trouble)
+        staged = [d for d in planned if d.copies]
+        if not self._flush(staged, "written"):
+            for d in staged:
                 d.discard()
-                d.pending = DestinationError(d.candidate.display, e)
-        if not self._flush(staged):
-            return self._count_pending(deliveries, summary)
+                d.pending = DestinationError("flush", OSError(errno.EIO, "flush failed"))
+        else:
+            self.journal.staged(d.candidate.path for d in staged)
+            for d in staged:
+                try:
+                    d.failed_as = deliver.publish(d.copies, self.barrier)
+                except OSError as e:  # a folder removed or remounted since it was written
+                    log.error("Cannot publish %s, it is finished at the next start: %s", d.candidate.display, e)
+                    d.pending, d.left_claimed = DestinationError(d.candidate.display, e), True
+            if not self._flush(staged, "published"):
+                for d in staged:  # published, not known durable: left claimed for the next start
+                    d.pending, d.left_claimed = DestinationError("flush", OSError(errno.EIO, "flush failed")), True
         for d in deliveries:
             self._finish(d, summary)
+        self.journal.forget(d.candidate.path for d in deliveries if not d.left_claimed)
+        return deliveries
 
-    def _flush(self, staged: list[Delivery]) -> bool:
+    def _prepare(self, candidate: Candidate, source: str, now: float) -> Delivery:
+        d = Delivery(candidate, source=source, started=time.perf_counter(), worker=threading.current_thread().name)
+        if not candidate.claimed:
+            claimed = self.claims.claim(candidate)
+            if claimed is None:
+                d.vanished = True  # taken between the scan and now
+                return d
+            d.candidate = candidate = claimed
+            self.barrier.add(os.path.dirname(candidate.origin))
+        self.barrier.add(os.path.dirname(candidate.path))
+        log.info("[%s] Processing: %s", source, candidate.display)
+        try:
+            if candidate.symlink:
+                raise Rejected("symlink: links are never followed", "intake")
+            d.data = read_job_file(candidate.path, self.config.max_file_bytes)
+            d.job = parse_job(d.data, candidate.folder)
+        except Rejected as rejection:
+            d.rejection, d.data = rejection, None
+        except OSError as e:
+            log.error("[%s] Cannot read %s, it waits for the next run: %s", source, candidate.display, e)
+            d.pending = DestinationError(candidate.origin, e)
+            return d
+        else:
+            d.destinations = self.router.plan(d.job)
+        if trouble := deliver.prepare(d, self.folders, now):
+            self._trouble(trouble)
+        return d
+
+    def _flush(self, staged: list[Delivery], what: str) -> bool:
         try:
             self.barrier.flush()
             return True
         except OSError as e:
-            # Nothing staged since the last flush is known to be durable, so every original stays.
-            log.error("Flush failed, %d files stay in the hot folder for the next run: %s", len(staged), e)
-            for d in staged:
-                d.discard()
+            log.error("Flush failed, %d %s files wait for the next run: %s", len(staged), what, e)
             return False
-
-    def _count_pending(self, deliveries: list[Delivery], summary: Summary) -> None:
-        summary.pending += sum(not d.vanished for d in deliveries)
-
-    def _stage(self, candidate: Candidate) -> Delivery:
-        d = Delivery(candidate, started=time.perf_counter(), worker=threading.current_thread().name)
-        log.info("[%s] Processing: %s", self.source, candidate.display)
-        try:
-            if candidate.symlink:
-                raise Rejected("symlink: links are never followed", "intake")
-            data = read_job_file(candidate.path, self.config.max_file_bytes)
-            d.size = len(data)
-            d.job = parse_job(data, candidate.folder)
-        except Rejected as rejection:
-            d.rejection = rejection
-            deliver.stage_failure(d, self.folders, self.barrier, self._trouble, self.clock())
-        except FileNotFoundError:
-            d.vanished = True  # taken by someone else between the scan and now
-        except OSError as e:
-            log.error("[%s] Cannot read %s, it stays in the hot folder: %s", self.source, candidate.display, e)
-            d.pending = DestinationError(candidate.path, e)
-        else:
-            d.destinations = plan(d.job, self.config)
-            deliver.stage_copies(d, data, self.folders, self.barrier, self._trouble)
-        return d
 
     def _trouble(self, trouble: DestinationError) -> None:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)
 
     def _finish(self, d: Delivery, summary: Summary) -> None:
         tag = {"worker": d.worker}
-        if d.vanished:
-            return
         if d.pending is not None:
             summary.pending += 1
+            if not d.left_claimed:  # nothing published: back to the hot folder to wait there
+                d.discard()
+                if not self.claims.hand_back(d.candidate):
+                    self._superseded(d)
             return
-        try:
-            os.unlink(d.candidate.path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            # Every copy is safe; only the cleanup failed, so the next run would deliver it again.
-            log.error("Delivered %s but cannot remove it from the hot folder: %s", d.candidate.display, e)
+        self.claims.release(d.candidate)
         self.barrier.add(os.path.dirname(d.candidate.path))
         seconds = time.perf_counter() - d.started
         if d.rejection is not None:
             summary.failed += 1
             log.error(
                 "[%s] Failed %s at %s: %s -> %s",
-                self.source, d.candidate.display, d.rejection.stage, d.rejection.reason, d.failed_as, extra=tag,
+                d.source, d.candidate.display, d.rejection.stage, d.rejection.reason, d.failed_as, extra=tag,
             )
             return
         summary.archived += 1
-        log.info("[%s] Stored file: %s", self.source, d.candidate.display, extra=tag)
+        log.info("[%s] Stored file: %s", d.source, d.candidate.display, extra=tag)
         routes = routed_names(d.destinations)
         if routes:
             summary.routed += 1
-            log.info("[%s] Routed to: %s", self.source, ", ".join(routes), extra=tag)
-        log.info("[%s] Successfully processed %s (%.2fs)", self.source, d.candidate.display, seconds, extra=tag)
+            log.info("[%s] Routed to: %s", d.source, ", ".join(routes), extra=tag)
+        log.info("[%s] Successfully processed %s (%.2fs)", d.source, d.candidate.display, seconds, extra=tag)
+
+    def _superseded(self, d: Delivery) -> None:
+        # A newer file of the same name arrived while this one waited; delivering this one later would
+        # overwrite the newer one, so it is set aside (never dropped) for an operator to look at.
+        try:
+            where = deliver.set_aside(d, self.folders, "superseded by a newer file of the same name while its "
+                                      f"destination was unavailable ({d.pending})", self.clock())
+        except OSError as e:
+            log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
+            return
+        self.claims.release(d.candidate)
+        log.warning("[%s] %s was superseded by a newer file of the same name while waiting -> %s",
+                    d.source, d.candidate.display, where)
+
+    def recover(self, summary: Summary) -> list[tuple[Candidate, str]]:
+        """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
+        fresh = []
+        for candidate in self.claims.leftovers():
+            entries = self.journal.entries(candidate.path)
+            if entries and all(e.state == "staged" for e in entries):
+                self._finish_staged(candidate, [Copy(e.temp, e.final, e.kind) for e in entries], summary)
+                continue
+            for e in entries:  # planned, maybe half written: start again from the claimed file
+                durable.remove_quietly(e.temp)
+            self.journal.forget([candidate.path])
+            fresh.append((candidate, "RECOVERY"))
+        for claim in self.journal.claims():
+            if not os.path.lexists(claim):  # removed just before the crash: only the entries remain
+                for e in self.journal.entries(claim):
+                    durable.remove_quietly(e.temp)
+                self.journal.forget([claim])
+        return fresh
+
+    def _finish_staged(self, candidate: Candidate, copies: list[Copy], summary: Summary) -> None:
+        waiting = sum(os.path.lexists(c.temp) for c in copies)
+        deliver.publish(copies, self.barrier)
+        self.barrier.flush()
+        self.claims.release(candidate)
+        self.barrier.add(os.path.dirname(candidate.path))
+        self.journal.forget([candidate.path])
+        failed = any(c.kind == "failed" for c in copies)
+        summary.failed += failed
+        summary.archived += not failed
+        log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
+                 candidate.display, waiting, len(copies))
 
 
-def _batches(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+def _batches(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
@@ -204,23 +273,31 @@ def check_hot_folder(config: Config) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(config: Config) -> Iterator[None]:
-    """Hold the state folder's lock, so two runs never work on one hot folder at once."""
+def exclusive(config: Config) -> Iterator[Journal]:
+    """Hold the state folder's lock (one instance per hot folder) and open the journal."""
     durable.make_folder(config.state, config.permissions.dir_mode, config.root)
     with open(config.state / "run.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise WorkflowError(f"another json-workflow is processing {config.hot} (lock {lock.name})") from None
-        yield
+        journal = Journal(config.state)
+        try:
+            yield journal
+        finally:
+            journal.close()
 
 
 def run_once(config: Config, progress: Callable[[int], None] | None = None, clock=time.time) -> Summary:
-    """Process everything in the hot folder once."""
+    """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
-    with exclusive(config):
-        pipeline = Pipeline(config, "STARTUP", clock)
+    with exclusive(config) as journal:
+        pipeline = Pipeline(config, journal, clock)
         try:
-            return pipeline.process(scan(config.hot), progress)
+            summary = Summary()
+            leftovers = pipeline.recover(summary)
+            fresh = ((candidate, "STARTUP") for candidate in scan(config.hot))
+            return pipeline.process(itertools.chain(leftovers, fresh), progress, summary)
         finally:
             pipeline.close()
+            pipeline.claims.tidy()

@@ -23,16 +23,21 @@ class Destination:
         return self.reasons == ("archive",)
 
 
-def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
-    """True when every field named in the rule's `when` equals one of its values, ignoring case."""
-    for field, accepted in rule.when.items():
+def _accepted(rule: Rule) -> dict[str, frozenset[str]]:
+    return {field: frozenset(a.casefold() for a in values) for field, values in rule.when.items()}
+
+
+def _matches(when: dict[str, frozenset[str]], details: Mapping[str, Any]) -> bool:
+    for field, accepted in when.items():
         value = details.get(field)
-        if value is None or isinstance(value, dict | list):
-            return False
-        text = str(value).casefold()
-        if not any(text == a.casefold() for a in accepted):
+        if value is None or isinstance(value, dict | list) or str(value).casefold() not in accepted:
             return False
     return True
+
+
+def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
+    """True when every field named in the rule's `when` equals one of its values, ignoring case."""
+    return _matches(_accepted(rule), details)
 
 
 def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
@@ -40,12 +45,25 @@ def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
     return [rule for rule in rules if matches(rule, details)]
 
 
+class Router:
+    """The routing rules of one configuration with their folders resolved once (plan is per file)."""
+
+    def __init__(self, config: Config):
+        self.archive = config.archive
+        self.table = [(rule.name, _accepted(rule), config.folder(rule.destination)) for rule in config.routes]
+
+    def plan(self, job: Job) -> list[Destination]:
+        """The archive folder first, then each routed folder once, naming every rule that chose it."""
+        reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
+        for name, when, folder in self.table:
+            if _matches(when, job.details):
+                reasons.setdefault(folder, []).append(name)
+        return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+
+
 def plan(job: Job, config: Config) -> list[Destination]:
     """The archive folder first, then each routed folder once, naming every rule that chose it."""
-    reasons: dict[Path, list[str]] = {config.archive / job.client: ["archive"]}
-    for rule in route(job.details, config.routes):
-        reasons.setdefault(config.folder(rule.destination), []).append(rule.name)
-    return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+    return Router(config).plan(job)
 
 
 def routed_names(destinations: Sequence[Destination]) -> list[str]:

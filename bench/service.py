@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Service benchmarks: latency of single drops, sustained throughput, idle cost and backlog memory.
+
+    python bench/service.py latency   --dir /work/bench-tmp     # 50 files/s for 20 s: drop -> archived
+    python bench/service.py sustained --dir /work/bench-tmp     # 10,000 files dropped at once, vs the floor
+    python bench/service.py idle      --dir /work/bench-tmp     # CPU seconds in 5 idle minutes, 50 clients
+    python bench/service.py memory    --dir /dev/shm/jwbench    # peak RSS draining 100,000 files
+
+Drops are atomic: each file is written into a staging folder on the same filesystem, then renamed
+into the hot folder. The service is a real subprocess started with `json-workflow run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from backlog import command, floor_round, generate, rate, settle  # noqa: E402
+
+from json_workflow import samples  # noqa: E402
+
+
+def start(root: Path, extra: str = "") -> subprocess.Popen:
+    config = root / "bench.toml"
+    config.write_text(f'root = "{root}"\n{extra}')
+    log = open(root / "service.stderr", "wb")
+    process = subprocess.Popen([*command(), "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 60
+    while b"Watching" not in (root / "service.stderr").read_bytes():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit("the service did not start; see " + str(root / "service.stderr"))
+        time.sleep(0.01)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+def fresh_root(base: Path, name: str) -> Path:
+    root = base / name
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "JSON").mkdir(parents=True)
+    (root / "staging").mkdir()
+    return root
+
+
+def archived(root: Path) -> int:
+    store = root / "JSON_STORE"
+    if not store.is_dir():
+        return 0
+    return sum(len(os.listdir(folder)) for folder in os.scandir(store))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def latency(args, base: Path) -> None:
+    root = fresh_root(base, "latency")
+    for client in samples.CLIENT_MIX:  # client folders exist in production before files arrive
+        (root / "JSON" / client).mkdir()
+    process = start(root)
+    rng_files = list(samples.backlog(args.rate * args.seconds, seed=5, bad_every=0))
+    dropped: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    interval = 1 / args.rate
+    started = time.perf_counter()
+    for n, (client, name, data, _) in enumerate(rng_files):
+        (root / "JSON" / client).mkdir(exist_ok=True)
+        staged = root / "staging" / name
+        staged.write_bytes(data)
+        while time.perf_counter() < started + n * interval:
+            _watch(root, seen)
+        os.rename(staged, root / "JSON" / client / name)
+        dropped[name] = time.perf_counter()
+    deadline = time.perf_counter() + 30
+    while len(seen) < len(dropped) and time.perf_counter() < deadline:
+        _watch(root, seen)
+    stop(process)
+    delays = sorted(seen[n] - dropped[n] for n in dropped if n in seen)
+    missing = len(dropped) - len(delays)
+    q = statistics.quantiles(delays, n=100)
+    print(f"latency: {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
+          f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
+          + (f"; {missing} NOT ARCHIVED" if missing else ""))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _watch(root: Path, seen: dict[str, float]) -> None:
+    now = time.perf_counter()
+    store = root / "JSON_STORE"
+    if store.is_dir():
+        for folder in os.scandir(store):
+            for entry in os.scandir(folder.path):
+                if entry.name not in seen and not entry.name.startswith("."):
+                    seen[entry.name] = now
+
+
+def sustained(args, base: Path) -> None:
+    template = base / f"template-sustained-{args.files}" / "JSON"
+    if not template.is_dir():
+        generate(template, args.files, seed=1, bad_every=97)
+    ratios, ours, floors = [], [], []
+    for round_number in range(args.rounds + 1):
+        floor = floor_round(template, base)
+        root = fresh_root(base, "sustained")
+        subprocess.run(["cp", "-r", str(template), str(root / "staging" / "JSON")], check=True)
+        for client in os.listdir(root / "staging" / "JSON"):
+            (root / "JSON" / client).mkdir()
+        settle()
+        process = start(root, f"batch_size = {args.batch_size}\n" if args.batch_size else "")
+        began = time.perf_counter()
+        for client in os.listdir(root / "staging" / "JSON"):
+            for name in os.listdir(root / "staging" / "JSON" / client):
+                os.rename(root / "staging" / "JSON" / client / name, root / "JSON" / client / name)
+        expected = args.files - args.files // 97
+        while archived(root) < expected:
+            time.sleep(0.005)
+        seconds = time.perf_counter() - began
+        stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+        label = "warm-up" if round_number == 0 else f"round {round_number}"
+        ratio = rate(args.files, seconds) / rate(args.files, floor["seconds"])
+        print(f"{label}: floor {rate(args.files, floor['seconds']):.0f} files/s, service "
+              f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}", flush=True)
+        if round_number:
+            ratios.append(ratio)
+            ours.append(rate(args.files, seconds))
+            floors.append(rate(args.files, floor["seconds"]))
+    print(f"sustained medians over {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
+          f"service {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}")
+
+
+def idle(args, base: Path) -> None:
+    root = fresh_root(base, "idle")
+    for n in range(50):
+        (root / "JSON" / f"CLIENT{n:02d}").mkdir()
+    process = start(root)
+    time.sleep(2)  # start-up itself is not idle cost
+    before = cpu_seconds(process.pid)
+    time.sleep(args.seconds)
+    used = cpu_seconds(process.pid) - before
+    rss = peak_rss_mb(process.pid)
+    stop(process)
+    print(f"idle: {used:.2f} CPU seconds in {args.seconds}s with 50 client folders "
+          f"(scan every 60 s); peak RSS {rss:.1f} MB")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def memory(args, base: Path) -> None:
+    root = fresh_root(base, "memory")
+    generate(root / "JSON", args.files, seed=2, bad_every=97)
+    old = time.time() - 60
+    for folder in (root / "JSON").iterdir():
+        for f in folder.iterdir():
+            os.utime(f, (old, old))
+    process = start(root, "batch_size = 256\n")
+    peak = 0.0
+    expected = args.files - args.files // 97
+    while archived(root) < expected:
+        peak = max(peak, peak_rss_mb(process.pid))
+        time.sleep(0.2)
+    peak = max(peak, peak_rss_mb(process.pid))
+    stop(process)
+    print(f"memory: peak RSS {peak:.1f} MB draining a {args.files}-file backlog")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["latency", "sustained", "idle", "memory"])
+    parser.add_argument("--dir", default="/work/bench-tmp")
+    parser.add_argument("--rate", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=None)
+    parser.add_argument("--files", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args()
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    if args.seconds is None:
+        args.seconds = 300 if args.what == "idle" else 20
+    if args.files is None:
+        args.files = 100_000 if args.what == "memory" else 10_000
+    {"latency": latency, "sustained": sustained, "idle": idle, "memory": memory}[args.what](args, base)
+
+
+if __name__ == "__main__":
+    main()

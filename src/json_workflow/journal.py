@@ -1,0 +1,103 @@
+"""The journal: a small SQLite database recording every copy before it is published.
+
+It is what makes a crash harmless. Each copy's hidden temporary is recorded as *planned* before it is
+written and as *staged* once it is flushed; only then is it renamed into place. After a crash, for a
+claimed file still in the claim area:
+
+- a planned copy's temporary may be partial: it is removed and the copy made again;
+- a staged copy whose temporary still exists was not published: it is renamed into place now;
+- a staged copy whose temporary is gone was published (a downstream tool may already have taken it):
+  it is not delivered again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DATABASE = "journal.sqlite3"
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS copies (
+        claim TEXT NOT NULL,      -- the claimed file, in the claim area
+        temp TEXT NOT NULL,       -- the hidden temporary, in the destination folder
+        final TEXT NOT NULL,      -- where it is published (for a failed file: its folder)
+        kind TEXT NOT NULL,       -- 'copy', 'failed' or 'reason'
+        state TEXT NOT NULL DEFAULT 'planned',
+        PRIMARY KEY (claim, temp)
+    )""",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    claim: str
+    temp: str
+    final: str
+    kind: str
+    state: str
+
+
+class Journal:
+    """One SQLite connection shared by the pipeline's threads, behind a lock."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / DATABASE
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: commits are not flushed one by one; staged() asks for a flush when order matters.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, synchronous: str = "NORMAL") -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if synchronous != "NORMAL":
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            if synchronous != "NORMAL":
+                self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def plan(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
+        """Record (claim, temp, final, kind) before the temporaries are written."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)", entries)
+
+    def staged(self, claims: Iterable[str]) -> None:
+        """Mark the claims' temporaries as flushed; durable before any of them is renamed into place."""
+        with self._transaction("FULL") as db:
+            db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((c,) for c in claims))
+
+    def forget(self, claims: Iterable[str]) -> None:
+        """Drop the entries of claims that are finished (or handed back)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM copies WHERE claim = ?", ((c,) for c in claims))
+
+    def entries(self, claim: str) -> list[Entry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT claim, temp, final, kind, state FROM copies WHERE claim = ? ORDER BY rowid", (claim,)
+            ).fetchall()
+        return [Entry(*row) for row in rows]
+
+    def claims(self) -> list[str]:
+        """Every claim with entries, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT claim FROM copies GROUP BY claim ORDER BY MIN(rowid)").fetchall()
+        return [row[0] for row in rows]

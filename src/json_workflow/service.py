@@ -1,0 +1,279 @@
+"""Service mode: recover, scan at startup, watch in real time, rescan periodically, process in batches.
+
+Three ways in (startup scan, watcher events, periodic scan) feed one StabilityTracker; the main loop
+takes what is complete and hands it to the pipeline at once, in batches of at most `batch_size`.
+Signal handlers only set flags; the main loop does the work.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+
+from json_workflow import config as config_module
+from json_workflow.config import Config
+from json_workflow.errors import ConfigError
+from json_workflow.intake import Candidate, candidate_at, scan
+from json_workflow.logs import log
+from json_workflow.notify import sd_notify, watchdog_interval
+from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
+from json_workflow.stability import StabilityTracker
+from json_workflow.watch import Watcher, make_watcher
+
+STARTUP, PERIODIC = "STARTUP", "PERIODIC"
+STATS_SECONDS = 60
+MISSED_SCANS_BEFORE_POLLING = 3
+# Settings that shape the process itself; a reload reports them and keeps the running values.
+RESTART_KEYS = ("root", "paths", "workers")
+
+
+class Service:
+    """One long-running json-workflow for one hot folder."""
+
+    def __init__(self, config: Config, config_path: str | None = None, root: str | None = None):
+        self.config = config
+        self.config_path, self.root = config_path, root
+        self.stopping = threading.Event()
+        self.reload_requested = False
+        self.rescan_requested = False
+        self.queue: deque[tuple[str, str]] = deque()
+        self.attempts: Counter[str] = Counter()
+        self.today = datetime.date.today()
+        self.stats: Counter[str] = Counter()
+        self.scans = Counter()
+        self.missed_streak = 0
+        self._scan_thread: threading.Thread | None = None
+
+    # --- signals: flags only -------------------------------------------------------------------
+    def _on_stop(self, signum, frame) -> None:
+        self.stopping.set()
+        self.tracker.wake.set()
+
+    def _on_reload(self, signum, frame) -> None:
+        self.reload_requested = True
+        self.tracker.wake.set()
+
+    def _on_overflow(self) -> None:
+        self.rescan_requested = True
+        self.tracker.wake.set()
+
+    # --- the main loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        config = self.config
+        check_hot_folder(config)
+        self.tracker = StabilityTracker(config.stable_seconds)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        log.info("json-workflow starting: hot folder %s, %d routes", config.hot, len(config.routes))
+        threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
+        with exclusive(config) as journal:
+            self.pipeline = Pipeline(config, journal)
+            try:
+                self._serve()
+            finally:
+                sd_notify("STOPPING=1")
+                self.watcher.stop()
+                self.pipeline.barrier.flush()
+                self.pipeline.close()
+                self.pipeline.claims.tidy()
+        log.info("json-workflow stopped")
+        return 0
+
+    def _serve(self) -> None:
+        config = self.config
+        claims = self.pipeline.claims
+        claims.prepare(None)
+        for entry in os.scandir(config.hot):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                claims.prepare(entry.name)
+        self.watcher = self._watcher(config.watch)
+        summary = Summary()
+        leftovers = self.pipeline.recover(summary)
+        for start in range(0, len(leftovers), config.batch_size):
+            self._process(leftovers[start:start + config.batch_size])
+        startup = self._startup_scan()
+        sd_notify("READY=1")
+        log.info("Watching %s (%s) with a %gs periodic scan", config.hot, self.watcher.mode, config.scan_interval)
+        now = time.monotonic()
+        next_scan, next_stats = now + config.scan_interval, now + STATS_SECONDS
+        beat = watchdog_interval()
+        next_beat = now if beat else float("inf")
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if self.reload_requested:
+                self._reload()
+            if self.rescan_requested or now >= next_scan:
+                self._start_scan()
+                next_scan = now + self.config.scan_interval
+            if now >= next_stats:
+                self._log_stats()
+                next_stats = now + STATS_SECONDS
+            if now >= next_beat:
+                sd_notify("WATCHDOG=1")
+                next_beat = now + beat
+            batch = self._next_batch(startup)
+            if batch:
+                self._process(batch)
+                continue
+            self.pipeline.barrier.flush()  # idle: make the last removals from the claim area durable
+            self.tracker.wake.wait(min(self.tracker.next_due(), next_scan - now, next_stats - now, next_beat - now))
+            self.tracker.wake.clear()
+
+    def _next_batch(self, startup: Iterator[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
+        """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
+        if self.tracker.release_due():
+            self.pipeline.folders.forget_trouble()  # retry time: try the troubled folders again
+        self.queue.extend(self.tracker.ready())
+        size = self.config.batch_size
+        batch = [(candidate_at(self.config.hot, path), source)
+                 for path, source in (self.queue.popleft() for _ in range(min(size, len(self.queue))))]
+        if len(batch) < size:
+            batch += itertools.islice(startup, size - len(batch))
+        return batch
+
+    def _process(self, batch: list[tuple[Candidate, str]]) -> None:
+        self._roll_day()
+        summary = Summary()
+        self.scans["batches"] += 1
+        for d in self.pipeline.process_batch(batch, summary):
+            if d.pending is not None and not d.left_claimed:
+                self.attempts[d.candidate.origin] += 1
+                delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
+                self.tracker.hold(d.candidate.origin, d.source, delay)
+            elif d.pending is None:
+                self.attempts.pop(d.candidate.origin, None)
+                self.stats[d.source.lower()] += 1
+                self.stats["errors"] += d.rejection is not None
+
+    def _shutdown_guard(self) -> None:
+        """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
+        self.stopping.wait()
+        time.sleep(self.config.shutdown_timeout)
+        log.error("Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
+                  self.config.shutdown_timeout)
+        logging.shutdown()
+        os._exit(0)
+
+    # --- intake ------------------------------------------------------------------------------
+    def _watcher(self, mode: str) -> Watcher:
+        watcher = make_watcher(mode, self.config.hot, self.tracker, self._new_folder, self._on_overflow)
+        watcher.start()
+        return watcher
+
+    def _new_folder(self, folder: str) -> None:
+        self.pipeline.claims.prepare(os.path.basename(folder))
+        # Files written right after mkdir can beat the new watch; look inside at once (watchdog#990).
+        for candidate in scan_folder(folder):
+            self.tracker.seen(candidate, "REALTIME")
+
+    def _startup_scan(self) -> Iterator[tuple[Candidate, str]]:
+        """Stream the startup backlog: files at rest go straight to batches, young ones to the tracker."""
+        log.info("Starting startup scan of %s", self.config.hot)
+        found = 0
+        for candidate in scan(self.config.hot):
+            found += 1
+            try:
+                age = time.time() - os.lstat(candidate.path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age >= self.config.stable_seconds and not candidate.symlink:
+                yield candidate, STARTUP
+            else:
+                self.tracker.seen(candidate.path, STARTUP)
+        log.info("Startup scan complete: %d files found", found)
+
+    def _start_scan(self) -> None:
+        self.rescan_requested = False
+        if self._scan_thread and self._scan_thread.is_alive():
+            self.scans["skipped"] += 1
+            log.warning("Periodic scan skipped: the previous one is still running")
+            return
+        self.scans["started"] += 1
+        self._scan_thread = threading.Thread(target=self._periodic_scan, args=(self.scans["started"],),
+                                             name="scan", daemon=True)
+        self._scan_thread.start()
+
+    def _periodic_scan(self, number: int) -> None:
+        config, started = self.config, time.monotonic()
+        reported = self.watcher.take_reported()
+        found = missed = 0
+        for candidate in scan(config.hot):
+            if time.monotonic() - started > config.scan_timeout:
+                self.scans["abandoned"] += 1
+                log.error("Periodic scan #%d abandoned after %gs (scan_timeout)", number, config.scan_timeout)
+                return
+            path = candidate.path
+            if path in self.tracker or self.tracker.is_held(path) or not self.tracker.seen(path, PERIODIC):
+                continue
+            found += 1
+            try:
+                settled = time.time() - os.lstat(path).st_mtime > 2 * config.stable_seconds + 1
+            except FileNotFoundError:
+                continue
+            missed += settled and path not in reported
+        seconds = time.monotonic() - started
+        self.scans["completed"] += 1
+        if seconds > config.slow_scan_seconds:
+            self.scans["slow"] += 1
+            log.warning("Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds,
+                        config.slow_scan_seconds)
+        log.info("Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)",
+                 number, found, missed, seconds)
+        self._check_events(missed)
+
+    def _check_events(self, missed: int) -> None:
+        """Switch to polling when scans keep finding files no event reported (a network share)."""
+        self.missed_streak = self.missed_streak + 1 if missed else 0
+        if self.missed_streak >= MISSED_SCANS_BEFORE_POLLING and self.watcher.mode == "inotify":
+            log.warning("%d periodic scans in a row found files that no event reported: events are not "
+                        "arriving (a network share?). Switching to polling.", self.missed_streak)
+            old, self.watcher = self.watcher, self._watcher("polling")
+            old.stop()
+
+    # --- housekeeping --------------------------------------------------------------------------
+    def _reload(self) -> None:
+        self.reload_requested = False
+        try:
+            new = config_module.load(self.config_path, self.root)
+        except ConfigError as e:
+            log.error("Reload failed, keeping the running configuration: %s", e)
+            return
+        kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
+        if kept:
+            log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
+            new = new.model_copy(update={key: getattr(self.config, key) for key in kept})
+        self.config = new
+        self.pipeline.reconfigure(new)
+        self.tracker.stable_seconds = new.stable_seconds
+        log.info("Configuration reloaded: %d routes", len(new.routes))
+
+    def _roll_day(self) -> None:
+        if datetime.date.today() != self.today:
+            self.today, self.stats = datetime.date.today(), Counter()
+
+    def _log_stats(self) -> None:
+        self._roll_day()
+        s = self.stats
+        processed = s["startup"] + s["realtime"] + s["periodic"] + s["recovery"]
+        rate = 100.0 * (processed - s["errors"]) / processed if processed else 100.0
+        log.info("Stats: Today: %d processed (startup: %d) (realtime: %d) (periodic: %d), %d errors, %.1f%% success",
+                 processed, s["startup"], s["realtime"], s["periodic"], s["errors"], rate)
+
+
+def scan_folder(folder: str) -> Iterator[str]:
+    """Job files directly in one client folder."""
+    from json_workflow.intake import is_job_name
+
+    try:
+        with os.scandir(folder) as entries:
+            yield from (e.path for e in entries if is_job_name(e.name) and not e.is_dir(follow_symlinks=False))
+    except OSError:
+        return

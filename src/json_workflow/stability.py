@@ -1,0 +1,146 @@
+"""Deciding when a file is complete, without holding a worker while we wait.
+
+Events and scans report paths; the service asks `ready()` on every tick. A file is ready when an event
+said it is complete (closed after writing, or renamed into place), when inotify saw it appear and no
+process has it open for writing (a rename from outside the tree looks like that), or when its size
+and modification time have not changed for `stable_seconds`. In every case no local process may still
+hold it open for writing: a read lease, which the kernel refuses while a writer has the file open,
+tells us.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def open_for_writing(path: str) -> bool | None:
+    """True when a local process has `path` open for writing; None when the kernel cannot tell us."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        # EAGAIN: a writer has it open. EPERM/EACCES: not the owner and no CAP_LEASE; EINVAL: NFS & co.
+        return True if e.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Tracked:
+    source: str
+    size: int
+    mtime_ns: int
+    since: float  # when (size, mtime) last changed
+    complete: bool  # an event said the writer finished
+    local: bool  # a local event (inotify) reported it: no open writer means nobody is writing it
+
+
+class StabilityTracker:
+    """The files reported but not yet taken, shared by the watcher thread, the scans and the service."""
+
+    def __init__(self, stable_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.stable_seconds = stable_seconds
+        self.clock = clock
+        self._files: dict[str, _Tracked] = {}
+        self._held: dict[str, tuple[float, str]] = {}  # path -> (retry time, source)
+        self._lock = threading.Lock()
+        self.wake = threading.Event()  # set when something may be ready now
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._files
+
+    def seen(self, path: str, source: str, complete: bool = False, local: bool = False) -> bool:
+        """Report `path`; `complete` when an event says its writer is done, `local` when inotify saw it
+        appear. False if it was already tracked."""
+        with self._lock:
+            if path in self._held:
+                return False
+            tracked = self._files.get(path)
+            if tracked is None:
+                self._files[path] = _Tracked(source, -1, -1, self.clock(), complete, local)
+            else:
+                tracked.complete |= complete
+                tracked.local |= local
+        if complete or local or self.stable_seconds == 0:
+            self.wake.set()
+        return tracked is None
+
+    def hold(self, path: str, source: str, seconds: float) -> None:
+        """Ignore `path` for `seconds` (its destination is in trouble), then take it again."""
+        with self._lock:
+            self._files.pop(path, None)
+            self._held[path] = (self.clock() + seconds, source)
+
+    def is_held(self, path: str) -> bool:
+        return path in self._held
+
+    def release_due(self) -> int:
+        """Track again the held files whose retry time has come; returns how many."""
+        now = self.clock()
+        with self._lock:
+            due = [(p, source) for p, (until, source) in self._held.items() if until <= now]
+            for path, source in due:
+                del self._held[path]
+                self._files[path] = _Tracked(source, -1, -1, now, True, False)
+        return len(due)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._files.pop(path, None)
+
+    def ready(self) -> list[tuple[str, str]]:
+        """Take every tracked file that is complete now, as (path, source), oldest report first."""
+        now = self.clock()
+        with self._lock:
+            items = list(self._files.items())
+        taken, gone = [], []
+        for path, t in items:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                gone.append(path)
+                continue
+            if (info.st_size, info.st_mtime_ns) != (t.size, t.mtime_ns):
+                # Unchanged since its last write: a file dropped long ago needs no waiting.
+                age = max(0.0, time.time() - info.st_mtime_ns / 1e9)
+                t.size, t.mtime_ns, t.since = info.st_size, info.st_mtime_ns, now - age
+            writing = None
+            if not t.complete and now - t.since < self.stable_seconds:
+                # Renamed in from outside, inotify says only "created": with no writer, it is whole.
+                if not (t.local and info.st_size > 0 and (writing := open_for_writing(path)) is False):
+                    continue
+            if writing is None and open_for_writing(path):
+                t.complete = False  # a writer reopened it or never closed it: wait for stability again
+                t.since = now
+                continue
+            taken.append((path, t.source))
+        with self._lock:
+            for path in gone:
+                self._files.pop(path, None)
+            for path, _ in taken:
+                self._files.pop(path, None)
+        return taken
+
+    def next_due(self) -> float:
+        """Seconds until the next file could become ready (capped at one second)."""
+        with self._lock:
+            times = [t.since + self.stable_seconds for t in self._files.values()]
+            times += [until for until, _ in self._held.values()]
+        if not times:
+            return 1.0
+        return max(0.05, min(1.0, min(times) - self.clock()))

@@ -1,0 +1,174 @@
+"""Crash recovery: the claim area and the journal let the next run finish a crashed one exactly."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import drop, failed_entries, leftovers
+from json_workflow.config import build
+from json_workflow.journal import Journal
+from json_workflow.pipeline import run_once
+from json_workflow.samples import backlog, job
+
+RANK_ROUTE = "SYNC/MAKE/Monday Rank"
+
+
+def claim_file(root: Path, client: str, name: str, data: bytes, number: int = 1) -> Path:
+    """A file as a crashed run left it: moved into the claim area."""
+    folder = root / "JSON/.processing" / client
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number:020d}_{name}"
+    path.write_bytes(data)
+    return path
+
+
+def journal(root: Path) -> Journal:
+    (root / "JSON_PARSER_STATE").mkdir(exist_ok=True)
+    return Journal(root / "JSON_PARSER_STATE")
+
+
+def test_claimed_file_without_journal_entries_is_processed(root):
+    data = job("RANK", "PRODUCTION", 1)
+    claim_file(root, "RANK", "a.json", data)
+    summary = run_once(build({}, "t", root=root))
+    assert (summary.archived, summary.routed) == (1, 1)
+    assert (root / "JSON_STORE/RANK/a.json").read_bytes() == data
+    assert (root / RANK_ROUTE / "a.json").read_bytes() == data
+    assert not (root / "JSON/.processing").exists()
+
+
+def test_planned_copies_are_written_again_never_trusted(root):
+    data = job("RANK", "PRODUCTION", 1)
+    claim = claim_file(root, "RANK", "a.json", data)
+    archive = root / "JSON_STORE/RANK"
+    archive.mkdir(parents=True)
+    partial = archive / ".a.json.1-1.jwtmp"
+    partial.write_bytes(data[:10])
+    j = journal(root)
+    j.plan([(str(claim), str(partial), str(archive / "a.json"), "copy")])
+    j.close()
+    run_once(build({}, "t", root=root))
+    assert (archive / "a.json").read_bytes() == data
+    assert not partial.exists()
+    assert leftovers(root) == []
+
+
+def test_staged_copies_are_published_and_taken_ones_not_delivered_again(root):
+    data = job("RANK", "PRODUCTION", 1)
+    claim = claim_file(root, "RANK", "a.json", data)
+    archive, route = root / "JSON_STORE/RANK", root / RANK_ROUTE
+    archive.mkdir(parents=True)
+    route.mkdir(parents=True)
+    waiting = archive / ".a.json.1-1.jwtmp"
+    waiting.write_bytes(data)
+    # The Monday copy was published before the crash and a downstream tool has already taken it.
+    j = journal(root)
+    j.plan([(str(claim), str(waiting), str(archive / "a.json"), "copy"),
+            (str(claim), str(route / ".a.json.1-2.jwtmp"), str(route / "a.json"), "copy")])
+    j.staged([str(claim)])
+    j.close()
+    summary = run_once(build({}, "t", root=root))
+    assert summary.archived == 1
+    assert (archive / "a.json").read_bytes() == data
+    assert not (route / "a.json").exists()
+    assert not claim.exists()
+    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+
+
+def test_staged_failed_file_is_published_once(root):
+    claim = claim_file(root, "RANK", "bad.json", b"{")
+    failed = root / "JSON_FAILED/RANK"
+    failed.mkdir(parents=True)
+    temp, reason = failed / ".bad.json.1-1.jwtmp", failed / ".bad.json.reason.txt.1-2.jwtmp"
+    os.link(claim, temp)
+    reason.write_text("reason: invalid JSON\n")
+    final = failed / "20240305_060708_bad.json"
+    j = journal(root)
+    j.plan([(str(claim), str(temp), str(final), "failed"),
+            (str(claim), str(reason), str(final) + ".reason.txt", "reason")])
+    j.staged([str(claim)])
+    j.close()
+    summary = run_once(build({}, "t", root=root))
+    assert summary.failed == 1
+    assert failed_entries(root, "bad.json") == [final]
+    assert final.read_bytes() == b"{"
+    assert (failed / "20240305_060708_bad.json.reason.txt").exists()
+    assert leftovers(root) == []
+
+
+def test_entries_of_a_removed_claim_are_forgotten_and_temporaries_removed(root):
+    archive = root / "JSON_STORE/RANK"
+    archive.mkdir(parents=True)
+    stray = archive / ".a.json.1-1.jwtmp"
+    stray.write_bytes(b"x")
+    j = journal(root)
+    j.plan([(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")])
+    j.staged([str(root / "JSON/.processing/RANK/00000000000000000001_a.json")])
+    j.close()
+    run_once(build({}, "t", root=root))
+    assert not stray.exists()
+    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+
+
+class Consumer(threading.Thread):
+    """A downstream tool that takes (deletes) each file from a folder as soon as it appears."""
+
+    def __init__(self, folder: Path):
+        super().__init__(daemon=True)
+        self.folder, self.seen, self.stop = folder, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.folder.is_dir():
+                for entry in os.scandir(self.folder):
+                    if not entry.name.startswith("."):
+                        self.seen[entry.name] = self.seen.get(entry.name, 0) + 1
+                        os.unlink(entry.path)
+            time.sleep(0.002)
+
+
+def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
+    rng = random.Random(7)
+    expected_good, expected_bad, rank_names = {}, {}, set()
+    for client, name, data, valid in backlog(2500, seed=3, bad_every=50):
+        drop(root, client, name, data)
+        (expected_good if valid else expected_bad)[name] = (client, data)
+        if valid and client == "RANK":
+            rank_names.add(name)
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    command = [sys.executable, "-m", "json_workflow", "run", "--once", "--root", str(root)]
+    kills = 0
+    for _ in range(12):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(0.3, 0.7))
+            break
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+    final = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    deadline = time.monotonic() + 10
+    while set(consumer.seen) != rank_names and time.monotonic() < deadline:
+        time.sleep(0.01)
+    consumer.stop.set()
+    consumer.join()
+    assert kills >= 1, "the run finished before it could be killed; make the backlog larger"
+    assert {n for n, count in consumer.seen.items() if count > 1} == set()
+    assert set(consumer.seen) == rank_names
+    for name, (client, data) in expected_good.items():
+        assert (root / "JSON_STORE" / client / name).read_bytes() == data
+    for name, (client, data) in expected_bad.items():
+        (failed,) = failed_entries(root, name)
+        assert failed.read_bytes() == data
+    assert not any((root / "JSON").rglob("*.json"))
+    assert leftovers(root) == []

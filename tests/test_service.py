@@ -1,0 +1,247 @@
+"""Service mode, as a real subprocess: real-time intake, stability, ordering, signals, crashes, reloads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import failed_entries, leftovers
+from json_workflow.samples import backlog, job
+
+RANK_ROUTE = "SYNC/MAKE/Monday Rank"
+
+
+def wait_for(condition, timeout: float = 15, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "") -> Path:
+    path.write_text(
+        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = 2\n'
+        f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}"
+    )
+    return path
+
+
+class Service:
+    """json-workflow run as a subprocess, with its log."""
+
+    def __init__(self, root: Path, config: Path, env: dict | None = None):
+        self.root, self.config, self.env = root, config, env
+        self.log = root.parent / "service.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "json_workflow", "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(self.env or {})},
+        )
+        wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture(params=["inotify", "polling"])
+def watch(request):
+    return request.param
+
+
+@pytest.fixture
+def service(root, tmp_path, watch):
+    s = Service(root, write_config(tmp_path / "config.toml", root, watch)).start()
+    yield s
+    s.stop(signal.SIGKILL) if s.process.poll() is None else None
+
+
+def drop_atomically(root: Path, client: str, name: str, data: bytes) -> Path:
+    """Write outside the hot folder, then rename in (what well-behaved exporters do)."""
+    staging = root.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    (root / "JSON" / client).mkdir(parents=True, exist_ok=True)
+    temp = staging / name
+    temp.write_bytes(data)
+    target = root / "JSON" / client / name
+    os.rename(temp, target)
+    return target
+
+
+def test_atomic_drops_are_archived_and_routed(service, root):
+    data = job("RANK", "CELTRA", 1)
+    drop_atomically(root, "RANK", "a.json", data)
+    wait_for(lambda: (root / "JSON_STORE/RANK/a.json").exists(), what="the archive copy")
+    assert (root / RANK_ROUTE / "a.json").read_bytes() == data
+    wait_for(lambda: not (root / "JSON/RANK/a.json").exists(), what="the original to go")
+    assert service.stop() == 0
+    assert leftovers(root) == []
+
+
+def test_slow_writer_is_taken_only_when_complete(service, root):
+    data = job("LOREAL", "CAMPAIGN", 7, size=4000)
+    (root / "JSON/LOREAL").mkdir(parents=True)
+    with open(root / "JSON/LOREAL/slow.json", "wb") as f:
+        f.write(data[: len(data) // 2])
+        f.flush()
+        time.sleep(3)
+        f.write(data[len(data) // 2:])
+    wait_for(lambda: (root / "JSON_STORE/LOREAL/slow.json").exists(), what="the archive copy")
+    assert (root / "JSON_STORE/LOREAL/slow.json").read_bytes() == data
+    assert failed_entries(root, "slow.json") == []
+
+
+def test_last_of_five_versions_wins_everywhere(service, root):
+    for version in range(5):
+        drop_atomically(root, "RANK", "v.json", job("RANK", "CELTRA", version))
+        time.sleep(0.05)
+    last = job("RANK", "CELTRA", 4)
+    places = [root / "JSON_STORE/RANK/v.json", root / RANK_ROUTE / "v.json",
+              root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File/v.json"]
+    wait_for(lambda: all(p.exists() and p.read_bytes() == last for p in places) and
+             not (root / "JSON/RANK/v.json").exists(), what="the last version everywhere")
+    time.sleep(0)  # nothing more may arrive: the service has no older version left to publish
+    assert all(p.read_bytes() == last for p in places)
+
+
+def test_client_folder_created_after_start_is_watched(service, root):
+    folder = root / "JSON/NEWCLIENT"
+    folder.mkdir()
+    (folder / "first.json").write_bytes(job("NEWCLIENT", "X", 1))
+    wait_for(lambda: (root / "JSON_STORE/NEWCLIENT/first.json").exists(), what="the new client's file")
+
+
+def test_sigterm_exits_0_and_leaves_no_temporary(service, root):
+    for n in range(30):
+        drop_atomically(root, "RANK", f"{n}.json", job("RANK", "X", n))
+    wait_for(lambda: (root / "JSON_STORE/RANK").exists(), what="processing to begin")
+    assert service.stop(signal.SIGTERM) == 0
+    assert leftovers(root) == []
+    assert "json-workflow stopped" in service.text()
+
+
+def test_destination_that_is_a_file_keeps_files_pending_until_fixed(service, root):
+    blocker = root / RANK_ROUTE
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"not a folder")
+    data = job("RANK", "X", 1)
+    drop_atomically(root, "RANK", "p.json", data)
+    drop_atomically(root, "LOREAL", "l.json", job("LOREAL", "X", 1))
+    wait_for(lambda: (root / "JSON_STORE/LOREAL/l.json").exists(), what="the other client's file")
+    wait_for(lambda: "Destination unavailable" in service.text(), what="the trouble to be logged")
+    assert (root / "JSON/RANK/p.json").read_bytes() == data
+    assert failed_entries(root, "p.json") == []
+    blocker.unlink()
+    wait_for(lambda: (root / RANK_ROUTE / "p.json").exists(), timeout=20, what="delivery once fixed")
+    assert (root / "JSON_STORE/RANK/p.json").read_bytes() == data
+    assert service.text().count("Destination unavailable") <= 3  # once per retry of the folder, not per file
+
+
+def test_sighup_applies_a_new_rule_and_keeps_the_old_ones_on_a_broken_file(service, root, tmp_path):
+    config = service.config
+    config.write_text(config.read_text() + '[[routes]]\nname = "Acme"\ndestination = "ACME/IN"\n'
+                      'when = { ClientCode = "ACME" }\n')
+    service.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Configuration reloaded" in service.text(), what="the reload")
+    drop_atomically(root, "ACME", "a.json", job("ACME", "X", 1))
+    wait_for(lambda: (root / "ACME/IN/a.json").exists(), what="the new rule to deliver")
+    config.write_text(config.read_text() + "[[routes]]\nname = 5\n")
+    service.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload failed" in service.text(), what="the broken reload to be reported")
+    assert "routes[1].name" in service.text()
+    drop_atomically(root, "ACME", "b.json", job("ACME", "X", 2))
+    wait_for(lambda: (root / "ACME/IN/b.json").exists(), what="the old rules to still work")
+
+
+@pytest.mark.parametrize("watch", ["inotify"])
+def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp_path, watch):
+    from test_recovery import Consumer
+
+    good, bad, rank = {}, {}, set()
+    for client, name, data, valid in backlog(5000, seed=11, bad_every=100):
+        target = root / "JSON" / client
+        target.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
+        (good if valid else bad)[name] = (client, data)
+        if valid and client == "RANK":
+            rank.add(name)
+    old = time.time() - 60
+    for path in (root / "JSON").rglob("*.json"):
+        os.utime(path, (old, old))  # at rest, as a backlog found at startup is
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    config = write_config(tmp_path / "config.toml", root, watch, "batch_size = 50\n")
+    first = Service(root, config).start()
+    wait_for(lambda: len(list((root / "JSON_STORE").rglob("*.json"))) > 500 if (root / "JSON_STORE").exists() else False,
+             timeout=60, what="part of the backlog")
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second = Service(root, config).start()
+    try:
+        wait_for(lambda: not any((root / "JSON").rglob("*.json")), timeout=120, what="the backlog to drain")
+        wait_for(lambda: set(consumer.seen) == rank, timeout=20, what="the consumer to see every RANK file")
+    finally:
+        assert second.stop() == 0
+        consumer.stop.set()
+        consumer.join()
+    assert {n for n, count in consumer.seen.items() if count > 1} == set()
+    for name, (client, data) in good.items():
+        assert (root / "JSON_STORE" / client / name).read_bytes() == data
+    for name, (client, data) in bad.items():
+        (failed,) = failed_entries(root, name)
+        assert failed.read_bytes() == data
+    assert leftovers(root) == []
+
+
+def test_systemd_hears_ready_watchdog_and_stopping(root, tmp_path):
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(15)
+        config = write_config(tmp_path / "config.toml", root)
+        service = Service(root, config, {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000"}).start()
+        heard = []
+        while "READY=1" not in heard:
+            heard.append(listener.recv(256).decode())
+        while "WATCHDOG=1" not in heard:
+            heard.append(listener.recv(256).decode())
+        assert service.stop() == 0
+        while "STOPPING=1" not in heard:
+            heard.append(listener.recv(256).decode())
+
+
+def test_switches_to_polling_when_scans_keep_finding_files_events_missed(root):
+    from json_workflow.config import build
+    from json_workflow.service import MISSED_SCANS_BEFORE_POLLING
+    from json_workflow.service import Service as InProcess
+    from json_workflow.stability import StabilityTracker
+
+    service = InProcess(build({}, "test", root=root))
+    service.tracker = StabilityTracker(1)
+    service.watcher = service._watcher("inotify")
+    try:
+        for _ in range(MISSED_SCANS_BEFORE_POLLING - 1):
+            service._check_events(missed=2)
+        assert service.watcher.mode == "inotify"
+        service._check_events(missed=0)  # a clean scan resets the count
+        for _ in range(MISSED_SCANS_BEFORE_POLLING):
+            service._check_events(missed=1)
+        assert service.watcher.mode == "polling"
+    finally:
+        service.watcher.stop()
