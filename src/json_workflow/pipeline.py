@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from json_workflow import deliver, durable
+from json_workflow import deliver, durable, logs
 from json_workflow.claim import Claims
 from json_workflow.config import Config
 from json_workflow.deliver import Copy, Delivery, Folders
@@ -146,6 +146,7 @@ class Pipeline:
         for d in deliveries:
             self._finish(d, summary)
         self.journal.forget(d.candidate.path for d in deliveries if not d.left_claimed)
+        logs.flush()
         return deliveries
 
     def _prepare(self, candidate: Candidate, source: str, now: float) -> Delivery:

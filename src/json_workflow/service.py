@@ -18,9 +18,10 @@ from collections import Counter, deque
 from collections.abc import Iterator
 
 from json_workflow import config as config_module
+from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.errors import ConfigError
-from json_workflow.intake import Candidate, candidate_at, scan
+from json_workflow.intake import Candidate, candidate_at, is_job_name, scan
 from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
@@ -31,7 +32,7 @@ STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60
 MISSED_SCANS_BEFORE_POLLING = 3
 # Settings that shape the process itself; a reload reports them and keeps the running values.
-RESTART_KEYS = ("root", "paths", "workers")
+RESTART_KEYS = ("root", "paths", "workers", "watch")
 
 
 class Service:
@@ -124,6 +125,7 @@ class Service:
                 self._process(batch)
                 continue
             self.pipeline.barrier.flush()  # idle: make the last removals from the claim area durable
+            logs.flush()
             self.tracker.wake.wait(min(self.tracker.next_due(), next_scan - now, next_stats - now, next_beat - now))
             self.tracker.wake.clear()
 
@@ -270,8 +272,6 @@ class Service:
 
 def scan_folder(folder: str) -> Iterator[str]:
     """Job files directly in one client folder."""
-    from json_workflow.intake import is_job_name
-
     try:
         with os.scandir(folder) as entries:
             yield from (e.path for e in entries if is_job_name(e.name) and not e.is_dir(follow_symlinks=False))
