@@ -25,10 +25,19 @@ from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserver
 
 from json_workflow.intake import is_job_name
+from json_workflow.logs import log
 from json_workflow.stability import StabilityTracker
 
 REALTIME = "REALTIME"
 _MASK = IN.IN_CLOSE_WRITE | IN.IN_MOVED_TO | IN.IN_CREATE | IN.IN_DELETE_SELF | IN.IN_ONLYDIR | IN.IN_DONT_FOLLOW
+
+
+def _safely(handle: Callable[[object], None], event: object) -> None:
+    try:
+        handle(event)
+    except Exception:
+        # Raised into watchdog, it would end the thread reading events, and real-time intake with it.
+        log.exception("Error handling a file event; the periodic scan will catch up")
 
 
 class Watcher:
@@ -70,6 +79,9 @@ class _Folder:
         self.watcher, self.path, self.top = watcher, path, top
 
     def on_event(self, event: InotifyEvent) -> None:
+        _safely(self._on_event, event)
+
+    def _on_event(self, event: InotifyEvent) -> None:
         name = os.fsdecode(event.name)
         if not name or name.startswith("."):
             return
@@ -130,6 +142,9 @@ class _PollingHandler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        _safely(self._on_event, event)
+
+    def _on_event(self, event: FileSystemEvent) -> None:
         relative = os.path.relpath(event.dest_path or event.src_path, self.watcher.hot).split(os.sep)
         # A job is in the hot folder or one client folder down; the claim area and hidden folders are not.
         if isinstance(event, FileCreatedEvent) or event.event_type == "moved":

@@ -1,0 +1,98 @@
+"""Service pieces driven in-process: periodic scan outcomes, overflow, stats line, reload of restart keys."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from conftest import drop
+from json_workflow.config import build
+from json_workflow.samples import job
+from json_workflow.service import Service
+from json_workflow.stability import StabilityTracker
+
+
+@pytest.fixture
+def service(root):
+    (root / "JSON/RANK").mkdir()  # folders made later would need the whole service (claim folders)
+    s = Service(build({"stable_seconds": 0}, "test", root=root))
+    s.tracker = StabilityTracker(0)
+    s.watcher = s._watcher("inotify")
+    yield s
+    s.watcher.stop()
+
+
+def messages(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_periodic_scan_reports_files_no_event_reported(service, root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    service.watcher.stop()  # nothing reports events now
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    service._periodic_scan(1)
+    assert str(root / "JSON/RANK/a.json") in service.tracker
+    assert any("Periodic scan #1 complete: 1 files found" in m for m in messages(caplog))
+    assert service.scans["completed"] == 1
+    service.watcher = service._watcher("inotify")
+
+
+def test_a_scan_past_scan_timeout_is_abandoned_and_logged(root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "JSON/RANK").mkdir()
+    s = Service(build({"scan_timeout": 1e-9}, "test", root=root))
+    s.tracker = StabilityTracker(0)
+    s.watcher = s._watcher("inotify")
+    try:
+        for n in range(5):
+            drop(root, "RANK", f"{n}.json", job("RANK", "X", n))
+        s._periodic_scan(3)
+    finally:
+        s.watcher.stop()
+    assert s.scans["abandoned"] == 1
+    assert any("Periodic scan #3 abandoned" in m for m in messages(caplog))
+
+
+def test_a_slow_scan_is_logged_as_slow(root, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    s = Service(build({"slow_scan_seconds": 1e-9}, "test", root=root))
+    s.tracker = StabilityTracker(0)
+    s.watcher = s._watcher("inotify")
+    try:
+        s._periodic_scan(1)
+    finally:
+        s.watcher.stop()
+    assert s.scans["slow"] == 1
+    assert any("was slow" in m for m in messages(caplog))
+
+
+def test_a_scan_due_while_one_runs_is_skipped_and_counted(service, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    release = threading.Event()
+    service._scan_thread = threading.Thread(target=release.wait)
+    service._scan_thread.start()
+    try:
+        service._start_scan()
+    finally:
+        release.set()
+        service._scan_thread.join()
+    assert service.scans["skipped"] == 1
+    assert any("skipped" in m for m in messages(caplog))
+
+
+def test_an_inotify_overflow_asks_for_a_rescan(service):
+    assert service.rescan_requested is False
+    service.watcher.on_overflow()
+    assert service.rescan_requested is True
+    assert service.tracker.wake.is_set()
+
+
+def test_stats_line_counts_today_by_source_errors_and_success(service, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    service.stats.update({"startup": 3, "realtime": 5, "periodic": 2, "errors": 1})
+    service._log_stats()
+    (line,) = [m for m in messages(caplog) if m.startswith("Stats:")]
+    assert line == ("Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), "
+                    "1 errors, 90.0% success")
