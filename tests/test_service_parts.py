@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -14,14 +15,23 @@ from json_workflow.service import Service
 from json_workflow.stability import StabilityTracker
 
 
-@pytest.fixture
-def service(root):
-    (root / "JSON/RANK").mkdir()  # folders made later would need the whole service (claim folders)
-    s = Service(build({"stable_seconds": 0}, "test", root=root))
+@contextlib.contextmanager
+def in_process(root, **settings):
+    """A Service with its tracker and a real inotify watcher, without the main loop."""
+    (root / "JSON/RANK").mkdir(exist_ok=True)  # folders made later would need the claim area too
+    s = Service(build(settings, "test", root=root))
     s.tracker = StabilityTracker(0)
     s.watcher = s._watcher("inotify")
-    yield s
-    s.watcher.stop()
+    try:
+        yield s
+    finally:
+        s.watcher.stop()
+
+
+@pytest.fixture
+def service(root):
+    with in_process(root, stable_seconds=0) as s:
+        yield s
 
 
 def messages(caplog) -> list[str]:
@@ -41,29 +51,18 @@ def test_periodic_scan_reports_files_no_event_reported(service, root, caplog):
 
 def test_a_scan_past_scan_timeout_is_abandoned_and_logged(root, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
-    (root / "JSON/RANK").mkdir()
-    s = Service(build({"scan_timeout": 1e-9}, "test", root=root))
-    s.tracker = StabilityTracker(0)
-    s.watcher = s._watcher("inotify")
-    try:
+    with in_process(root, scan_timeout=1e-9) as s:
         for n in range(5):
             drop(root, "RANK", f"{n}.json", job("RANK", "X", n))
         s._periodic_scan(3)
-    finally:
-        s.watcher.stop()
     assert s.scans["abandoned"] == 1
     assert any("Periodic scan #3 abandoned" in m for m in messages(caplog))
 
 
 def test_a_slow_scan_is_logged_as_slow(root, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
-    s = Service(build({"slow_scan_seconds": 1e-9}, "test", root=root))
-    s.tracker = StabilityTracker(0)
-    s.watcher = s._watcher("inotify")
-    try:
+    with in_process(root, slow_scan_seconds=1e-9) as s:
         s._periodic_scan(1)
-    finally:
-        s.watcher.stop()
     assert s.scans["slow"] == 1
     assert any("was slow" in m for m in messages(caplog))
 
