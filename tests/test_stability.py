@@ -84,18 +84,11 @@ def test_a_file_a_local_writer_holds_open_is_never_ready(tmp_path):
         writer.flush()
         old = time.time() - 60
         os.utime(path, (old, old))
-        tracker.seen(str(path), "REALTIME", complete=True, local=True)
+        tracker.seen(str(path), "REALTIME", complete=True)
         clock.now += 100
         assert tracker.ready() == []
     clock.now += 3
     assert tracker.ready() == [(str(path), "REALTIME")]
-
-
-def test_a_local_create_with_no_writer_is_ready_at_once(tmp_path):
-    tracker = StabilityTracker(2, Clock())
-    path = fresh(tmp_path / "a.json")
-    tracker.seen(path, "REALTIME", local=True)
-    assert tracker.ready() == [(path, "REALTIME")]
 
 
 def test_a_vanished_file_is_dropped(tmp_path):

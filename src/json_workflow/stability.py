@@ -1,11 +1,9 @@
 """Deciding when a file is complete, without holding a worker while we wait.
 
 Events and scans report paths; the service asks `ready()` on every tick. A file is ready when an event
-said it is complete (closed after writing, or renamed into place), when inotify saw it appear and no
-process has it open for writing (a rename from outside the tree looks like that), or when its size
-and modification time have not changed for `stable_seconds`. In every case no local process may still
-hold it open for writing: a read lease, which the kernel refuses while a writer has the file open,
-tells us.
+said it is complete (closed after writing, or renamed into place) or when its size and modification
+time have not changed for `stable_seconds`. In both cases no local process may still hold it open for
+writing: a read lease, which the kernel refuses while a writer has the file open, tells us.
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ class _Tracked:
     mtime_ns: int
     since: float  # when (size, mtime) last changed
     complete: bool  # an event said the writer finished
-    local: bool  # a local event (inotify) reported it: no open writer means nobody is writing it
 
 
 class StabilityTracker:
@@ -64,19 +61,17 @@ class StabilityTracker:
     def __contains__(self, path: str) -> bool:
         return path in self._files
 
-    def seen(self, path: str, source: str, complete: bool = False, local: bool = False) -> bool:
-        """Report `path`; `complete` when an event says its writer is done, `local` when inotify saw it
-        appear. False if it was already tracked."""
+    def seen(self, path: str, source: str, complete: bool = False) -> bool:
+        """Report `path`; `complete` when an event says its writer is done. False if already tracked."""
         with self._lock:
             if path in self._held:
                 return False
             tracked = self._files.get(path)
             if tracked is None:
-                self._files[path] = _Tracked(source, -1, -1, self.clock(), complete, local)
+                self._files[path] = _Tracked(source, -1, -1, self.clock(), complete)
             else:
                 tracked.complete |= complete
-                tracked.local |= local
-        if complete or local or self.stable_seconds == 0:
+        if complete or self.stable_seconds == 0:
             self.wake.set()
         return tracked is None
 
@@ -96,7 +91,7 @@ class StabilityTracker:
             due = [(p, source) for p, (until, source) in self._held.items() if until <= now]
             for path, source in due:
                 del self._held[path]
-                self._files[path] = _Tracked(source, -1, -1, now, True, False)
+                self._files[path] = _Tracked(source, -1, -1, now, True)
         return len(due)
 
     def forget(self, path: str) -> None:
@@ -119,12 +114,9 @@ class StabilityTracker:
                 # Unchanged since its last write: a file dropped long ago needs no waiting.
                 age = max(0.0, time.time() - info.st_mtime_ns / 1e9)
                 t.size, t.mtime_ns, t.since = info.st_size, info.st_mtime_ns, now - age
-            writing = None
             if not t.complete and now - t.since < self.stable_seconds:
-                # Renamed in from outside, inotify says only "created": with no writer, it is whole.
-                if not (t.local and info.st_size > 0 and (writing := open_for_writing(path)) is False):
-                    continue
-            if writing is None and open_for_writing(path):
+                continue
+            if open_for_writing(path):
                 t.complete = False  # a writer reopened it or never closed it: wait for stability again
                 t.since = now
                 continue

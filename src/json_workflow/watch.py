@@ -6,8 +6,8 @@ than its Observer, because the Observer holds every "moved from" half of a renam
 it and searches that queue linearly for each "moved to": a burst of 10,000 drops spent half the
 service's time there, and each claim (a rename out of a client folder) stalled the events behind it.
 
-What each event means: closed after writing, or renamed in -> complete; created -> inotify saw it
-appear, so it is complete once no process has it open for writing; a new client folder -> watched
+What each event means: closed after writing, or renamed in -> complete; only created -> complete
+once a close follows or it has been stable for `stable_seconds`; a new client folder -> watched
 and scanned at once (files written right after mkdir beat the new watch, watchdog#990); a queue
 overflow -> a full rescan.
 """
@@ -54,10 +54,10 @@ class Watcher:
         self.reported: set[str] = set()  # paths events told us about, for the scans' "missed" count
         self._lock = threading.Lock()
 
-    def _report(self, path: str, complete: bool, local: bool) -> None:
+    def _report(self, path: str, complete: bool) -> None:
         with self._lock:
             self.reported.add(path)
-        self.tracker.seen(path, REALTIME, complete, local)
+        self.tracker.seen(path, REALTIME, complete)
 
     def take_reported(self) -> set[str]:
         """The paths reported since the last call (to count what scans found that events missed)."""
@@ -91,8 +91,9 @@ class _Folder:
                 self.watcher.add_client(path)
                 self.watcher.on_folder(path)
         elif is_job_name(name):
-            complete = event.is_close_write or event.is_moved_to
-            self.watcher._report(path, complete, local=True)
+            # Renamed in (IN_MOVED_TO, which watchdog's Observer would have called "created") or closed
+            # after writing: complete. Only created: wait for a close, or for stability.
+            self.watcher._report(path, complete=event.is_close_write or event.is_moved_to)
 
     def on_watch_deleted(self, wd) -> None:
         self.watcher.forget(wd)
@@ -150,7 +151,7 @@ class _PollingHandler(FileSystemEventHandler):
         if isinstance(event, FileCreatedEvent) or event.event_type == "moved":
             if len(relative) <= 2 and not any(p.startswith(".") for p in relative) and is_job_name(relative[-1]):
                 # A snapshot difference says nothing of a remote writer: only stability decides.
-                self.watcher._report(os.path.join(self.watcher.hot, *relative), complete=False, local=False)
+                self.watcher._report(os.path.join(self.watcher.hot, *relative), complete=False)
 
 
 class PollingWatcher(Watcher):
