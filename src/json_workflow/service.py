@@ -51,6 +51,7 @@ class Service:
         self.scans = Counter()
         self.missed_streak = 0
         self._scan_thread: threading.Thread | None = None
+        self.watcher: Watcher | None = None
 
     # --- signals: flags only -------------------------------------------------------------------
     def _on_stop(self, signum, frame) -> None:
@@ -81,7 +82,8 @@ class Service:
                 self._serve()
             finally:
                 sd_notify("STOPPING=1")
-                self.watcher.stop()
+                if self.watcher is not None:
+                    self.watcher.stop()
                 self.pipeline.barrier.flush()
                 self.pipeline.close()
                 self.pipeline.claims.tidy()
