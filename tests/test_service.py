@@ -49,7 +49,12 @@ class Service:
             [sys.executable, "-m", "json_workflow", "run", "--config", str(self.config)],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(self.env or {})},
         )
-        wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
+        try:
+            wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
+        except BaseException:
+            self.process.kill()  # never leave a service running behind a failed test
+            self.process.wait()
+            raise
         return self
 
     def text(self) -> str:
