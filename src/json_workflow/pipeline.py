@@ -121,10 +121,10 @@ class Pipeline:
 
     def process_batch(self, batch: list[tuple[Candidate, str]], summary: Summary) -> list[Delivery]:
         now = self.clock()
-        deliveries = [d for d in self.pool.map(lambda item: self._prepare(*item, now), batch) if not d.vanished]
+        deliveries = [d for d in self._each(lambda item: self._prepare(*item, now), batch) if not d.vanished]
         planned = [d for d in deliveries if d.copies]
         self.journal.plan((d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies)
-        for trouble in self.pool.map(lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
+        for trouble in self._each(lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
             if trouble:
                 self._trouble(trouble)
         staged = [d for d in planned if d.copies]
@@ -148,6 +148,18 @@ class Pipeline:
         self.journal.forget(d.candidate.path for d in deliveries if not d.left_claimed)
         logs.flush()
         return deliveries
+
+    def _each(self, work: Callable, items: list) -> list:
+        """work(item) for every item, in order; each worker takes a share of the items in one task."""
+        # One task per worker instead of one per file: with many threads on few cores, per-file tasks
+        # spent more time handing the GIL and the queue around than working (0.14x -> 0.19x the floor).
+        count = max(1, min(self.config.workers, len(items)))
+        slices = [items[i::count] for i in range(count)]
+        done = list(self.pool.map(lambda part: [work(item) for item in part], slices))
+        results = [None] * len(items)
+        for i, part in enumerate(done):
+            results[i::count] = part
+        return results
 
     def _prepare(self, candidate: Candidate, source: str, now: float) -> Delivery:
         d = Delivery(candidate, source=source, started=time.perf_counter(), worker=threading.current_thread().name)
