@@ -208,10 +208,13 @@ def test_demo_leaves_every_sample_where_it_says(tmp_path):
     assert (sandbox / "JSON_PARSER_LOGS/json_workflow.log").exists()
 
 
-def test_not_yet_available_commands_exit_2():
-    for command in ("report", "stats"):
-        r = cli(command)
-        assert r.returncode == 2 and "not yet available" in r.stderr
+def test_demo_writes_todays_report_of_the_sandbox(tmp_path):
+    r = cli("demo", str(tmp_path / "sandbox"))
+    assert r.returncode == 0
+    (line,) = [line for line in r.stdout.splitlines() if line.startswith("Report: ")]
+    report = Path(line.split()[1])
+    assert report.parent == tmp_path / "sandbox/JSON_PARSER_LOGS/reports" and report.is_file()
+    assert "Monday Rank" in report.read_text() and "broken.json" in report.with_suffix(".txt").read_text()
 
 
 def test_service_with_a_missing_hot_folder_exits_1_at_once(tmp_path):

@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -618,7 +617,6 @@ def test_log_lines_for_each_file(config, root, caplog):
 
 
 def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
-    from json_workflow.journal import Journal
     from json_workflow.pipeline import Pipeline, Summary, exclusive
     from json_workflow.intake import scan
 

@@ -11,6 +11,8 @@ import pytest
 from conftest import drop
 from json_workflow.config import build
 from json_workflow.samples import job
+from json_workflow.intake import candidate_at
+from json_workflow.pipeline import Pipeline, Summary, exclusive
 from json_workflow.service import Service
 from json_workflow.stability import StabilityTracker
 
@@ -19,13 +21,17 @@ from json_workflow.stability import StabilityTracker
 def in_process(root, **settings):
     """A Service with its tracker and a real inotify watcher, without the main loop."""
     (root / "JSON/RANK").mkdir(exist_ok=True)  # folders made later would need the claim area too
-    s = Service(build(settings, "test", root=root))
+    config = build(settings, "test", root=root)
+    s = Service(config)
     s.tracker = StabilityTracker(0)
-    s.watcher = s._watcher("inotify")
-    try:
-        yield s
-    finally:
-        s.watcher.stop()
+    with exclusive(config) as journal:
+        s.pipeline = Pipeline(config, journal)
+        s.watcher = s._watcher("inotify")
+        try:
+            yield s
+        finally:
+            s.watcher.stop()
+            s.pipeline.close()
 
 
 @pytest.fixture
@@ -88,10 +94,23 @@ def test_an_inotify_overflow_asks_for_a_rescan(service):
     assert service.tracker.wake.is_set()
 
 
-def test_stats_line_counts_today_by_source_errors_and_success(service, caplog):
+def _process(service, root, source: str, names: list[str], bad: bool = False) -> None:
+    for name in names:
+        drop(root, "RANK", name, b"{not json" if bad else job("RANK", "X", 1))
+    batch = [(candidate_at(service.config.hot, str(root / "JSON/RANK" / n)), source) for n in names]
+    service.pipeline.process_batch(batch, Summary())
+
+
+def test_stats_line_counts_today_by_source_errors_and_success_and_survives_a_restart(root, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
-    service.stats.update({"startup": 3, "realtime": 5, "periodic": 2, "errors": 1})
-    service._log_stats()
-    (line,) = [m for m in messages(caplog) if m.startswith("Stats:")]
-    assert line == ("Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), "
-                    "1 errors, 90.0% success")
+    with in_process(root, stable_seconds=0) as first:
+        _process(first, root, "STARTUP", ["s1.json", "s2.json"])
+        _process(first, root, "STARTUP", ["s3.json"], bad=True)
+        _process(first, root, "REALTIME", [f"r{n}.json" for n in range(5)])
+        _process(first, root, "PERIODIC", ["p1.json", "p2.json"])
+        first._log_stats()
+    with in_process(root, stable_seconds=0) as second:  # a restart: the figures come from SQLite
+        second._log_stats()
+    lines = [m for m in messages(caplog) if m.startswith("Stats:")]
+    assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), "
+                         "1 errors, 90.0% success"]

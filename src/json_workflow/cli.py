@@ -28,9 +28,13 @@ root_option = click.option(
 )
 
 
-def load_config(config_path: str | None, root: str | None = None) -> Config:
+def load_config(config_path: str | None, root: str | None = None, sends_mail: bool = False) -> Config:
+    """The validated configuration, or exit 2 saying what is wrong; `sends_mail` also checks the password."""
     try:
-        return config_module.load(config_path, root)
+        config = config_module.load(config_path, root)
+        if sends_mail and (problems := config.email.secret_problems()):
+            raise ConfigError(config_path or "built-in configuration", problems)
+        return config
     except ConfigError as e:
         click.echo(f"json-workflow: {e}", err=True)
         sys.exit(2)
@@ -50,7 +54,7 @@ def run(once: bool, config_path: str | None, root: str | None) -> None:
     """Run the service (watch the hot folder), or with --once process it and exit."""
     from json_workflow.pipeline import check_hot_folder, run_once
 
-    config = load_config(config_path, root)
+    config = load_config(config_path, root, sends_mail=not once)
     if not once:
         from json_workflow.service import Service
 
@@ -136,6 +140,8 @@ def check_config(config_path: str | None, root: str | None) -> None:
     """Validate the configuration and print the effective folders and routing table."""
     config = load_config(config_path, root)
     click.echo(f"configuration: {config_path or 'built-in'} (valid)")
+    for problem in config.email.secret_problems():
+        click.echo(f"warning: {problem}")
     click.echo(f"root:    {config.root}")
     for key in ("hot", "archive", "failed", "logs", "state"):
         click.echo(f"{key + ':':8} {getattr(config, key)}")
@@ -176,15 +182,82 @@ def demo(directory: str | None) -> None:
     sys.exit(run_demo(directory))
 
 
-@main.command()
-def report() -> None:
-    """Daily HTML report (not yet available)."""
-    click.echo("json-workflow report: not yet available", err=True)
-    sys.exit(2)
+def _open_statistics(config: Config):
+    """The Reporter over the journal's database, or exit 1 when nothing was ever recorded."""
+    from json_workflow.journal import DATABASE
+    from json_workflow.reporter import Reporter
+
+    if not (config.state / DATABASE).is_file():
+        click.echo(f"json-workflow: no statistics yet: {config.state / DATABASE} does not exist "
+                   "(nothing has run on this root)", err=True)
+        sys.exit(1)
+    return Reporter(config)
+
+
+def _day(value: str | None, config: Config):
+    import datetime
+    import time
+
+    from json_workflow.figures import local_day
+
+    if value is None:
+        return local_day(time.time(), config.email.zone)
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint="--date") from None
+
+
+date_option = click.option("--date", "date", metavar="YYYY-MM-DD",
+                           help="The day, in the configured time zone (email.timezone); default today.")
 
 
 @main.command()
-def stats() -> None:
-    """Statistics of a day (not yet available)."""
-    click.echo("json-workflow stats: not yet available", err=True)
-    sys.exit(2)
+@date_option
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the HTML here (the text beside it, .txt).")
+@click.option("--send", is_flag=True, help="Also mail it through the configured SMTP server.")
+@config_option
+@root_option
+def report(date: str | None, output: str | None, send: bool, config_path: str | None, root: str | None) -> None:
+    """Write (and with --send, mail) the HTML report of a day."""
+    import time
+
+    config = load_config(config_path, root, sends_mail=send)
+    day = _day(date, config)
+    if send and not config.email.enabled:
+        click.echo("json-workflow: --send needs [email] enabled = true in the configuration", err=True)
+        sys.exit(2)
+    reporter = _open_statistics(config)
+    try:
+        click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, Path(output) if output else None))
+    except WorkflowError as e:
+        click.echo(f"json-workflow: report for {day} not sent: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"json-workflow: cannot write the report: {e}", err=True)
+        sys.exit(1)
+    finally:
+        reporter.close()
+
+
+@main.command()
+@date_option
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@config_option
+@root_option
+def stats(date: str | None, as_json: bool, config_path: str | None, root: str | None) -> None:
+    """Print the figures of a day (default today)."""
+    import json
+    import time
+
+    from json_workflow import figures, render
+
+    config = load_config(config_path, root)
+    day = _day(date, config)
+    reporter = _open_statistics(config)
+    try:
+        fig = figures.build(reporter.db, day, config.email.zone, time.time(), reporter.present,
+                            config.report.highlight)
+    finally:
+        reporter.close()
+    click.echo(json.dumps(fig.as_dict(), indent=2) if as_json else render.text(fig, config.report.title))

@@ -8,7 +8,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from json_workflow.errors import ConfigError
 
@@ -84,6 +86,71 @@ class Permissions(_Strict):
     dir_mode: Annotated[int, BeforeValidator(_mode(0o2777))] = 0o775
 
 
+def _clock_time(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        return value
+    raise ValueError('expected a time of day as "HH:MM" (24-hour)')
+
+
+def _zone(value: Any) -> Any:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError('expected an IANA time zone name such as "Europe/London" or "UTC"') from None
+    return value
+
+
+class Email(_Strict):
+    """The daily report and failure alerts by SMTP; the password comes from the environment only."""
+
+    enabled: bool = False
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    ssl: bool = False
+    username: str = ""
+    password_env: str = "JSON_WORKFLOW_SMTP_PASSWORD"
+    ca_file: str = ""  # a CA bundle for a relay with a private certificate; default: the system's
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    subject_prefix: str = ""
+    report_time: Annotated[str, BeforeValidator(_clock_time)] = "00:00"
+    timezone: Annotated[str, BeforeValidator(_zone)] = "UTC"
+    alerts: bool = True
+    alert_interval_minutes: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Email:
+        if self.ssl and self.starttls:
+            raise ValueError("ssl (port 465) and starttls (port 587) exclude each other: set starttls = false")
+        if self.enabled:
+            missing = [key for key in ("smtp_host", "sender", "recipients") if not getattr(self, key)]
+            if missing:
+                raise ValueError(f"email is enabled but {', '.join(missing)} not set")
+        return self
+
+    def secret_problems(self) -> list[str]:
+        """What is wrong with the password's environment variable, checked where mail is sent."""
+        if self.enabled and self.username and not os.environ.get(self.password_env):
+            return [f"email.password_env: the environment variable {self.password_env} is not set or empty "
+                    "(it holds the SMTP password for email.username; set it in the service's environment)"]
+        return []
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.username else None
+
+
+class Report(_Strict):
+    title: str = Field(default="JSON Workflow Daily Report", min_length=1)
+    # The client breakdown counts files sent by rules whose name contains this ("" for no column).
+    highlight: str = "Celtra"
+
+
 class Config(_Strict):
     """Everything json-workflow reads from its configuration file, with the seed's values as defaults."""
 
@@ -103,6 +170,10 @@ class Config(_Strict):
     batch_seconds: float = Field(default=30.0, gt=0)
     shutdown_timeout: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Statistics, the daily report and alerts
+    retention_days: int = Field(default=90, ge=1)
+    report: Report = Report()
+    email: Email = Email()
     routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
 
     @field_validator("routes")

@@ -54,6 +54,8 @@ class Delivery:
     source: str = ""
     started: float = 0.0
     worker: str = ""
+    seconds: float = 0.0  # processing time, set when it is finished
+    row: int | None = None  # its row in the statistics
 
     def discard(self) -> None:
         """Remove every temporary written for this file (it goes back to waiting)."""

@@ -69,8 +69,25 @@ def run_demo(directory: str | None) -> int:
             click.echo(f"    {place}{suffix}")
     click.echo(f"\n{summary.line()}")
     click.echo(f"Log: {config.logs / logs.LOG_FILE}")
+    click.echo(f"Report: {_todays_report(config)}  (json-workflow stats --root {root})")
     click.echo(f"Try: json-workflow explain --root {root} '{root}/JSON_STORE/RANK/rank_celtra.json'")
     return 0
+
+
+def _todays_report(config) -> Path:
+    """Write today's report of the sandbox, as the service would at midnight."""
+    import time
+
+    from json_workflow.figures import local_day
+    from json_workflow.reporter import Reporter
+
+    reporter = Reporter(config)
+    try:
+        day = local_day(time.time(), config.email.zone)
+        reporter.deliver(day, time.time(), send=False)
+    finally:
+        reporter.close()
+    return config.logs / "reports" / f"{day.isoformat()}.html"
 
 
 def _reason(path: Path) -> str:

@@ -61,6 +61,19 @@ def copy_new(source: str, path: str, mode: int) -> None:
             _write_all(fd, chunk)
 
 
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write `path` whole or not at all: a flushed temporary renamed over it."""
+    temp = temp_name(path.parent, path.name)
+    write_new(temp, data, mode)
+    try:
+        fsync_path(temp)
+        os.replace(temp, path)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    fsync_path(path.parent, folder=True)
+
+
 def make_folder(folder: Path, mode: int, top: Path) -> None:
     """Create `folder` and its missing parents down from `top`, which must already exist."""
     if folder.is_dir():

@@ -37,3 +37,7 @@ class DestinationError(WorkflowError):
         self.folder = folder
         self.error = error
         super().__init__(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})")
+
+
+class MailError(WorkflowError):
+    """Raised when the SMTP server cannot be reached or refuses a message; says what it answered."""

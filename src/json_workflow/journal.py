@@ -15,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from json_workflow import stats
 
 DATABASE = "journal.sqlite3"
 
@@ -31,6 +34,11 @@ _SCHEMA = [
         PRIMARY KEY (claim, temp)
     )""",
 ]
+
+
+T = TypeVar("T")
+# Writes more rows (statistics) in the same transaction as the journal's own.
+Record = Callable[[sqlite3.Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,9 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: commits are not flushed one by one; staged() asks for a flush when order matters.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
+        # The service's reporter reads and writes through its own connection; wait for each other.
+        self._db.execute("PRAGMA busy_timeout=10000")
+        for statement in _SCHEMA + stats.SCHEMA:
             self._db.execute(statement)
 
     def close(self) -> None:
@@ -60,7 +70,7 @@ class Journal:
             self._db.close()
 
     @contextlib.contextmanager
-    def _transaction(self, synchronous: str = "NORMAL") -> Iterator[sqlite3.Connection]:
+    def transaction(self, synchronous: str = "NORMAL") -> Iterator[sqlite3.Connection]:
         with self._lock:
             if synchronous != "NORMAL":
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -74,20 +84,34 @@ class Journal:
             if synchronous != "NORMAL":
                 self._db.execute("PRAGMA synchronous=NORMAL")
 
-    def plan(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
-        """Record (claim, temp, final, kind) before the temporaries are written."""
-        with self._transaction() as db:
+    def plan(self, entries: Iterable[tuple[str, str, str, str]], also: Record | None = None) -> None:
+        """Record (claim, temp, final, kind) before the temporaries are written (and `also`, at once)."""
+        with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)", entries)
+            if also:
+                also(db)
 
     def staged(self, claims: Iterable[str]) -> None:
         """Mark the claims' temporaries as flushed; durable before any of them is renamed into place."""
-        with self._transaction("FULL") as db:
+        with self.transaction("FULL") as db:
             db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((c,) for c in claims))
 
-    def forget(self, claims: Iterable[str]) -> None:
-        """Drop the entries of claims that are finished (or handed back)."""
-        with self._transaction() as db:
+    def forget(self, claims: Iterable[str], also: Record | None = None) -> None:
+        """Drop the entries of claims that are finished (or handed back), and record `also` with it."""
+        with self.transaction() as db:
             db.executemany("DELETE FROM copies WHERE claim = ?", ((c,) for c in claims))
+            if also:
+                also(db)
+
+    def query(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `read` on the connection, between the pipeline's writes."""
+        with self._lock:
+            return read(self._db)
+
+    def record(self, also: Record) -> None:
+        """Write statistics in a transaction of their own."""
+        with self.transaction() as db:
+            also(db)
 
     def entries(self, claim: str) -> list[Entry]:
         with self._lock:

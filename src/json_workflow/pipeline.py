@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from json_workflow import deliver, durable, logs
+from json_workflow import deliver, durable, logs, stats
 from json_workflow.claim import Claims
 from json_workflow.config import Config
 from json_workflow.deliver import Copy, Delivery, Folders
@@ -120,10 +120,11 @@ class Pipeline:
         self.barrier = durable.Barrier(config.flush)
 
     def process_batch(self, batch: list[tuple[Candidate, str]], summary: Summary) -> list[Delivery]:
-        now = self.clock()
+        now, started = self.clock(), time.perf_counter()
         deliveries = [d for d in self._each(lambda item: self._prepare(*item, now), batch) if not d.vanished]
         planned = [d for d in deliveries if d.copies]
-        self.journal.plan((d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies)
+        self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
+                          also=lambda db: stats.received(db, deliveries, now))
         for trouble in self._each(lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
             if trouble:
                 self._trouble(trouble)
@@ -145,7 +146,13 @@ class Pipeline:
                     d.pending, d.left_claimed = DestinationError("flush", OSError(errno.EIO, "flush failed")), True
         for d in deliveries:
             self._finish(d, summary)
-        self.journal.forget(d.candidate.path for d in deliveries if not d.left_claimed)
+        done, seconds = self.clock(), time.perf_counter() - started
+
+        def record(db):
+            stats.finished(db, deliveries, done)
+            stats.batch(db, len(deliveries), seconds, done)
+
+        self.journal.forget((d.candidate.path for d in deliveries if not d.left_claimed), also=record)
         logs.flush()
         return deliveries
 
@@ -199,9 +206,11 @@ class Pipeline:
 
     def _trouble(self, trouble: DestinationError) -> None:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)
+        self.journal.record(lambda db: stats.trouble(db, trouble.folder, str(trouble), self.clock()))
 
     def _finish(self, d: Delivery, summary: Summary) -> None:
         tag = {"worker": d.worker}
+        d.seconds = time.perf_counter() - d.started
         if d.pending is not None:
             summary.pending += 1
             if not d.left_claimed:  # nothing published: back to the hot folder to wait there
@@ -211,7 +220,6 @@ class Pipeline:
             return
         self.claims.release(d.candidate)
         self.barrier.add(os.path.dirname(d.candidate.path))
-        seconds = time.perf_counter() - d.started
         if d.rejection is not None:
             summary.failed += 1
             log.error(
@@ -225,7 +233,7 @@ class Pipeline:
         if routes:
             summary.routed += 1
             log.info("[%s] Routed to: %s", d.source, ", ".join(routes), extra=tag)
-        log.info("[%s] Successfully processed %s (%.2fs)", d.source, d.candidate.display, seconds, extra=tag)
+        log.info("[%s] Successfully processed %s (%.2fs)", d.source, d.candidate.display, d.seconds, extra=tag)
 
     def _superseded(self, d: Delivery) -> None:
         # A newer file of the same name arrived while this one waited; delivering this one later would
@@ -235,6 +243,7 @@ class Pipeline:
                                       f"destination was unavailable ({d.pending})", self.clock())
         except OSError as e:
             log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
+            d.left_claimed = True
             return
         self.claims.release(d.candidate)
         log.warning("[%s] %s was superseded by a newer file of the same name while waiting -> %s",
@@ -265,8 +274,9 @@ class Pipeline:
         self.barrier.flush()
         self.claims.release(candidate)
         self.barrier.add(os.path.dirname(candidate.path))
-        self.journal.forget([candidate.path])
         failed = any(c.kind == "failed" for c in copies)
+        outcome, now = stats.FAILED if failed else stats.ARCHIVED, self.clock()
+        self.journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
         summary.failed += failed
         summary.archived += not failed
         log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
@@ -306,6 +316,8 @@ def run_once(config: Config, progress: Callable[[int], None] | None = None, cloc
     check_hot_folder(config)
     with exclusive(config) as journal:
         pipeline = Pipeline(config, journal, clock)
+        with journal.transaction() as db:
+            run = stats.run_started(db, "once", clock())
         try:
             summary = Summary()
             leftovers = pipeline.recover(summary)
@@ -314,3 +326,4 @@ def run_once(config: Config, progress: Callable[[int], None] | None = None, cloc
         finally:
             pipeline.close()
             pipeline.claims.tidy()
+            journal.record(lambda db: stats.run_stopped(db, run, clock()))

@@ -7,7 +7,6 @@ Signal handlers only set flags; the main loop does the work.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import logging
 import os
@@ -18,18 +17,20 @@ from collections import Counter, deque
 from collections.abc import Iterator
 
 from json_workflow import config as config_module
-from json_workflow import logs
+from json_workflow import figures, logs, stats
 from json_workflow.config import Config
 from json_workflow.errors import ConfigError
 from json_workflow.intake import Candidate, candidate_at, is_job_name, scan
 from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
+from json_workflow.reporter import Reporter
 from json_workflow.stability import StabilityTracker
 from json_workflow.watch import Watcher, make_watcher
 
 STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60
+REPORT_TICK_SECONDS = 30
 MISSED_SCANS_BEFORE_POLLING = 3
 # Settings that shape the process itself; a reload reports them and keeps the running values.
 RESTART_KEYS = ("root", "paths", "workers", "watch")
@@ -46,8 +47,6 @@ class Service:
         self.rescan_requested = False
         self.queue: deque[tuple[str, str]] = deque()
         self.attempts: Counter[str] = Counter()
-        self.today = datetime.date.today()
-        self.stats: Counter[str] = Counter()
         self.scans = Counter()
         self.missed_streak = 0
         self._scan_thread: threading.Thread | None = None
@@ -78,10 +77,13 @@ class Service:
         threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
         with exclusive(config) as journal:
             self.pipeline = Pipeline(config, journal)
+            with journal.transaction() as db:
+                run = stats.run_started(db, "service", time.time())
             try:
                 self._serve()
             finally:
                 sd_notify("STOPPING=1")
+                journal.record(lambda db: stats.run_stopped(db, run, time.time()))
                 if self.watcher is not None:
                     self.watcher.stop()
                 self.pipeline.barrier.flush()
@@ -103,6 +105,7 @@ class Service:
         for start in range(0, len(leftovers), config.batch_size):
             self._process(leftovers[start:start + config.batch_size])
         startup = self._startup_scan()
+        threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
         sd_notify("READY=1")
         log.info("Watching %s (%s) with a %gs periodic scan", config.hot, self.watcher.mode, config.scan_interval)
         now = time.monotonic()
@@ -144,9 +147,7 @@ class Service:
         return batch
 
     def _process(self, batch: list[tuple[Candidate, str]]) -> None:
-        self._roll_day()
         summary = Summary()
-        self.scans["batches"] += 1
         for d in self.pipeline.process_batch(batch, summary):
             if d.pending is not None and not d.left_claimed:
                 self.attempts[d.candidate.origin] += 1
@@ -154,8 +155,24 @@ class Service:
                 self.tracker.hold(d.candidate.origin, d.source, delay)
             elif d.pending is None:
                 self.attempts.pop(d.candidate.origin, None)
-                self.stats[d.source.lower()] += 1
-                self.stats["errors"] += d.rejection is not None
+
+    def _report_loop(self) -> None:
+        """The daily report and alerts, in a thread of their own: a slow mail server never holds up files."""
+        reporter = Reporter(self.config)
+        try:
+            self._report_tick(reporter)  # a report missed while the service was down goes out now
+            log.info("%s", reporter.plan(time.time()))
+            while not self.stopping.wait(REPORT_TICK_SECONDS):
+                reporter.config = self.config  # a reload applies from the next tick
+                self._report_tick(reporter)
+        finally:
+            reporter.close()
+
+    def _report_tick(self, reporter: Reporter) -> None:
+        try:
+            reporter.tick()
+        except Exception:  # a bug here must not end reporting for the rest of the service's life
+            log.exception("Reporter failed; trying again in %ds", REPORT_TICK_SECONDS)
 
     def _shutdown_guard(self) -> None:
         """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
@@ -197,7 +214,7 @@ class Service:
     def _start_scan(self) -> None:
         self.rescan_requested = False
         if self._scan_thread and self._scan_thread.is_alive():
-            self.scans["skipped"] += 1
+            self._scanned("skipped")
             log.warning("Periodic scan skipped: the previous one is still running")
             return
         self.scans["started"] += 1
@@ -211,7 +228,7 @@ class Service:
         found = missed = 0
         for candidate in scan(config.hot):
             if time.monotonic() - started > config.scan_timeout:
-                self.scans["abandoned"] += 1
+                self._scanned("abandoned", time.monotonic() - started, found)
                 log.error("Periodic scan #%d abandoned after %gs (scan_timeout)", number, config.scan_timeout)
                 return
             path = candidate.path
@@ -224,14 +241,20 @@ class Service:
                 continue
             missed += settled and path not in reported
         seconds = time.monotonic() - started
-        self.scans["completed"] += 1
+        self._scanned("completed", seconds, found, slow=seconds > config.slow_scan_seconds)
         if seconds > config.slow_scan_seconds:
-            self.scans["slow"] += 1
             log.warning("Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds,
                         config.slow_scan_seconds)
         log.info("Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)",
                  number, found, missed, seconds)
         self._check_events(missed)
+
+    def _scanned(self, outcome: str, seconds: float | None = None, found: int | None = None,
+                 slow: bool = False) -> None:
+        self.scans[outcome] += 1
+        self.scans["slow"] += slow
+        now = time.time()
+        self.pipeline.journal.record(lambda db: stats.scan(db, outcome, now, seconds, found, slow))
 
     def _check_events(self, missed: int) -> None:
         """Switch to polling when scans keep finding files no event reported (a network share)."""
@@ -247,6 +270,8 @@ class Service:
         self.reload_requested = False
         try:
             new = config_module.load(self.config_path, self.root)
+            if problems := new.email.secret_problems():
+                raise ConfigError(self.config_path or "built-in configuration", problems)
         except ConfigError as e:
             log.error("Reload failed, keeping the running configuration: %s", e)
             return
@@ -259,17 +284,10 @@ class Service:
         self.tracker.stable_seconds = new.stable_seconds
         log.info("Configuration reloaded: %d routes", len(new.routes))
 
-    def _roll_day(self) -> None:
-        if datetime.date.today() != self.today:
-            self.today, self.stats = datetime.date.today(), Counter()
-
     def _log_stats(self) -> None:
-        self._roll_day()
-        s = self.stats
-        processed = s["startup"] + s["realtime"] + s["periodic"] + s["recovery"]
-        rate = 100.0 * (processed - s["errors"]) / processed if processed else 100.0
-        log.info("Stats: Today: %d processed (startup: %d) (realtime: %d) (periodic: %d), %d errors, %.1f%% success",
-                 processed, s["startup"], s["realtime"], s["periodic"], s["errors"], rate)
+        """Today's figures from the statistics rows, so a restart does not reset them."""
+        zone = self.config.email.zone
+        log.info("%s", self.pipeline.journal.query(lambda db: figures.stats_line(db, time.time(), zone)))
 
 
 def scan_folder(folder: str) -> Iterator[str]:

@@ -1,0 +1,170 @@
+"""The daily report, sent once per day whatever restarts and downtime happen, and throttled failure alerts.
+
+`tick(now)` is all there is: the service calls it every half minute from a thread of its own, tests
+call it with the time they want. What was sent is recorded in SQLite, so a restart neither repeats
+nor skips a report: each day up to yesterday whose report time has passed and that has no row in
+`reports` is sent, oldest first, at most the last CATCH_UP_DAYS of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+from json_workflow import durable, figures, mail, render, stats
+from json_workflow.config import Config, Email
+from json_workflow.errors import MailError
+from json_workflow.journal import DATABASE
+from json_workflow.logs import log
+
+CATCH_UP_DAYS = 7
+RETRY_FIRST, RETRY_MAX = 60.0, 3600.0
+ALERT_FILES = 50  # files listed by name in one alert; the rest are counted
+
+
+class Reporter:
+    """Owns its own connection to the journal's database (it runs beside the pipeline's thread)."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time,
+                 send: Callable[[Email, EmailMessage], None] = mail.send):
+        self.config, self.clock, self.send = config, clock, send
+        self.db = sqlite3.connect(config.state / DATABASE, isolation_level=None, timeout=10,
+                                  check_same_thread=False)
+        self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
+        self.pruned = 0.0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def tick(self, now: float | None = None) -> None:
+        """Send what is due; a failure is logged and retried later, never raised."""
+        now = self.clock() if now is None else now
+        if now - self.pruned >= 86400:
+            self.pruned = now
+            with self.db:
+                stats.prune(self.db, self.config.retention_days, now)
+        for what, step in (("report", self._reports), ("alert", self._alerts)):
+            if now < self.retry[what][0]:
+                continue
+            try:
+                step(now)
+            except (MailError, OSError, sqlite3.Error) as e:
+                at, delay = self.retry[what]
+                self.retry[what] = (now + delay, min(delay * 2, RETRY_MAX))
+                log.error("Cannot send the %s, trying again in %s: %s", what, figures.duration(delay), e)
+            else:
+                self.retry[what] = (0.0, RETRY_FIRST)
+
+    # --- the daily report ----------------------------------------------------------------------
+    def _due_at(self, day: datetime.date) -> datetime.datetime:
+        """When the report of `day` is due: report_time on the next day, local time."""
+        hour, minute = map(int, self.config.email.report_time.split(":"))
+        return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(hour, minute),
+                                         self.config.email.zone)
+
+    def plan(self, now: float) -> str:
+        """What happens to today's report, for the log."""
+        email = self.config.email
+        today = figures.local_day(now, email.zone)
+        how = f"mailed to {', '.join(email.recipients)}" if email.enabled else \
+            f"written to {self.config.logs / 'reports'} (email is not enabled)"
+        return f"Daily report for {today} due at {self._due_at(today):%Y-%m-%d %H:%M %Z}, {how}"
+
+    def due_days(self, now: float) -> list[datetime.date]:
+        """Days whose report is due and not yet sent, oldest first."""
+        zone = self.config.email.zone
+        first = self.db.execute("SELECT MIN(started) FROM runs").fetchone()[0]
+        if first is None:
+            return []
+        today = figures.local_day(now, zone)
+        day = max(figures.local_day(first, zone), today - datetime.timedelta(days=CATCH_UP_DAYS))
+        sent = {row[0] for row in self.db.execute("SELECT day FROM reports")}
+        due = []
+        while day < today:
+            if self._due_at(day).timestamp() <= now and day.isoformat() not in sent:
+                due.append(day)
+            day += datetime.timedelta(days=1)
+        return due
+
+    def _reports(self, now: float) -> None:
+        for day in self.due_days(now):
+            delivery = self.deliver(day, now, send=self.config.email.enabled)
+            self.db.execute("INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)",
+                            (day.isoformat(), now, delivery))
+            log.info("Daily report for %s: %s", day.isoformat(), delivery)
+
+    def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
+        """Write one day's report (HTML and text) to `output` or the reports folder, and mail it."""
+        config = self.config
+        fig = figures.build(self.db, day, config.email.zone, now, self.present, config.report.highlight)
+        title = config.report.title
+        html, text = render.html(fig, title), render.text(fig, title)
+        if output is None:
+            output = config.logs / "reports" / f"{day.isoformat()}.html"
+            durable.make_folder(output.parent, config.permissions.dir_mode, config.root)
+        mode = config.permissions.file_mode
+        durable.replace_file(output, html.encode(), mode)
+        durable.replace_file(output.with_suffix(".txt"), text.encode(), mode)
+        if not send:
+            return f"written to {output}"
+        self.send(config.email, mail.message(config.email, render.subject(fig, title), text, html))
+        return f"mailed to {', '.join(config.email.recipients)} (copy in {output})"
+
+    def present(self, name: str, claim: str | None) -> bool:
+        """Is a received, unfinished file still waiting (in the claim area or the hot folder)?"""
+        return bool(claim and os.path.lexists(claim)) or os.path.lexists(self.config.hot / name)
+
+    # --- alerts --------------------------------------------------------------------------------
+    def _alerts(self, now: float) -> None:
+        email = self.config.email
+        if not (email.enabled and email.alerts):
+            return
+        setting = dict(self.db.execute("SELECT key, value FROM settings WHERE key LIKE 'alert_%'").fetchall())
+        if "alert_since" not in setting:  # first start: only what happens from now on is news
+            self._remember(alert_since=now, alert_sent=0.0)
+            return
+        if now - setting["alert_sent"] < email.alert_interval_minutes * 60:
+            return
+        since = setting["alert_since"]
+        failed = self.db.execute(
+            "SELECT finished, name, stage, reason FROM files WHERE outcome = 'failed' AND finished > ?"
+            " AND finished <= ? ORDER BY finished", (since, now)).fetchall()
+        troubles = self.db.execute(
+            "SELECT folder, COUNT(*), MIN(at), MAX(error) FROM troubles WHERE at > ? AND at <= ? GROUP BY folder",
+            (since, now)).fetchall()
+        if failed or troubles:
+            subject, text = self._alert_text(failed, troubles, since)
+            self.send(email, mail.message(email, subject, text))
+            log.info("Alert mailed to %s: %s", ", ".join(email.recipients), subject)
+        self._remember(alert_since=now, alert_sent=now if failed or troubles else setting["alert_sent"])
+
+    def _alert_text(self, failed: list, troubles: list, since: float) -> tuple[str, str]:
+        zone = self.config.email.zone
+
+        def at(ts: float) -> str:
+            return datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+        parts = [f"{len(failed)} files failed"] * bool(failed) + [f"{len(troubles)} destinations in trouble"] * bool(
+            troubles)
+        lines = [f"json-workflow on {self.config.hot}, since {at(since)} {self.config.email.timezone}:", ""]
+        if troubles:
+            lines.append("Destinations in trouble (their files wait in the hot folder and are retried):")
+            lines += [f"  {folder}: {error} (first at {at(first)}, {count} times)"
+                      for folder, count, first, error in troubles]
+            lines.append("")
+        if failed:
+            lines.append(f"Failed files (in {self.config.failed}, each with a .reason.txt; "
+                         "`json-workflow retry` puts them back):")
+            lines += [f"  {at(ts)}  {name}  {stage}: {reason}" for ts, name, stage, reason in failed[:ALERT_FILES]]
+            if len(failed) > ALERT_FILES:
+                lines.append(f"  ... and {len(failed) - ALERT_FILES} more")
+        return "json-workflow alert: " + ", ".join(parts), "\n".join(lines) + "\n"
+
+    def _remember(self, **values: float) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", values.items())
