@@ -22,6 +22,7 @@ same round, so a busy machine slows both sides alike. See docs/performance.md fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from json_workflow import config as config_module
@@ -138,8 +140,41 @@ def settle() -> None:
         time.sleep(SETTLE)
 
 
+FRESH_FS = ""  # a size such as "4G": each phase runs on a new ext4 filesystem of it; see --fresh-fs
+
+
+@contextlib.contextmanager
+def phase_folder(base: Path) -> Iterator[Path]:
+    """Where a timed phase works: `base`, or a brand-new ext4 filesystem (loop-mounted image) under it.
+
+    A new filesystem has no recently deleted inodes and no dirty metadata left by the phase before,
+    so the floor and ours both meet the disk as a production server's disk usually is.
+    """
+    if not FRESH_FS:
+        yield base
+        return
+    image, mount = base / "phase.img", base / "phase"
+    image.unlink(missing_ok=True)
+    subprocess.run(["truncate", "-s", FRESH_FS, str(image)], check=True)
+    # Inode tables and journal are written now, not by a background thread during the timed phase.
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)],
+                   check=True)
+    mount.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+        image.unlink()
+
+
 def floor_round(source: Path, base: Path) -> dict[str, float]:
     """Two `cp -r` side by side then `rm -rf` of both; seconds of the copies and of the removal."""
+    with phase_folder(base) as where:
+        return _floor_round(source, where)
+
+
+def _floor_round(source: Path, base: Path) -> dict[str, float]:
     floor = base / "floor"
     shutil.rmtree(floor, ignore_errors=True)
     floor.mkdir(parents=True)
@@ -156,7 +191,13 @@ def floor_round(source: Path, base: Path) -> dict[str, float]:
 
 def our_round(source: Path, base: Path, config_path: str | None, expected: Expected, check_bytes: bool) -> dict:
     """Copy the template into a fresh root (untimed), sync, then time one `run --once` on it."""
-    root = base / "run"
+    with phase_folder(base) as where:
+        return _our_round(source, base, where, config_path, expected, check_bytes)
+
+
+def _our_round(source: Path, base: Path, where: Path, config_path: str | None, expected: Expected,
+               check_bytes: bool) -> dict:
+    root = where / "run"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     subprocess.run(["cp", "-r", str(source), str(root / "JSON")], check=True)
@@ -345,6 +386,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float,
                         help="seconds to wait after `sync` before each timed phase, so one phase's deletions "
                              "do not bill the next (default 61 on a disk, 0 on tmpfs)")
+    parser.add_argument("--fresh-fs", metavar="SIZE", default="",
+                        help="run every timed phase on a new ext4 filesystem of SIZE (e.g. 4G) loop-mounted "
+                             "under --dir (needs root); no settle needed")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bad-every", type=int, default=97, help="every n-th file is invalid (default 97)")
     args = parser.parse_args()
@@ -352,9 +396,11 @@ def main() -> None:
     base = Path(os.path.abspath(args.dir))
     created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
-    global SETTLE
-    fs = fs_type(base)
-    SETTLE = args.settle if args.settle is not None else (0.0 if fs.split()[0] in ("tmpfs", "ramfs") else 61.0)
+    global SETTLE, FRESH_FS
+    FRESH_FS = args.fresh_fs
+    fs = f"a new {FRESH_FS} ext4 per phase, image on {fs_type(base)}" if FRESH_FS else fs_type(base)
+    fresh = FRESH_FS or fs.split()[0] in ("tmpfs", "ramfs")
+    SETTLE = args.settle if args.settle is not None else (0.0 if fresh else 61.0)
     try:
         config_path = config_file(base, args.workers, args.flush)
         print(f"json-workflow backlog benchmark: {args.files} files in {base} "
@@ -386,7 +432,7 @@ def fs_type(path: Path) -> str:
 
 def run(args, base: Path, config_path: str | None) -> None:
     source, invalid = template(base, args.files, args.seed, args.bad_every)
-    expected = Expected(source, invalid, config_path, base / "run")
+    expected = Expected(source, invalid, config_path, (base / "phase" if FRESH_FS else base) / "run")
     copies = sum(expected.places.values())
     print(f"expected: {expected.valid} valid -> {copies} copies in {len(expected.places)} folders, "
           f"{sum(expected.invalid.values())} invalid -> JSON_FAILED", flush=True)

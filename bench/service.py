@@ -179,7 +179,7 @@ def memory(args, base: Path) -> None:
     for folder in (root / "JSON").iterdir():
         for f in folder.iterdir():
             os.utime(f, (old, old))
-    process = start(root, "batch_size = 256\n")
+    process = start(root, f"batch_size = {args.batch_size}\n" if args.batch_size else "")
     peak = 0.0
     expected = args.files - args.files // 97
     while archived(root) < expected:
@@ -187,7 +187,8 @@ def memory(args, base: Path) -> None:
         time.sleep(0.2)
     peak = max(peak, peak_rss_mb(process.pid))
     stop(process)
-    print(f"memory: peak RSS {peak:.1f} MB draining a {args.files}-file backlog")
+    print(f"memory: peak RSS {peak:.1f} MB draining a {args.files}-file backlog "
+          f"(batch_size {args.batch_size or 'default (10)'})")
     shutil.rmtree(root, ignore_errors=True)
 
 
