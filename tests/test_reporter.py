@@ -307,3 +307,16 @@ def test_implicit_tls_on_port_465_style_servers(root):
         reporter(root, port, ssl=True, starttls=False).tick(at(D2, 0, 1))
         (msg,) = inbox.messages
     assert inbox.logins == ["postmaster"] and "2026-03-10" in msg["Subject"]
+
+
+def test_the_report_is_mailed_even_when_its_copy_cannot_be_written(root, server, caplog):
+    port, inbox = server
+    day_of_work(root, at(D1, 9))
+    r = reporter(root, port)
+    (root / "JSON_PARSER_LOGS").mkdir(exist_ok=True)
+    (root / "JSON_PARSER_LOGS/reports").write_text("a file where the reports folder should be")
+    r.tick(at(D2, 0, 1))
+    assert len(inbox.messages) == 1
+    assert "Cannot keep a copy of the report for 2026-03-10" in caplog.text
+    r.tick(at(D2, 0, 5))
+    assert len(inbox.messages) == 1  # recorded as sent all the same

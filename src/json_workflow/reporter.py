@@ -104,16 +104,27 @@ class Reporter:
         fig = figures.build(self.db, day, config.email.zone, now, self.present, config.report.highlight)
         title = config.report.title
         html, text = render.html(fig, title), render.text(fig, title)
+        try:
+            written = self._write(day, html, text, output)
+        except OSError as e:
+            if not send or output is not None:  # the file is what was asked for
+                raise
+            # The copy in the logs folder is a convenience; a full or read-only disk must not stop the mail.
+            log.warning("Cannot keep a copy of the report for %s: %s", day.isoformat(), e)
+            written = None
+        if not send:
+            return f"written to {written}"
+        self.send(config.email, mail.message(config.email, render.subject(fig, title), text, html))
+        return f"mailed to {', '.join(config.email.recipients)}" + (f" (copy in {written})" if written else "")
+
+    def _write(self, day: datetime.date, html: str, text: str, output: Path | None) -> Path:
+        config = self.config
         if output is None:
             output = config.logs / "reports" / f"{day.isoformat()}.html"
             durable.make_folder(output.parent, config.permissions.dir_mode, config.root)
-        mode = config.permissions.file_mode
-        durable.replace_file(output, html.encode(), mode)
-        durable.replace_file(output.with_suffix(".txt"), text.encode(), mode)
-        if not send:
-            return f"written to {output}"
-        self.send(config.email, mail.message(config.email, render.subject(fig, title), text, html))
-        return f"mailed to {', '.join(config.email.recipients)} (copy in {output})"
+        durable.replace_file(output, html.encode(), config.permissions.file_mode)
+        durable.replace_file(output.with_suffix(".txt"), text.encode(), config.permissions.file_mode)
+        return output
 
     def present(self, name: str, claim: str | None) -> bool:
         """Is a received, unfinished file still waiting (in the claim area or the hot folder)?"""
