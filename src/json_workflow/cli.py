@@ -147,6 +147,10 @@ def check_config(config_path: str | None, root: str | None) -> None:
         click.echo(f"{key + ':':8} {getattr(config, key)}")
     click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
     click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+    email = config.email
+    mailed = f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}" if email.enabled \
+        else "written to the logs folder only (email not enabled)"
+    click.echo(f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days")
     click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
         when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())

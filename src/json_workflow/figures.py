@@ -122,7 +122,7 @@ def build(db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float
             f"SELECT folder, COUNT(DISTINCT file) AS n FROM routed JOIN files ON files.id = routed.file"
             f" WHERE {done} GROUP BY folder ORDER BY n DESC, folder", window).fetchall(),
         hours=_hours(db, start, end, zone),
-        last_errors=[Problem(local(ts, "%H:%M:%S"), client or "?", name, f"{stage}: {reason}")
+        last_errors=[Problem(local(ts, "%H:%M:%S"), client or "_unknown", name, f"{stage}: {reason}")
                      for ts, client, name, stage, reason in db.execute(
                          "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed'"
                          " AND finished >= ? AND finished < ? ORDER BY finished DESC, id DESC LIMIT 10", window)],
