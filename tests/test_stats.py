@@ -192,3 +192,25 @@ def test_stats_command_without_statistics_or_with_a_bad_date_says_so(root):
     assert out.returncode == 1 and "no statistics yet" in out.stderr
     bad = cli("stats", "--date", "yesterday", "--root", str(root))
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_a_row_of_a_file_published_before_a_crash_is_closed_without_a_second_row(root):
+    data = job("RANK", "PRODUCTION", 1)
+    claim = root / "JSON/.processing/RANK/00000000000000000001_a.json"
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(data)
+    archive = root / "JSON_STORE/RANK"
+    archive.mkdir(parents=True)
+    (archive / "a.json").write_bytes(data)  # published just before the kill
+    (root / "JSON_PARSER_STATE").mkdir()
+    journal = Journal(root / "JSON_PARSER_STATE")
+    crashed = Delivery(Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")),
+                       source="REALTIME")
+    journal.plan([(str(claim), str(archive / ".a.json.1-1.jwtmp"), str(archive / "a.json"), "copy")],
+                 also=lambda db: stats.received(db, [crashed], NOON - 5))
+    journal.staged([str(claim)])
+    journal.close()
+    run_once(make_config(root), clock=lambda: NOON)
+    assert rows(root, "SELECT outcome, received, finished, source FROM files") == [
+        ("archived", NOON - 5, NOON, "REALTIME")]
+    assert not claim.exists()
