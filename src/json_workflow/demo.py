@@ -85,9 +85,9 @@ def _todays_report(config) -> Path:
     try:
         day = local_day(time.time(), config.email.zone)
         reporter.deliver(day, time.time(), send=False)
+        return reporter.report_file(day)
     finally:
         reporter.close()
-    return config.logs / "reports" / f"{day.isoformat()}.html"
 
 
 def _reason(path: Path) -> str:

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 # (name, claim) -> is the file still waiting in the hot folder or the claim area?
 Present = Callable[[str, str | None], bool]
+# Files processed (archived or failed) within a window; the two parameters are its start and end.
+DONE = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
 
 
 @dataclass
@@ -96,12 +98,10 @@ def build(db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float
     """Every figure of one day, from the rows as they are now."""
     start, end = day_window(day, zone)
     window = (start, end)
-    done = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
     processed, archived, errors, average = db.execute(
         f"SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0),"
-        f" COALESCE(AVG(seconds), 0) FROM files WHERE {done}", window).fetchone()
-    sources = dict(db.execute(f"SELECT source, COUNT(*) FROM files WHERE {done} GROUP BY source ORDER BY source",
-                              window).fetchall())
+        f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}", window).fetchone()
+    sources = {source: count for source, count, _ in _by_source(db, window)}
     batches, average_batch = db.execute(
         "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window).fetchone()
     scans = dict(db.execute("SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome",
@@ -120,7 +120,7 @@ def build(db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float
         scans_abandoned=scans.get("abandoned", 0), scans_slow=slow, sources=sources, highlight=highlight,
         clients=_clients(db, window, highlight), destinations=db.execute(
             f"SELECT folder, COUNT(DISTINCT file) AS n FROM routed JOIN files ON files.id = routed.file"
-            f" WHERE {done} GROUP BY folder ORDER BY n DESC, folder", window).fetchall(),
+            f" WHERE {DONE} GROUP BY folder ORDER BY n DESC, folder", window).fetchall(),
         hours=_hours(db, start, end, zone),
         last_errors=[Problem(local(ts, "%H:%M:%S"), client or "_unknown", name, f"{stage}: {reason}")
                      for ts, client, name, stage, reason in db.execute(
@@ -134,15 +134,19 @@ def stats_line(db: sqlite3.Connection, now: float, zone: ZoneInfo) -> str:
     """The service's minutely log line: today's files by source, errors and success rate."""
     window = day_window(local_day(now, zone), zone)
     counts, errors = {}, 0
-    for source, count, failed in db.execute(
-            "SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE finished >= ? AND finished < ?"
-            " AND outcome IN ('archived', 'failed') GROUP BY source", window):
+    for source, count, failed in _by_source(db, window):
         counts[source.lower()], errors = count, errors + failed
     processed = sum(counts.values())
     rate = 100.0 * (processed - errors) / processed if processed else 100.0
     shown = ["startup", "realtime", "periodic"] + ["recovery"] * ("recovery" in counts)
     by_source = " ".join(f"({s}: {counts.get(s, 0)})" for s in shown)
     return f"Stats: Today: {processed} processed {by_source}, {errors} errors, {rate:.1f}% success"
+
+
+def _by_source(db: sqlite3.Connection, window: tuple[float, float]) -> list[tuple[str, int, int]]:
+    """(source, files processed, of which failed) within the window."""
+    return db.execute(f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE}"
+                      " GROUP BY source ORDER BY source", window).fetchall()
 
 
 def _uptime(db: sqlite3.Connection, now: float) -> str | None:
@@ -152,26 +156,25 @@ def _uptime(db: sqlite3.Connection, now: float) -> str | None:
 
 
 def _clients(db: sqlite3.Connection, window: tuple[float, float], highlight: str) -> list[ClientFigures]:
-    done = "f.finished >= ? AND f.finished < ? AND f.outcome IN ('archived', 'failed')"
     clients: dict[str, ClientFigures] = {}
     rows = db.execute(
         "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
         " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
         " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
-        f" FROM files f WHERE {done} GROUP BY c ORDER BY COUNT(*) DESC, c", (highlight or "\0", *window))
+        f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c", (highlight or "\0", *window))
     for client, processed, errors, routed, highlighted in rows:
         clients[client] = ClientFigures(client, processed, routed, highlighted if highlight else 0, errors)
     for client, category, count in db.execute(
             "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
-            f" FROM files f WHERE {done} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2", window):
+            f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2", window):
         clients[client].categories.append((category, count))
     return list(clients.values())
 
 
 def _hours(db: sqlite3.Connection, start: float, end: float, zone: ZoneInfo) -> list[tuple[str, int]]:
     counts = dict(db.execute(
-        "SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE finished >= ? AND finished < ?"
-        " AND outcome IN ('archived', 'failed') GROUP BY 1", (start, start, end)).fetchall())
+        f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
+        (start, start, end)).fetchall())
     length = round((end - start) / 3600)
     # On the days the clocks change, an hour is skipped or repeated: the zone's name tells them apart.
     fmt = "%H:%M" if length == 24 else "%H:%M %Z"

@@ -54,7 +54,7 @@ class Reporter:
             try:
                 step(now)
             except (MailError, OSError, sqlite3.Error) as e:
-                at, delay = self.retry[what]
+                delay = self.retry[what][1]
                 self.retry[what] = (now + delay, min(delay * 2, RETRY_MAX))
                 log.error("Cannot send the %s, trying again in %s: %s", what, figures.duration(delay), e)
             else:
@@ -72,7 +72,7 @@ class Reporter:
         email = self.config.email
         today = figures.local_day(now, email.zone)
         how = f"mailed to {', '.join(email.recipients)}" if email.enabled else \
-            f"written to {self.config.logs / 'reports'} (email is not enabled)"
+            f"written to {self.report_file(today).parent} (email is not enabled)"
         return f"Daily report for {today} due at {self._due_at(today):%Y-%m-%d %H:%M %Z}, {how}"
 
     def due_days(self, now: float) -> list[datetime.date]:
@@ -117,10 +117,14 @@ class Reporter:
         self.send(config.email, mail.message(config.email, render.subject(fig, title), text, html))
         return f"mailed to {', '.join(config.email.recipients)}" + (f" (copy in {written})" if written else "")
 
+    def report_file(self, day: datetime.date) -> Path:
+        """Where the day's scheduled report is kept: JSON_PARSER_LOGS/reports/YYYY-MM-DD.html."""
+        return self.config.logs / "reports" / f"{day.isoformat()}.html"
+
     def _write(self, day: datetime.date, html: str, text: str, output: Path | None) -> Path:
         config = self.config
         if output is None:
-            output = config.logs / "reports" / f"{day.isoformat()}.html"
+            output = self.report_file(day)
             durable.make_folder(output.parent, config.permissions.dir_mode, config.root)
         durable.replace_file(output, html.encode(), config.permissions.file_mode)
         durable.replace_file(output.with_suffix(".txt"), text.encode(), config.permissions.file_mode)

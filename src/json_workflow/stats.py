@@ -54,6 +54,7 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value)",
 ]
 
+
 def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float) -> None:
     """Open (or reopen) the row of every claimed file; sets each delivery's `row`."""
     waiting = db.execute("SELECT 1 FROM files WHERE outcome = 'pending' LIMIT 1").fetchone() is not None
@@ -82,27 +83,25 @@ def _inode(path: str) -> int | None:
 
 def finished(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float) -> None:
     """Close the rows of files that are archived, failed or waiting again (not those left claimed)."""
+    rows, routed = [], []
     for d in deliveries:
         if d.row is None or d.left_claimed or d.vanished:  # a vanished file stays open: unaccounted for
             continue
-        job, rejection = d.job, d.rejection
+        job, rejection, inode = d.job, d.rejection, None
         if d.pending is not None and rejection is None:  # handed back to the hot folder: same inode there
-            outcome, stage, reason = PENDING, "deliver", str(d.pending)
-            db.execute("UPDATE files SET inode = ? WHERE id = ?", (_inode(d.candidate.origin), d.row))
+            outcome, stage, reason, inode = PENDING, "deliver", str(d.pending), _inode(d.candidate.origin)
         elif rejection is not None:
             outcome, stage, reason = FAILED, rejection.stage, rejection.reason
         else:
             outcome, stage, reason = ARCHIVED, None, None
-        db.execute(
-            "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
-            " studio = ?, title = ?, stage = ?, reason = ? WHERE id = ?",
-            (outcome, now, d.seconds, job.client if job else None, job.category if job else None,
-             job.studio if job else None, job.title if job else None, stage, reason, d.row),
-        )
-        if outcome == ARCHIVED:
-            db.executemany("INSERT INTO routed (file, rule, folder) VALUES (?, ?, ?)",
-                           [(d.row, rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive
-                            for rule in dest.reasons])
+            routed += [(d.row, rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive
+                       for rule in dest.reasons]
+        rows.append((outcome, now, d.seconds, job.client if job else None, job.category if job else None,
+                     job.studio if job else None, job.title if job else None, stage, reason, inode, d.row))
+    db.executemany(
+        "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
+        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode) WHERE id = ?", rows)
+    db.executemany("INSERT INTO routed (file, rule, folder) VALUES (?, ?, ?)", routed)
 
 
 def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float) -> None:
