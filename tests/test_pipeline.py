@@ -17,6 +17,7 @@ from conftest import (
     make_config, read_reason,
 )
 from json_workflow.config import SEED_ROUTES, build
+from json_workflow.deliver import may_chmod
 from json_workflow.errors import WorkflowError
 from json_workflow.pipeline import run_once
 from json_workflow.samples import backlog, job
@@ -484,6 +485,46 @@ def test_failed_folder_on_another_filesystem_gets_exact_copies(root, tiny_tmpfs,
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert not (root / "JSON/RANK/bad.json").exists()
     assert target.read_bytes() == b"{}"
+
+
+def test_archive_gets_the_original_itself_moved_with_its_timestamp(config, root):
+    drop(root, "RANK", "a.json", job("RANK", "X", 1))
+    original = root / "JSON/RANK/a.json"
+    os.chmod(original, 0o600)
+    os.utime(original, (1_600_000_000, 1_600_000_000))
+    inode = original.stat().st_ino
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (1, 0)
+    archived, routed = root / "JSON_STORE/RANK/a.json", root / "SYNC/MAKE/Monday Rank/a.json"
+    assert archived.stat().st_ino == inode  # moved, not copied
+    assert archived.stat().st_mtime == 1_600_000_000  # when TWIST wrote it
+    assert stat.S_IMODE(archived.stat().st_mode) == 0o664
+    assert routed.stat().st_ino != inode and routed.read_bytes() == archived.read_bytes()
+    assert_clean(root)
+
+
+def test_archive_on_another_filesystem_gets_an_exact_copy(root, tiny_tmpfs):
+    (tiny_tmpfs / "RANK").mkdir()
+    config = make_config(root, paths={"archive": str(tiny_tmpfs)})
+    data = job("RANK", "X", 1)
+    drop(root, "RANK", "a.json", data)
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (1, 0)
+    archived = tiny_tmpfs / "RANK/a.json"
+    assert archived.read_bytes() == data
+    assert stat.S_IMODE(archived.stat().st_mode) == 0o664
+    assert os.listdir(tiny_tmpfs / "RANK") == ["a.json"]  # no temporary left
+    assert not (root / "JSON/RANK/a.json").exists()
+    assert_clean(root)
+
+
+def test_a_file_we_may_not_chmod_is_copied_not_moved():
+    def info(mode, uid):
+        return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, 10, 0, 0, 0))
+    assert may_chmod(info(0o600, 1000), 0o664, euid=1000)  # ours
+    assert may_chmod(info(0o600, 1000), 0o664, euid=0)  # root may
+    assert may_chmod(info(0o664, 1000), 0o664, euid=2000)  # nothing to change
+    assert not may_chmod(info(0o600, 1000), 0o664, euid=2000)
 
 
 def test_archive_outside_root_gets_client_folders(root, outside):

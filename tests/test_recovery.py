@@ -103,18 +103,54 @@ def test_staged_failed_file_is_published_once(root):
     assert leftovers(root) == []
 
 
-def test_entries_of_a_removed_claim_are_forgotten_and_temporaries_removed(root):
+def test_planned_entries_of_a_removed_claim_are_forgotten_and_temporaries_removed(root):
     archive = root / "JSON_STORE/RANK"
     archive.mkdir(parents=True)
     stray = archive / ".a.json.1-1.jwtmp"
     stray.write_bytes(b"x")
     j = journal(root)
     j.plan([(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")])
-    j.staged([str(root / "JSON/.processing/RANK/00000000000000000001_a.json")])
     j.close()
     run_once(build({}, "t", root=root))
     assert not stray.exists()
+    assert not (archive / "a.json").exists()
     assert Journal(root / "JSON_PARSER_STATE").claims() == []
+
+
+def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
+    # The crash came after the original's move into the archive (the last rename) reached the disk
+    # but before a routed copy's rename did: the flushed copy is published, not thrown away.
+    claim = str(root / "JSON/.processing/RANK/00000000000000000001_a.json")
+    archive, route = root / "JSON_STORE/RANK", root / RANK_ROUTE
+    archive.mkdir(parents=True)
+    route.mkdir(parents=True)
+    (archive / "a.json").write_bytes(b"job")
+    temp = route / ".a.json.1-1.jwtmp"
+    temp.write_bytes(b"job")
+    j = journal(root)
+    j.plan([(claim, str(temp), str(route / "a.json"), "copy"), (claim, claim, str(archive / "a.json"), "move")])
+    j.staged([claim])
+    j.close()
+    summary = run_once(build({}, "t", root=root))
+    assert (route / "a.json").read_bytes() == b"job"
+    assert (archive / "a.json").read_bytes() == b"job"
+    assert not temp.exists()
+    assert summary.archived == 1
+    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+
+
+def test_planned_move_never_removes_the_claimed_original(root):
+    data = job("RANK", "PRODUCTION", 1)
+    claimed = claim_file(root, "RANK", "a.json", data)
+    archive = root / "JSON_STORE/RANK"
+    archive.mkdir(parents=True)
+    j = journal(root)
+    j.plan([(str(claimed), str(claimed), str(archive / "a.json"), "move")])
+    j.close()
+    run_once(build({}, "t", root=root))
+    assert (archive / "a.json").read_bytes() == data
+    assert (root / RANK_ROUTE / "a.json").read_bytes() == data
+    assert leftovers(root) == []
 
 
 class Consumer(threading.Thread):

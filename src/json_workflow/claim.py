@@ -73,11 +73,13 @@ class Claims:
         return dataclasses.replace(candidate, path=target)
 
     def release(self, claimed: Candidate) -> None:
-        """Remove a finished claim."""
-        os.unlink(claimed.path)
+        """Remove a finished claim (an archived one has already been moved into the archive)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(claimed.path)
         folder = os.path.dirname(claimed.path)
         if folder.endswith(LONG):
-            os.rmdir(folder)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(folder)
 
     def hand_back(self, claimed: Candidate) -> bool:
         """Return a claimed file to the hot folder; False when a newer file of that name is already there."""

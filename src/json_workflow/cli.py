@@ -114,7 +114,7 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
         folder = path.parent.name if path.parent.parent == config.hot else None
         click.echo(f"{path}")
         try:
-            job = parse_job(read_job_file(str(path), config.max_file_bytes), folder)
+            job = parse_job(read_job_file(str(path), config.max_file_bytes)[0], folder)
         except Rejected as r:
             where = config.failed / (folder or UNKNOWN_CLIENT)
             click.echo(f"  rejected at {r.stage}: {r.reason}")

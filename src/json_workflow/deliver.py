@@ -3,6 +3,10 @@
 Per batch: `prepare` decides every copy's temporary and final name (and creates folders), the journal
 records them, `write` writes the temporaries, the batch is flushed, and `publish` renames them into
 place. The claimed original is removed by the pipeline once the published names are flushed too.
+
+The archive gets the claimed original itself when it can: the claim area is already a hidden place
+on the same filesystem, so after the flush one rename publishes it, last of all its copies. That
+spares a file creation, a write and a removal per job (a third of the kernel's work per file).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,17 +29,26 @@ from json_workflow.route import Destination
 
 UNKNOWN_CLIENT = "_unknown"
 REASON_SUFFIX = ".reason.txt"
+MOVE = "move"
 # Failed names are {YYYYMMDD_HHMMSS}_{name}, or {YYYYMMDD_HHMMSS}-{n}_{name} when that one exists.
 FAILED_PREFIX = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")
 
 
 @dataclass(frozen=True, slots=True)
 class Copy:
-    """One file to publish: a hidden temporary and its final name. Kinds: copy, failed, reason."""
+    """One file to publish: a hidden temporary and its final name. Kinds: copy, failed, reason, move.
+
+    A move's temporary is the claimed original itself: it is never removed, only renamed into place.
+    """
 
     temp: str
     final: str
     kind: str = "copy"
+
+    @property
+    def ours(self) -> bool:
+        """True when the temporary was written for this copy (and is removed when the copy is dropped)."""
+        return self.kind != MOVE
 
 
 @dataclass
@@ -46,6 +60,7 @@ class Delivery:
     destinations: list[Destination] = field(default_factory=list)
     rejection: Rejected | None = None
     data: bytes | None = None
+    info: os.stat_result | None = None  # the claimed file's, from when it was read
     copies: list[Copy] = field(default_factory=list)
     failed_as: str | None = None
     pending: DestinationError | None = None
@@ -59,9 +74,15 @@ class Delivery:
 
     def discard(self) -> None:
         """Remove every temporary written for this file (it goes back to waiting)."""
-        for c in self.copies:
-            durable.remove_quietly(c.temp)
+        remove_temporaries(self.copies)
         self.copies = []
+
+
+def remove_temporaries(copies: list[Copy]) -> None:
+    """Remove the temporaries written for `copies`; a move's (the claimed original) is left alone."""
+    for c in copies:
+        if c.ours:
+            durable.remove_quietly(c.temp)
 
 
 class Folders:
@@ -72,7 +93,15 @@ class Folders:
         self._made: set[Path] = set()
         self._broken: dict[Path, DestinationError] = {}
         self._reserved: set[str] = set()
+        self._devices: dict[Path, int] = {}
         self._lock = threading.Lock()
+
+    def device(self, folder: Path) -> int:
+        """The filesystem `folder` is on (an existing folder; remembered)."""
+        device = self._devices.get(folder)
+        if device is None:
+            device = self._devices[folder] = os.stat(folder).st_dev
+        return device
 
     def trouble(self, folder: Path) -> DestinationError | None:
         return self._broken.get(folder)
@@ -107,6 +136,7 @@ class Folders:
         with self._lock:
             self._broken.clear()
             self._made.clear()
+            self._devices.clear()
 
     def failed_name(self, folder: Path, name: str, now: float) -> str:
         """A failed-folder path that neither exists nor is promised to another file of this run."""
@@ -145,8 +175,22 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
             Copy(durable.temp_name(folder, name + REASON_SUFFIX), final + REASON_SUFFIX, "reason"),
         ]
     else:
-        d.copies = [Copy(durable.temp_name(t, name), os.path.join(t, name)) for t in targets]
+        d.copies, move = [], None
+        for dest in d.destinations:
+            final = os.path.join(dest.folder, name)
+            if dest.is_archive and d.info is not None and folders.device(dest.folder) == d.info.st_dev \
+                    and may_chmod(d.info, folders.config.permissions.file_mode, os.geteuid()):
+                move = Copy(d.candidate.path, final, MOVE)
+            else:
+                d.copies.append(Copy(durable.temp_name(dest.folder, name), final))
+        if move is not None:
+            d.copies.append(move)  # last: the original leaves the claim area once every other copy is in place
     return None
+
+
+def may_chmod(info: os.stat_result, mode: int, euid: int) -> bool:
+    """True when the file already has `mode` or we may give it that mode (its owner, or root)."""
+    return stat.S_IMODE(info.st_mode) == mode or info.st_uid == euid or euid == 0
 
 
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
@@ -157,6 +201,9 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
         try:
             if c.kind == "copy":
                 durable.write_new(c.temp, d.data, mode)
+            elif c.kind == MOVE:
+                if d.info is not None and stat.S_IMODE(d.info.st_mode) != mode:
+                    os.chmod(c.temp, mode)
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_text(d, now).encode(), mode)
             elif _link_or_copy(d.candidate, c.temp, mode):
@@ -225,6 +272,8 @@ def publish(copies: list[Copy], barrier: durable.Barrier) -> str | None:
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
         else:
             os.replace(c.temp, c.final)
+            if c.kind == MOVE:
+                barrier.add(os.path.dirname(c.temp))
         barrier.add(os.path.dirname(c.final))
     return failed_as
 

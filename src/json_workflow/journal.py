@@ -27,9 +27,9 @@ DATABASE = "journal.sqlite3"
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS copies (
         claim TEXT NOT NULL,      -- the claimed file, in the claim area
-        temp TEXT NOT NULL,       -- the hidden temporary, in the destination folder
+        temp TEXT NOT NULL,       -- the hidden temporary, in the destination folder (a move: the claim)
         final TEXT NOT NULL,      -- where it is published (for a failed file: its folder)
-        kind TEXT NOT NULL,       -- 'copy', 'failed' or 'reason'
+        kind TEXT NOT NULL,       -- 'copy', 'failed', 'reason' or 'move'
         state TEXT NOT NULL DEFAULT 'planned',
         PRIMARY KEY (claim, temp)
     )""",

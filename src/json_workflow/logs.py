@@ -32,6 +32,24 @@ def _buffered(stream):
     return io.TextIOWrapper(io.FileIO(fd, "w"), encoding="utf-8", errors="replace")
 
 
+class _Formatter(logging.Formatter):
+    """The seed's line format; the time text is made once a second, not once a line."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, DATE_FORMAT)
+        self._second: int | None = None
+        self._text = ""
+
+    def usesTime(self) -> bool:
+        return True  # FORMAT has %(asctime)s; the base class searches for it on every line
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:  # called under the handler's lock
+            self._second, self._text = second, time.strftime(DATE_FORMAT, self.converter(second))
+        return self._text
+
+
 class _Tee(logging.Handler):
     """One formatted line to stderr (from `console_level` up) and to the log file (everything)."""
 
@@ -45,7 +63,7 @@ class _Tee(logging.Handler):
         self._checked = 0.0
         if file is not None:
             self._open()
-        self.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+        self.setFormatter(_Formatter())
 
     def _open(self) -> None:
         self.file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)

@@ -15,7 +15,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from json_workflow import deliver, durable, logs, stats
@@ -28,6 +27,7 @@ from json_workflow.journal import Journal
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
 from json_workflow.route import Router, routed_names
+from json_workflow.workers import Workers
 
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
@@ -54,8 +54,8 @@ class Summary:
         )
 
 
-def read_job_file(path: str, limit: int) -> bytes:
-    """Read a job file without following a symlink; Rejected when it is not a regular file or too big."""
+def read_job_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+    """Read a job file and its status without following a symlink; Rejected unless a small regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
@@ -74,13 +74,13 @@ def read_job_file(path: str, limit: int) -> bytes:
             total += len(chunk)
             if total > limit:
                 raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
-        return b"".join(chunks)
+        return b"".join(chunks), info
     finally:
         os.close(fd)
 
 
 class Pipeline:
-    """Processes candidates in batches with a pool of named workers; one per run or service."""
+    """Processes candidates in batches with a pool of named worker threads; one per run or service."""
 
     def __init__(self, config: Config, journal: Journal, clock: Callable[[], float] = time.time):
         self.config = config
@@ -90,13 +90,10 @@ class Pipeline:
         self.router = Router(config)
         self.folders = Folders(config)
         self.barrier = durable.Barrier(config.flush)
-        numbers = itertools.count(1)
-        self.pool = ThreadPoolExecutor(
-            config.workers, initializer=lambda: setattr(threading.current_thread(), "name", f"worker-{next(numbers)}")
-        )
+        self.workers = Workers(config.workers)
 
     def close(self) -> None:
-        self.pool.shutdown()
+        self.workers.close()
 
     def process(self, candidates: Iterable[tuple[Candidate, str]], progress: Callable[[int], None] | None = None,
                 summary: Summary | None = None) -> Summary:
@@ -121,11 +118,12 @@ class Pipeline:
 
     def process_batch(self, batch: list[tuple[Candidate, str]], summary: Summary) -> list[Delivery]:
         now, started = self.clock(), time.perf_counter()
-        deliveries = [d for d in self._each(lambda item: self._prepare(*item, now), batch) if not d.vanished]
+        prepared = self.workers.map("prepare", lambda item: self._prepare(*item, now), batch)
+        deliveries = [d for d in prepared if not d.vanished]
         planned = [d for d in deliveries if d.copies]
         self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
                           also=lambda db: stats.received(db, deliveries, now))
-        for trouble in self._each(lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
+        for trouble in self.workers.map("write", lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
             if trouble:
                 self._trouble(trouble)
         staged = [d for d in planned if d.copies]
@@ -156,18 +154,6 @@ class Pipeline:
         logs.flush()
         return deliveries
 
-    def _each(self, work: Callable, items: list) -> list:
-        """work(item) for every item, in order; each worker takes a share of the items in one task."""
-        # One task per worker instead of one per file: with many threads on few cores, per-file tasks
-        # spent more time handing the GIL and the queue around than working (0.14x -> 0.19x the floor).
-        count = max(1, min(self.config.workers, len(items)))
-        slices = [items[i::count] for i in range(count)]
-        done = list(self.pool.map(lambda part: [work(item) for item in part], slices))
-        results = [None] * len(items)
-        for i, part in enumerate(done):
-            results[i::count] = part
-        return results
-
     def _prepare(self, candidate: Candidate, source: str, now: float) -> Delivery:
         d = Delivery(candidate, source=source, started=time.perf_counter(), worker=threading.current_thread().name)
         if not candidate.claimed:
@@ -182,7 +168,7 @@ class Pipeline:
         try:
             if candidate.symlink:
                 raise Rejected("symlink: links are never followed", "intake")
-            d.data = read_job_file(candidate.path, self.config.max_file_bytes)
+            d.data, d.info = read_job_file(candidate.path, self.config.max_file_bytes)
             d.job = parse_job(d.data, candidate.folder)
         except Rejected as rejection:
             d.rejection, d.data = rejection, None
@@ -253,27 +239,39 @@ class Pipeline:
         """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
         fresh = []
         for candidate in self.claims.leftovers():
-            entries = self.journal.entries(candidate.path)
-            if entries and all(e.state == "staged" for e in entries):
-                self._finish_staged(candidate, [Copy(e.temp, e.final, e.kind) for e in entries], summary)
+            staged, copies = self._journaled(candidate.path)
+            if staged:
+                self._finish_staged(candidate, copies, summary)
                 continue
-            for e in entries:  # planned, maybe half written: start again from the claimed file
-                durable.remove_quietly(e.temp)
+            deliver.remove_temporaries(copies)  # planned, maybe half written: start again from the claim
             self.journal.forget([candidate.path])
             fresh.append((candidate, "RECOVERY"))
         for claim in self.journal.claims():
-            if not os.path.lexists(claim):  # removed just before the crash: only the entries remain
-                for e in self.journal.entries(claim):
-                    durable.remove_quietly(e.temp)
+            if os.path.lexists(claim):
+                continue
+            # The claim left before the crash: removed when finished, or moved into the archive as the
+            # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
+            staged, copies = self._journaled(claim)
+            if staged:
+                self._finish_staged(Candidate(claim, None), copies, summary)
+            else:
+                deliver.remove_temporaries(copies)
                 self.journal.forget([claim])
         return fresh
+
+    def _journaled(self, claim: str) -> tuple[bool, list[Copy]]:
+        """The claim's copies from the journal, and whether all of them were staged (written and flushed)."""
+        entries = self.journal.entries(claim)
+        staged = bool(entries) and all(e.state == "staged" for e in entries)
+        return staged, [Copy(e.temp, e.final, e.kind) for e in entries]
 
     def _finish_staged(self, candidate: Candidate, copies: list[Copy], summary: Summary) -> None:
         waiting = sum(os.path.lexists(c.temp) for c in copies)
         deliver.publish(copies, self.barrier)
         self.barrier.flush()
         self.claims.release(candidate)
-        self.barrier.add(os.path.dirname(candidate.path))
+        with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too
+            self.barrier.add(os.path.dirname(candidate.path))
         failed = any(c.kind == "failed" for c in copies)
         outcome, now = stats.FAILED if failed else stats.ARCHIVED, self.clock()
         self.journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))

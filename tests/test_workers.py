@@ -1,0 +1,68 @@
+"""The worker pool: results in order, and as many threads as keep the process busy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from json_workflow.workers import MIN_ITEMS, Workers, next_count
+
+
+@pytest.mark.parametrize("count, busy, expected", [
+    (1, 1.0, 1),    # one thread keeps a core busy: stay at one
+    (10, 1.9, 4),   # ten threads on two cores, busy with each other: far fewer
+    (2, 1.0, 1),    # two threads under the GIL keep one core busy: back to one
+    (1, 0.1, 7),    # one thread mostly waiting (a network share): more
+    (4, 0.01, 10),  # never more than the limit
+    (3, 50.0, 1),   # never fewer than one
+])
+def test_next_count(count, busy, expected):
+    assert next_count(count, busy, limit=10) == expected
+
+
+@pytest.fixture
+def workers():
+    pool = Workers(8)
+    yield pool
+    pool.close()
+
+
+def test_results_come_back_in_item_order_on_named_threads(workers):
+    workers._threads["waiting"] = 8
+    names = set()
+
+    def work(item):
+        names.add(threading.current_thread().name)
+        time.sleep(0.001)
+        return item * 2
+
+    assert workers.map("waiting", work, list(range(100))) == [i * 2 for i in range(100)]
+    assert len(names) == 8 and all(n.startswith("worker-") for n in names)
+
+
+def test_a_phase_that_waits_gets_more_threads(workers):
+    assert workers.threads("waiting") == 1
+    workers.map("waiting", lambda item: time.sleep(0.002), list(range(MIN_ITEMS)))
+    assert workers.threads("waiting") == 8
+
+
+def test_a_phase_that_keeps_the_cpu_busy_comes_down_to_one_thread(workers):
+    def spin(item):
+        deadline = time.thread_time() + 0.002
+        while time.thread_time() < deadline:
+            pass
+
+    workers._threads["busy"] = 8
+    for _ in range(6):
+        workers.map("busy", spin, list(range(MIN_ITEMS * 2)))
+    assert workers.threads("busy") == 1
+
+
+def test_small_batches_resize_a_phase_once_they_add_up(workers):
+    for n in range(MIN_ITEMS - 1):
+        workers.map("lone", lambda item: time.sleep(0.002), [n])
+        assert workers.threads("lone") == 1
+    workers.map("lone", lambda item: time.sleep(0.002), [MIN_ITEMS])
+    assert workers.threads("lone") == 8
