@@ -256,14 +256,14 @@ def reason_text(d: Delivery, now: float) -> str:
     )
 
 
-def publish(copies: list[Copy], barrier: durable.Barrier) -> str | None:
+def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) -> str | None:
     """Rename flushed temporaries into place; returns the failed file's final name, if any.
 
-    A temporary that no longer exists was published before (this is also how a crash is finished).
+    When finishing a crashed run (`resume`), a temporary that no longer exists was published before.
     """
     failed_as = None
     for c in copies:
-        if not os.path.lexists(c.temp):
+        if resume and not os.path.lexists(c.temp):
             continue
         if c.kind == "failed":
             failed_as = _link_unused(c.temp, c.final)

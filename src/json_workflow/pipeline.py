@@ -68,12 +68,14 @@ def read_job_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
             raise Rejected("not a regular file", "intake")
         if info.st_size > limit:
             raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
-        chunks, total = [], 0
-        while chunk := os.read(fd, max(info.st_size, 65536)):
+        chunks, total, want = [], 0, max(info.st_size + 1, 65536)
+        while chunk := os.read(fd, want):
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
                 raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
+            if len(chunk) < want:  # a short read of a regular file is its end: no second call to learn it
+                break
         return b"".join(chunks), info
     finally:
         os.close(fd)
@@ -267,7 +269,7 @@ class Pipeline:
 
     def _finish_staged(self, candidate: Candidate, copies: list[Copy], summary: Summary) -> None:
         waiting = sum(os.path.lexists(c.temp) for c in copies)
-        deliver.publish(copies, self.barrier)
+        deliver.publish(copies, self.barrier, resume=True)
         self.barrier.flush()
         self.claims.release(candidate)
         with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too

@@ -58,6 +58,8 @@ SCHEMA = [
 def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float) -> None:
     """Open (or reopen) the row of every claimed file; sets each delivery's `row`."""
     waiting = db.execute("SELECT 1 FROM files WHERE outcome = 'pending' LIMIT 1").fetchone() is not None
+    # New rows get their ids here so that one executemany inserts them all (we hold the write lock).
+    next_id, new = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()[0], []
     for d in deliveries:
         c = d.candidate
         row = None
@@ -70,8 +72,9 @@ def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
             db.execute("UPDATE files SET claim = ?, outcome = NULL WHERE id = ?", (c.path, row[0]))
             d.row = row[0]
         else:
-            d.row = db.execute("INSERT INTO files (received, name, client, source, claim) VALUES (?, ?, ?, ?, ?)",
-                               (now, c.display, c.folder, d.source, c.path)).lastrowid
+            d.row, next_id = next_id, next_id + 1
+            new.append((d.row, now, c.display, c.folder, d.source, c.path))
+    db.executemany("INSERT INTO files (id, received, name, client, source, claim) VALUES (?, ?, ?, ?, ?, ?)", new)
 
 
 def _inode(path: str) -> int | None:
