@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from json_workflow.workers import MIN_ITEMS, Workers, next_count
+from json_workflow.workers import MIN_ITEMS, Workers, cpu_contended, next_count
 
 
 @pytest.mark.parametrize("count, busy, expected", [
@@ -22,11 +22,46 @@ def test_next_count(count, busy, expected):
     assert next_count(count, busy, limit=10) == expected
 
 
+def test_no_more_threads_while_other_programs_hold_the_cpus():
+    assert next_count(1, 0.1, limit=10, contended=True) == 1
+    assert next_count(10, 1.9, limit=10, contended=True) == 4  # fewer is still fine
+
+
+@pytest.mark.parametrize("text, contended", [
+    ("some avg10=35.50 avg60=3.16 avg300=2.09 total=770595644\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", True),
+    ("some avg10=0.14 avg60=3.16 avg300=2.09 total=770595644\n", False),
+    ("", False),
+])
+def test_cpu_pressure_is_read_from_the_kernels_file(tmp_path, text, contended):
+    pressure = tmp_path / "cpu"
+    pressure.write_text(text)
+    assert cpu_contended(str(pressure)) is contended
+    assert cpu_contended(str(tmp_path / "missing")) is False
+
+
 @pytest.fixture
-def workers():
-    pool = Workers(8)
+def calm(tmp_path):
+    """A CPU pressure file that says no CPU is contended (the test machine may be busy)."""
+    pressure = tmp_path / "cpu"
+    pressure.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    return pressure
+
+
+@pytest.fixture
+def workers(calm):
+    pool = Workers(8, pressure=str(calm))
     yield pool
     pool.close()
+
+
+def test_a_waiting_phase_gets_no_more_threads_while_the_cpus_are_contended(calm):
+    calm.write_text("some avg10=60.00 avg60=50.00 avg300=20.00 total=9\n")
+    pool = Workers(8, pressure=str(calm))
+    try:
+        pool.map("waiting", lambda item: time.sleep(0.002), list(range(MIN_ITEMS)))
+        assert pool.threads("waiting") == 1
+    finally:
+        pool.close()
 
 
 def test_results_come_back_in_item_order_on_named_threads(workers):

@@ -95,6 +95,7 @@ class Folders:
         self._reserved: set[str] = set()
         self._devices: dict[Path, int] = {}
         self._lock = threading.Lock()
+        self.euid = os.geteuid()
 
     def device(self, folder: Path) -> int:
         """The filesystem `folder` is on (an existing folder; remembered)."""
@@ -179,7 +180,7 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
         for dest in d.destinations:
             final = os.path.join(dest.folder, name)
             if dest.is_archive and d.info is not None and folders.device(dest.folder) == d.info.st_dev \
-                    and may_chmod(d.info, folders.config.permissions.file_mode, os.geteuid()):
+                    and may_chmod(d.info, folders.config.permissions.file_mode, folders.euid):
                 move = Copy(d.candidate.path, final, MOVE)
             else:
                 d.copies.append(Copy(durable.temp_name(dest.folder, name), final))

@@ -4,7 +4,9 @@ Threads pay off where file operations wait (a network share answers in milliseco
 waits (a local disk's page cache, tmpfs), extra threads only hand the GIL and directory locks back
 and forth: on the 2-core machine of docs/performance.md, 10 threads took a 10,000-file backlog 30 %
 longer than one. So each phase measures how busy the process was while it ran and sizes its next
-run to match: more threads while the process waits, fewer once it is saturated.
+run to match: more threads while the process waits, fewer once it is saturated. A process that
+waits for a CPU (taken by other programs) is not waiting for its files: it gets no more threads
+while the kernel reports CPU pressure.
 """
 
 from __future__ import annotations
@@ -22,16 +24,35 @@ MIN_ITEMS = 32
 TARGET_BUSY = 0.7
 
 
-def next_count(count: int, busy: float, limit: int) -> int:
+# Linux pressure stall information: the share of time runnable tasks waited for a CPU.
+CPU_PRESSURE = "/proc/pressure/cpu"
+CONTENDED_PERCENT = 10.0
+
+
+def next_count(count: int, busy: float, limit: int, contended: bool = False) -> int:
     """Threads for a phase's next run, from the `count` it used and the cores the process kept `busy`."""
-    return max(1, min(limit, round(count * TARGET_BUSY / max(busy, 0.01))))
+    wanted = round(count * TARGET_BUSY / max(busy, 0.01))
+    if contended:
+        wanted = min(wanted, count)
+    return max(1, min(limit, wanted))
+
+
+def cpu_contended(path: str = CPU_PRESSURE) -> bool:
+    """True when tasks waited for a CPU over 10 % of the last 10 s; False when the kernel does not say."""
+    try:
+        with open(path) as pressure:
+            some = pressure.readline().split()  # some avg10=0.14 avg60=3.16 avg300=2.09 total=770595644
+        return float(some[1].removeprefix("avg10=")) > CONTENDED_PERCENT
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 class Workers:
     """A pool of `limit` named threads; `map` runs one phase of a batch on as many as pay off."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, pressure: str = CPU_PRESSURE):
         self.limit = limit
+        self.pressure = pressure
         numbers = itertools.count(1)
         self.pool = ThreadPoolExecutor(
             limit, initializer=lambda: setattr(threading.current_thread(), "name", f"worker-{next(numbers)}")
@@ -64,7 +85,9 @@ class Workers:
             self._measured[phase] = (items, wall, cpu)
             return
         self._measured.pop(phase, None)
-        self._threads[phase] = next_count(count, cpu / wall, self.limit)
+        busy = cpu / wall
+        contended = next_count(count, busy, self.limit) > count and cpu_contended(self.pressure)
+        self._threads[phase] = next_count(count, busy, self.limit, contended)
 
     def close(self) -> None:
         self.pool.shutdown()
