@@ -101,3 +101,11 @@ def test_small_batches_resize_a_phase_once_they_add_up(workers):
         assert workers.threads("lone") == 1
     workers.map("lone", lambda item: time.sleep(0.002), [MIN_ITEMS])
     assert workers.threads("lone") == 8
+
+
+def test_one_thread_runs_in_the_caller_under_the_first_workers_name(workers):
+    caller = threading.current_thread()
+    before = caller.name
+    seen = workers.map("single", lambda item: (threading.current_thread(), threading.current_thread().name), [1, 2])
+    assert seen == [(caller, "worker-1"), (caller, "worker-1")]
+    assert caller.name == before

@@ -47,6 +47,19 @@ def cpu_contended(path: str = CPU_PRESSURE) -> bool:
         return False
 
 
+def _as_first_worker(work: Callable, items: list) -> list:
+    """work(item) for every item in the calling thread, which the log names worker-1 meanwhile.
+
+    Handing a small batch to a pool thread and back cost the service more than the batch's work.
+    """
+    thread = threading.current_thread()
+    name, thread.name = thread.name, "worker-1"
+    try:
+        return [work(item) for item in items]
+    finally:
+        thread.name = name
+
+
 class Workers:
     """A pool of `limit` named threads; `map` runs one phase of a batch on as many as pay off."""
 
@@ -70,7 +83,10 @@ class Workers:
         count = max(1, min(self.threads(phase), len(items)))
         slices = [items[i::count] for i in range(count)]
         wall, cpu = time.perf_counter(), time.process_time()
-        done = list(self.pool.map(lambda part: [work(item) for item in part], slices))
+        if count == 1:
+            done = [_as_first_worker(work, items)]
+        else:
+            done = list(self.pool.map(lambda part: [work(item) for item in part], slices))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         self._measure(phase, count, len(items), wall, cpu)
         results = [None] * len(items)
