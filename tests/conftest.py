@@ -149,14 +149,27 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: f
     )
 
 
+@pytest.fixture
+def bind_archive(tmp_path):
+    """A folder on the test's filesystem seen through a bind mount: same device, another mount; skip if not root."""
+    source, mount = tmp_path / "store-disk", tmp_path / "store"
+    source.mkdir()
+    mount.mkdir()
+    yield from _mounted(["mount", "--bind", str(source)], mount)
+
+
 def mounted_tmpfs(mount: Path, size: str):
     """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
     mount.mkdir(parents=True)
+    yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
+
+
+def _mounted(command: list[str], mount: Path):
+    """Run `command mount`, yield `mount`, unmount it; skip the test when mounting is not allowed."""
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
-                       check=True, capture_output=True, timeout=10)
+        subprocess.run([*command, str(mount)], check=True, capture_output=True, timeout=10)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot mount a tmpfs here: {e}")
+        pytest.skip(f"cannot mount here ({' '.join(command)}): {e}")
     try:
         yield mount
     finally:

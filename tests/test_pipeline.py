@@ -518,6 +518,24 @@ def test_archive_on_another_filesystem_gets_an_exact_copy(root, tiny_tmpfs):
     assert_clean(root)
 
 
+def test_archive_on_another_mount_of_the_same_filesystem_gets_a_copy(root, bind_archive):
+    # Same st_dev, but rename(2) refuses to cross mount points (EXDEV): a Docker volume, a bind mount.
+    (bind_archive / "RANK").mkdir()
+    config = make_config(root, paths={"archive": str(bind_archive)})
+    data = job("RANK", "X", 1)
+    drop(root, "RANK", "a.json", data)
+    drop(root, "RANK", "b.json", data)
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (2, 0)
+    for name in ("a.json", "b.json"):
+        archived = bind_archive / "RANK" / name
+        assert archived.read_bytes() == data
+        assert stat.S_IMODE(archived.stat().st_mode) == 0o664
+        assert (root / "SYNC/MAKE/Monday Rank" / name).read_bytes() == data
+    assert sorted(os.listdir(bind_archive / "RANK")) == ["a.json", "b.json"]  # no temporary left
+    assert_clean(root)
+
+
 def test_a_file_we_may_not_chmod_is_copied_not_moved():
     def info(mode, uid):
         return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, 10, 0, 0, 0))

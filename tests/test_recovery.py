@@ -153,6 +153,24 @@ def test_planned_move_never_removes_the_claimed_original(root):
     assert leftovers(root) == []
 
 
+def test_archive_copy_across_a_mount_interrupted_by_a_crash_is_redone(root, bind_archive):
+    # A staged move into an archive that rename(2) cannot reach (another mount of the same disk):
+    # the crash left a half-written copy under the claim's fixed temporary name.
+    (bind_archive / "RANK").mkdir()
+    data = job("RANK", "PRODUCTION", 1)
+    claimed = claim_file(root, "RANK", "a.json", data)
+    (bind_archive / "RANK" / f".{claimed.name}.jwtmp").write_bytes(data[:10])
+    j = journal(root)
+    j.plan([(str(claimed), str(claimed), str(bind_archive / "RANK/a.json"), "move")])
+    j.staged([str(claimed)])
+    j.close()
+    summary = run_once(build({"paths": {"archive": str(bind_archive)}}, "t", root=root))
+    assert summary.archived == 1
+    assert (bind_archive / "RANK/a.json").read_bytes() == data
+    assert os.listdir(bind_archive / "RANK") == ["a.json"]
+    assert leftovers(root) == []
+
+
 class Consumer(threading.Thread):
     """A downstream tool that takes (deletes) each file from a folder as soon as it appears."""
 

@@ -271,12 +271,39 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
             os.unlink(c.temp)
         elif c.kind == "reason":
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
+        elif c.kind == MOVE:
+            _move(c, barrier)
         else:
             os.replace(c.temp, c.final)
-            if c.kind == MOVE:
-                barrier.add(os.path.dirname(c.temp))
         barrier.add(os.path.dirname(c.final))
     return failed_as
+
+
+def _move(c: Copy, barrier: durable.Barrier) -> None:
+    """Rename the claimed original into the archive; across mount points publish a flushed copy instead.
+
+    A bind mount or container volume of the same filesystem has the same device number, but
+    rename(2) refuses to cross it (EXDEV). The claim then stays until the pipeline removes it.
+    """
+    try:
+        os.replace(c.temp, c.final)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        folder = os.path.dirname(c.final)
+        # Named after the claim, so a retry after a crash replaces its own half-written copy.
+        hint = os.path.basename(c.temp).encode()[:200].decode(errors="ignore")
+        temp = os.path.join(folder, f".{hint}{durable.TEMP_SUFFIX}")
+        durable.remove_quietly(temp)
+        durable.copy_new(c.temp, temp, stat.S_IMODE(os.stat(c.temp).st_mode))
+        try:
+            durable.fsync_path(temp)
+            os.replace(temp, c.final)
+        except BaseException:
+            durable.remove_quietly(temp)
+            raise
+    else:
+        barrier.add(os.path.dirname(c.temp))
 
 
 def _link_unused(temp: str, final: str) -> str:
