@@ -17,7 +17,9 @@ from conftest import (
     make_config, read_reason,
 )
 from json_workflow.config import SEED_ROUTES, build
+from json_workflow import deliver
 from json_workflow.deliver import may_chmod
+from json_workflow.durable import Barrier
 from json_workflow.errors import WorkflowError
 from json_workflow.pipeline import run_once
 from json_workflow.samples import backlog, job
@@ -534,6 +536,37 @@ def test_archive_on_another_mount_of_the_same_filesystem_gets_a_copy(root, bind_
         assert (root / "SYNC/MAKE/Monday Rank" / name).read_bytes() == data
     assert sorted(os.listdir(bind_archive / "RANK")) == ["a.json", "b.json"]  # no temporary left
     assert_clean(root)
+
+
+def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outside):
+    secret = outside / "secret"
+    secret.write_bytes(b"s")
+    os.chmod(secret, 0o600)
+    claim = root / "claim.json"
+    claim.write_bytes(b"{}")
+    info = claim.stat()
+    claim.unlink()
+    claim.symlink_to(secret)  # what an attacker could put in the claim area after the file was read
+    with pytest.raises(OSError):
+        deliver._set_mode(str(claim), info, 0o664)
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    archive = root / "archive"
+    archive.mkdir()
+    with pytest.raises(OSError):
+        deliver._move(deliver.Copy(str(claim), str(archive / "a.json"), deliver.MOVE), Barrier())
+    assert os.listdir(archive) == []
+
+
+def test_a_claim_swapped_for_another_file_keeps_its_mode(root):
+    claim = root / "claim.json"
+    claim.write_bytes(b"{}")
+    info = claim.stat()
+    claim.rename(root / "kept.json")  # kept, so the new file cannot reuse its inode number
+    claim.write_bytes(b"other")
+    os.chmod(claim, 0o600)
+    with pytest.raises(OSError):
+        deliver._set_mode(str(claim), info, 0o664)
+    assert stat.S_IMODE(claim.stat().st_mode) == 0o600
 
 
 def test_a_file_we_may_not_chmod_is_copied_not_moved():

@@ -189,6 +189,20 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     return None
 
 
+def _set_mode(claim: str, info: os.stat_result, mode: int) -> None:
+    """Give the claimed original `mode`, through a descriptor: never through a symlink swapped in since."""
+    if stat.S_IMODE(info.st_mode) == mode:
+        return
+    fd = os.open(claim, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(errno.ESTALE, "claimed file was replaced while being processed", claim)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def may_chmod(info: os.stat_result, mode: int, euid: int) -> bool:
     """True when the file already has `mode` or we may give it that mode (its owner, or root)."""
     return stat.S_IMODE(info.st_mode) == mode or info.st_uid == euid or euid == 0
@@ -203,8 +217,7 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
             if c.kind == "copy":
                 durable.write_new(c.temp, d.data, mode)
             elif c.kind == MOVE:
-                if d.info is not None and stat.S_IMODE(d.info.st_mode) != mode:
-                    os.chmod(c.temp, mode)
+                _set_mode(c.temp, d.info, mode)
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_text(d, now).encode(), mode)
             elif _link_or_copy(d.candidate, c.temp, mode):
@@ -285,6 +298,8 @@ def _move(c: Copy, barrier: durable.Barrier) -> None:
     A bind mount or container volume of the same filesystem has the same device number, but
     rename(2) refuses to cross it (EXDEV). The claim then stays until the pipeline removes it.
     """
+    if os.path.islink(c.temp):  # swapped in since it was read: never published, left for an operator
+        raise OSError(errno.ELOOP, "claimed file was replaced by a symlink", c.temp)
     try:
         os.replace(c.temp, c.final)
     except OSError as e:
