@@ -548,7 +548,7 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
     claim.unlink()
     claim.symlink_to(secret)  # what an attacker could put in the claim area after the file was read
     with pytest.raises(OSError):
-        deliver._set_mode(str(claim), info, 0o664)
+        deliver._set_mode(str(claim), 0o664, info)
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     archive = root / "archive"
     archive.mkdir()
@@ -565,7 +565,7 @@ def test_a_claim_swapped_for_another_file_keeps_its_mode(root):
     claim.write_bytes(b"other")
     os.chmod(claim, 0o600)
     with pytest.raises(OSError):
-        deliver._set_mode(str(claim), info, 0o664)
+        deliver._set_mode(str(claim), 0o664, info)
     assert stat.S_IMODE(claim.stat().st_mode) == 0o600
 
 

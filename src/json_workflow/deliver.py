@@ -189,15 +189,18 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     return None
 
 
-def _set_mode(claim: str, info: os.stat_result, mode: int) -> None:
-    """Give the claimed original `mode`, through a descriptor: never through a symlink swapped in since."""
-    if stat.S_IMODE(info.st_mode) == mode:
+def _set_mode(path: str, mode: int, info: os.stat_result | None = None) -> None:
+    """Give the file at `path` (the one `info` describes, if given) `mode`, never through a symlink.
+
+    A claimed file could be swapped for a symlink after it was read; chmod(2) would follow it.
+    """
+    if info is not None and stat.S_IMODE(info.st_mode) == mode:
         return
-    fd = os.open(claim, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-            raise OSError(errno.ESTALE, "claimed file was replaced while being processed", claim)
+        if info is not None and (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(errno.ESTALE, "claimed file was replaced while being processed", path)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
@@ -217,7 +220,7 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
             if c.kind == "copy":
                 durable.write_new(c.temp, d.data, mode)
             elif c.kind == MOVE:
-                _set_mode(c.temp, d.info, mode)
+                _set_mode(c.temp, mode, d.info)
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_text(d, now).encode(), mode)
             elif _link_or_copy(d.candidate, c.temp, mode):
@@ -254,7 +257,7 @@ def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
         else:
             durable.copy_new(candidate.path, temp, mode)
     if not is_link:  # a hard link shares the original's mode; operators need the configured one
-        os.chmod(temp, mode)
+        _set_mode(temp, mode)
     return is_link
 
 
