@@ -18,7 +18,6 @@ from conftest import (
 )
 from json_workflow.config import SEED_ROUTES, build
 from json_workflow import deliver
-from json_workflow.deliver import may_chmod
 from json_workflow.durable import Barrier
 from json_workflow.errors import WorkflowError
 from json_workflow.pipeline import run_once
@@ -543,12 +542,9 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
     secret.write_bytes(b"s")
     os.chmod(secret, 0o600)
     claim = root / "claim.json"
-    claim.write_bytes(b"{}")
-    info = claim.stat()
-    claim.unlink()
     claim.symlink_to(secret)  # what an attacker could put in the claim area after the file was read
     with pytest.raises(OSError):
-        deliver._set_mode(str(claim), 0o664, info)
+        deliver._set_mode(str(claim), 0o664)
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     archive = root / "archive"
     archive.mkdir()
@@ -557,25 +553,13 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
     assert os.listdir(archive) == []
 
 
-def test_a_claim_swapped_for_another_file_keeps_its_mode(root):
-    claim = root / "claim.json"
-    claim.write_bytes(b"{}")
-    info = claim.stat()
-    claim.rename(root / "kept.json")  # kept, so the new file cannot reuse its inode number
-    claim.write_bytes(b"other")
-    os.chmod(claim, 0o600)
-    with pytest.raises(OSError):
-        deliver._set_mode(str(claim), 0o664, info)
-    assert stat.S_IMODE(claim.stat().st_mode) == 0o600
-
-
-def test_a_file_we_may_not_chmod_is_copied_not_moved():
-    def info(mode, uid):
-        return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, 10, 0, 0, 0))
-    assert may_chmod(info(0o600, 1000), 0o664, euid=1000)  # ours
-    assert may_chmod(info(0o600, 1000), 0o664, euid=0)  # root may
-    assert may_chmod(info(0o664, 1000), 0o664, euid=2000)  # nothing to change
-    assert not may_chmod(info(0o600, 1000), 0o664, euid=2000)
+def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configured_mode():
+    def info(mode, device):
+        return os.stat_result((stat.S_IFREG | mode, 0, device, 1, 0, 0, 10, 0, 0, 0))
+    assert deliver._movable(info(0o664, 7), 7, 0o664)
+    assert not deliver._movable(info(0o664, 7), 8, 0o664)  # another filesystem
+    assert not deliver._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
+    assert not deliver._movable(None, 7, 0o664)
 
 
 def test_archive_outside_root_gets_client_folders(root, outside):

@@ -95,7 +95,6 @@ class Folders:
         self._reserved: set[str] = set()
         self._devices: dict[Path, int] = {}
         self._lock = threading.Lock()
-        self.euid = os.geteuid()
 
     def device(self, folder: Path) -> int:
         """The filesystem `folder` is on (an existing folder; remembered)."""
@@ -179,8 +178,7 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
         d.copies, move = [], None
         for dest in d.destinations:
             final = os.path.join(dest.folder, name)
-            if dest.is_archive and d.info is not None and folders.device(dest.folder) == d.info.st_dev \
-                    and may_chmod(d.info, folders.config.permissions.file_mode, folders.euid):
+            if dest.is_archive and _movable(d.info, folders.device(dest.folder), folders.config.permissions.file_mode):
                 move = Copy(d.candidate.path, final, MOVE)
             else:
                 d.copies.append(Copy(durable.temp_name(dest.folder, name), final))
@@ -189,26 +187,21 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     return None
 
 
-def _set_mode(path: str, mode: int, info: os.stat_result | None = None) -> None:
-    """Give the file at `path` (the one `info` describes, if given) `mode`, never through a symlink.
+def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> bool:
+    """True when the claimed original can become the archived file: same filesystem, configured mode.
 
-    A claimed file could be swapped for a symlink after it was read; chmod(2) would follow it.
+    The mode was set when the file was read, unless we may not (not its owner): then it is copied.
     """
-    if info is not None and stat.S_IMODE(info.st_mode) == mode:
-        return
+    return info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
+
+
+def _set_mode(path: str, mode: int) -> None:
+    """Give the file at `path` `mode` through a descriptor: chmod(2) would follow a symlink swapped in."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        now = os.fstat(fd)
-        if info is not None and (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-            raise OSError(errno.ESTALE, "claimed file was replaced while being processed", path)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
-
-
-def may_chmod(info: os.stat_result, mode: int, euid: int) -> bool:
-    """True when the file already has `mode` or we may give it that mode (its owner, or root)."""
-    return stat.S_IMODE(info.st_mode) == mode or info.st_uid == euid or euid == 0
 
 
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
@@ -220,7 +213,7 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
             if c.kind == "copy":
                 durable.write_new(c.temp, d.data, mode)
             elif c.kind == MOVE:
-                _set_mode(c.temp, mode, d.info)
+                pass  # the claimed original: its mode was set when it was read
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_text(d, now).encode(), mode)
             elif _link_or_copy(d.candidate, c.temp, mode):

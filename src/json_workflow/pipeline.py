@@ -54,8 +54,11 @@ class Summary:
         )
 
 
-def read_job_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
-    """Read a job file and its status without following a symlink; Rejected unless a small regular file."""
+def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes, os.stat_result]:
+    """Read a job file and its status without following a symlink; Rejected unless a small regular file.
+
+    With `mode`, the file also gets that mode where we may set it (an archived original keeps it).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
@@ -68,6 +71,10 @@ def read_job_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
             raise Rejected("not a regular file", "intake")
         if info.st_size > limit:
             raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
+        if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+            with contextlib.suppress(OSError):  # not its owner: the archive gets a copy instead
+                os.fchmod(fd, mode)
+                info = os.fstat(fd)
         chunks, total, want = [], 0, max(info.st_size + 1, 65536)
         while chunk := os.read(fd, want):
             chunks.append(chunk)
@@ -170,7 +177,8 @@ class Pipeline:
         try:
             if candidate.symlink:
                 raise Rejected("symlink: links are never followed", "intake")
-            d.data, d.info = read_job_file(candidate.path, self.config.max_file_bytes)
+            config = self.config
+            d.data, d.info = read_job_file(candidate.path, config.max_file_bytes, config.permissions.file_mode)
             d.job = parse_job(d.data, candidate.folder)
         except Rejected as rejection:
             d.rejection, d.data = rejection, None
