@@ -17,7 +17,7 @@ from conftest import (
     make_config, read_reason,
 )
 from json_workflow.config import SEED_ROUTES, build
-from json_workflow import deliver
+from json_workflow import deliver, durable
 from json_workflow.durable import Barrier
 from json_workflow.errors import WorkflowError
 from json_workflow.pipeline import run_once
@@ -544,7 +544,7 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
     claim = root / "claim.json"
     claim.symlink_to(secret)  # what an attacker could put in the claim area after the file was read
     with pytest.raises(OSError):
-        deliver._set_mode(str(claim), 0o664)
+        durable.set_mode(str(claim), 0o664)
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     archive = root / "archive"
     archive.mkdir()

@@ -195,15 +195,6 @@ def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> boo
     return info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
 
 
-def _set_mode(path: str, mode: int) -> None:
-    """Give the file at `path` `mode` through a descriptor: chmod(2) would follow a symlink swapped in."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-
-
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
     """Write the file's temporaries; on trouble remove them all and return it if it is new."""
     mode = folders.config.permissions.file_mode
@@ -250,7 +241,7 @@ def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
         else:
             durable.copy_new(candidate.path, temp, mode)
     if not is_link:  # a hard link shares the original's mode; operators need the configured one
-        _set_mode(temp, mode)
+        durable.set_mode(temp, mode)
     return is_link
 
 

@@ -92,7 +92,7 @@ def make_folder(folder: Path, mode: int, top: Path) -> None:
             if not parent.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(parent)) from None
             continue
-        os.chmod(parent, mode)  # mkdir's mode is filtered by the umask; operators expect the configured one
+        set_mode(parent, mode, folder=True)  # mkdir's mode is filtered by the umask
 
 
 def _remove_quietly(path: str) -> None:
@@ -105,6 +105,16 @@ def _remove_quietly(path: str) -> None:
 def remove_quietly(path: str) -> None:
     """Remove a temporary we own; a missing file is fine."""
     _remove_quietly(path)
+
+
+def set_mode(path: str | Path, mode: int, folder: bool = False) -> None:
+    """Give `path` the configured `mode` through a descriptor: chmod(2) would follow a symlink swapped in."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if folder else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def fsync_path(path: str | Path, folder: bool = False) -> None:
