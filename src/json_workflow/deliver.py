@@ -292,18 +292,9 @@ def _move(c: Copy, barrier: durable.Barrier) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        folder = os.path.dirname(c.final)
         # Named after the claim, so a retry after a crash replaces its own half-written copy.
-        hint = os.path.basename(c.temp).encode()[:200].decode(errors="ignore")
-        temp = os.path.join(folder, f".{hint}{durable.TEMP_SUFFIX}")
-        durable.remove_quietly(temp)
-        durable.copy_new(c.temp, temp, stat.S_IMODE(os.stat(c.temp).st_mode))
-        try:
-            durable.fsync_path(temp)
-            os.replace(temp, c.final)
-        except BaseException:
-            durable.remove_quietly(temp)
-            raise
+        temp = durable.fixed_temp_name(os.path.dirname(c.final), os.path.basename(c.temp))
+        durable.copy_over(c.temp, c.final, temp, stat.S_IMODE(os.stat(c.temp).st_mode))
     else:
         barrier.add(os.path.dirname(c.temp))
 

@@ -21,11 +21,19 @@ _counter = itertools.count()
 TEMP_SUFFIX = ".jwtmp"
 
 
-def temp_name(folder: Path, name: str) -> str:
+def temp_name(folder: Path | str, name: str) -> str:
     """A hidden name in `folder`, unique to this process, that scans and downstream tools skip."""
+    return os.path.join(folder, f".{_hint(name)}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
+
+
+def fixed_temp_name(folder: Path | str, name: str) -> str:
+    """A hidden name in `folder` that is the same every time for `name`: a retry replaces its own."""
+    return os.path.join(folder, f".{_hint(name)}{TEMP_SUFFIX}")
+
+
+def _hint(name: str) -> str:
     # The name is only a hint for a human; it is cut so the whole stays under the 255-byte limit.
-    hint = name.encode()[:120].decode(errors="ignore")
-    return os.path.join(folder, f".{hint}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
+    return name.encode()[:120].decode(errors="ignore")
 
 
 @contextlib.contextmanager
@@ -37,7 +45,7 @@ def _new_file(path: str, mode: int) -> Iterator[int]:
         yield fd
     except BaseException:
         os.close(fd)
-        _remove_quietly(path)
+        remove_quietly(path)
         raise
     os.close(fd)
 
@@ -65,13 +73,25 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
     """Write `path` whole or not at all: a flushed temporary renamed over it."""
     temp = temp_name(path.parent, path.name)
     write_new(temp, data, mode)
+    _install(temp, str(path))
+    fsync_path(path.parent, folder=True)
+
+
+def copy_over(source: str, path: str, temp: str, mode: int) -> None:
+    """Copy `source` over `path` whole or not at all, through `temp` (replaced if a crash left it)."""
+    remove_quietly(temp)
+    copy_new(source, temp, mode)
+    _install(temp, path)
+
+
+def _install(temp: str, path: str) -> None:
+    """Flush `temp` and rename it over `path`; the temporary is removed when that fails."""
     try:
         fsync_path(temp)
         os.replace(temp, path)
     except BaseException:
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
-    fsync_path(path.parent, folder=True)
 
 
 def make_folder(folder: Path, mode: int, top: Path) -> None:
@@ -95,16 +115,12 @@ def make_folder(folder: Path, mode: int, top: Path) -> None:
         set_mode(parent, mode, folder=True)  # mkdir's mode is filtered by the umask
 
 
-def _remove_quietly(path: str) -> None:
+def remove_quietly(path: str) -> None:
+    """Remove a temporary we own; a missing file is fine."""
     try:
         os.unlink(path)
     except OSError:
         pass
-
-
-def remove_quietly(path: str) -> None:
-    """Remove a temporary we own; a missing file is fine."""
-    _remove_quietly(path)
 
 
 def set_mode(path: str | Path, mode: int, folder: bool = False) -> None:

@@ -101,9 +101,7 @@ class Workers:
             self._measured[phase] = (items, wall, cpu)
             return
         self._measured.pop(phase, None)
-        busy = cpu / wall
-        contended = next_count(count, busy, self.limit) > count and cpu_contended(self.pressure)
-        self._threads[phase] = next_count(count, busy, self.limit, contended)
+        self._threads[phase] = next_count(count, cpu / wall, self.limit, cpu_contended(self.pressure))
 
     def close(self) -> None:
         self.pool.shutdown()
