@@ -683,7 +683,7 @@ def test_log_lines_for_each_file(config, root, caplog):
     drop(root, "RANK", "x.json", job("RANK", "CELTRA", 1))
     drop(root, "RANK", "bad.json", b"{")
     run(config)
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [line for r in caplog.records for line in r.getMessage().splitlines()]
     assert "[STARTUP] Processing: RANK/x.json" in messages
     assert "[STARTUP] Stored file: RANK/x.json" in messages
     assert "[STARTUP] Routed to: Monday Rank, Celtra (eligible client)" in messages

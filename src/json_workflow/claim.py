@@ -72,10 +72,11 @@ class Claims:
             return None
         return dataclasses.replace(candidate, path=target)
 
-    def release(self, claimed: Candidate) -> None:
-        """Remove a finished claim (an archived one has already been moved into the archive)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(claimed.path)
+    def release(self, claimed: Candidate, moved: bool = False) -> None:
+        """Remove a finished claim; one `moved` into the archive is gone already (its folder may remain)."""
+        if not moved:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(claimed.path)
         folder = os.path.dirname(claimed.path)
         if folder.endswith(LONG):
             with contextlib.suppress(FileNotFoundError):

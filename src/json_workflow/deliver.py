@@ -65,6 +65,7 @@ class Delivery:
     failed_as: str | None = None
     pending: DestinationError | None = None
     left_claimed: bool = False  # partly published: the journal finishes it at the next start
+    moved: bool = False  # the claimed original itself became the archived file
     vanished: bool = False
     source: str = ""
     started: float = 0.0
@@ -257,12 +258,13 @@ def reason_text(d: Delivery, now: float) -> str:
     )
 
 
-def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) -> str | None:
-    """Rename flushed temporaries into place; returns the failed file's final name, if any.
+def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) -> tuple[str | None, bool]:
+    """Rename flushed temporaries into place; returns the failed file's final name, if any, and
+    whether the claimed original itself was moved into the archive (it left the claim area).
 
     When finishing a crashed run (`resume`), a temporary that no longer exists was published before.
     """
-    failed_as = None
+    failed_as, moved = None, False
     for c in copies:
         if resume and not os.path.lexists(c.temp):
             continue
@@ -272,18 +274,19 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
         elif c.kind == "reason":
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
         elif c.kind == MOVE:
-            _move(c, barrier)
+            moved = _move(c, barrier)
         else:
             os.replace(c.temp, c.final)
         barrier.add(os.path.dirname(c.final))
-    return failed_as
+    return failed_as, moved
 
 
-def _move(c: Copy, barrier: durable.Barrier) -> None:
+def _move(c: Copy, barrier: durable.Barrier) -> bool:
     """Rename the claimed original into the archive; across mount points publish a flushed copy instead.
 
     A bind mount or container volume of the same filesystem has the same device number, but
-    rename(2) refuses to cross it (EXDEV). The claim then stays until the pipeline removes it.
+    rename(2) refuses to cross it (EXDEV). The claim then stays until the pipeline removes it: returns
+    True only when the claim was moved.
     """
     if os.path.islink(c.temp):  # swapped in since it was read: never published, left for an operator
         raise OSError(errno.ELOOP, "claimed file was replaced by a symlink", c.temp)
@@ -295,8 +298,9 @@ def _move(c: Copy, barrier: durable.Barrier) -> None:
         # Named after the claim, so a retry after a crash replaces its own half-written copy.
         temp = durable.fixed_temp_name(os.path.dirname(c.final), os.path.basename(c.temp))
         durable.copy_over(c.temp, c.final, temp, stat.S_IMODE(os.stat(c.temp).st_mode))
-    else:
-        barrier.add(os.path.dirname(c.temp))
+        return False
+    barrier.add(os.path.dirname(c.temp))
+    return True
 
 
 def _link_unused(temp: str, final: str) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -171,20 +172,35 @@ class Barrier:
 
     def flush(self) -> None:
         """Make everything noted since the last flush durable; raises OSError when the disk says no."""
+        self.take()()
+
+    def take(self) -> Callable[[], None]:
+        """Everything noted so far, as a flush that may run in another thread; the barrier starts afresh.
+
+        Taken in the thread that notes, so a change noted later is never counted as flushed by it.
+        """
         if self.per_file:
             files, folders = self._files, self._folders
             self._files, self._folders = [], set()
-            for file in files:
-                fsync_path(file)
-            for folder in folders:
-                fsync_path(folder, folder=True)
-            return
+            return functools.partial(_fsync_all, files, folders)
         devices, self._devices = self._devices, {}
-        for folder in devices.values():
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                if _syncfs(fd) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), folder)
-            finally:
-                os.close(fd)
+        return functools.partial(_syncfs_all, list(devices.values()))
+
+
+def _fsync_all(files: list[str], folders: set[str]) -> None:
+    for file in files:
+        fsync_path(file)
+    for folder in folders:
+        fsync_path(folder, folder=True)
+
+
+def _syncfs_all(folders: list[str]) -> None:
+    """One syncfs(2) per filesystem, through a folder on it."""
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), folder)
+        finally:
+            os.close(fd)

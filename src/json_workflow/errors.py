@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
+
+def detached(error: E) -> E:
+    """`error` without its traceback and context: kept with a file, their frames would hold its whole batch."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
 
 class WorkflowError(Exception):
     """Base of every error json-workflow raises on purpose."""
@@ -35,7 +45,7 @@ class DestinationError(WorkflowError):
 
     def __init__(self, folder: str, error: OSError):
         self.folder = folder
-        self.error = error
+        self.error = detached(error)
         super().__init__(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})")
 
 

@@ -33,7 +33,7 @@ def _buffered(stream):
 
 
 class _Formatter(logging.Formatter):
-    """The seed's line format; the time text is made once a second, not once a line."""
+    """The seed's line format, on every line of a message; the time text is made once a second."""
 
     def __init__(self) -> None:
         super().__init__(FORMAT, DATE_FORMAT)
@@ -42,6 +42,14 @@ class _Formatter(logging.Formatter):
 
     def usesTime(self) -> bool:
         return True  # FORMAT has %(asctime)s; the base class searches for it on every line
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Every line of a multi-line message gets the line head (time, level, worker)."""
+        text = super().formatMessage(record)
+        if "\n" in record.message:
+            head = text[: len(text) - len(record.message)]
+            text = "\n".join(head + line for line in record.message.split("\n"))
+        return text
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from json_workflow import config as config_module
 from json_workflow import figures, logs, stats
 from json_workflow.config import Config
+from json_workflow.deliver import Delivery
 from json_workflow.errors import ConfigError
 from json_workflow.intake import Candidate, candidate_at, is_job_name, scan
 from json_workflow.logs import log
@@ -86,7 +87,7 @@ class Service:
                 journal.record(lambda db: stats.run_stopped(db, run, time.time()))
                 if self.watcher is not None:
                     self.watcher.stop()
-                self.pipeline.barrier.flush()
+                self._handle(self.pipeline.drain(Summary()))
                 self.pipeline.close()
                 self.pipeline.claims.tidy()
         log.info("json-workflow stopped")
@@ -129,7 +130,7 @@ class Service:
             if batch:
                 self._process(batch)
                 continue
-            self.pipeline.barrier.flush()  # idle: make the last removals from the claim area durable
+            self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
             logs.flush()
             self.tracker.wake.wait(min(self.tracker.next_due(), next_scan - now, next_stats - now, next_beat - now))
             self.tracker.wake.clear()
@@ -147,8 +148,12 @@ class Service:
         return batch
 
     def _process(self, batch: list[tuple[Candidate, str]]) -> None:
-        summary = Summary()
-        for d in self.pipeline.process_batch(batch, summary):
+        """Hand a batch to the pipeline; it is finished with the next batch, or when the service is idle."""
+        self._handle(self.pipeline.submit(batch, Summary()))
+
+    def _handle(self, finished: list[Delivery]) -> None:
+        """Retry later what waits for its destination, with a growing delay; forget what is done."""
+        for d in finished:
             if d.pending is not None and not d.left_claimed:
                 self.attempts[d.candidate.origin] += 1
                 delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
@@ -280,6 +285,7 @@ class Service:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
             new = new.model_copy(update={key: getattr(self.config, key) for key in kept})
         self.config = new
+        self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds
         log.info("Configuration reloaded: %d routes", len(new.routes))
