@@ -715,3 +715,28 @@ def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
     (aside,) = failed_entries(root, "v.json")
     assert aside.read_bytes() == old
     assert "superseded" in read_reason(aside)["reason"]
+
+
+def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root):
+    """`submit` leaves a batch in flight (its claims known to the journal); `drain` finishes it.
+
+    A rejected file's exception is kept without its traceback: its frames would hold the whole batch.
+    """
+    from json_workflow.intake import scan
+    from json_workflow.pipeline import Pipeline, Summary, exclusive
+
+    drop(root, "RANK", "good.json", job("RANK", "X", 1))
+    drop(root, "RANK", "bad.json", b"{")
+    with exclusive(config) as journal:
+        pipeline = Pipeline(config, journal)
+        summary = Summary()
+        assert pipeline.submit([(c, "STARTUP") for c in scan(config.hot)], summary) == []
+        assert len(journal.claims()) == 2  # in flight: the journal knows both claims until they are finished
+        done = pipeline.drain(summary)
+        pipeline.close()
+        assert journal.claims() == []
+    assert sorted(d.candidate.name for d in done) == ["bad.json", "good.json"]
+    assert (summary.archived, summary.failed) == (1, 1)
+    assert (root / "JSON_STORE/RANK/good.json").read_bytes() == job("RANK", "X", 1)
+    (rejected,) = [d.rejection for d in done if d.rejection is not None]
+    assert rejected.__traceback__ is None and rejected.__context__ is None

@@ -225,6 +225,7 @@ class Pipeline:
         now, started = self.clock(), time.perf_counter()
         prepared = self.workers.map("prepare", lambda item: self._prepare(*item, now), batch)
         deliveries = [d for d in prepared if not d.vanished]
+        _log_by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
         self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
                           also=lambda db: stats.received(db, deliveries, now))
@@ -253,8 +254,7 @@ class Pipeline:
         if error is not None:
             for d in b.staged:  # published, not known durable: left claimed for the next start
                 d.pending, d.left_claimed = DestinationError("flush", error), True
-        for d in b.deliveries:
-            self._finish(d, summary)
+        _log_by_worker((d.worker, self._finish(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
 
         def record(db):
@@ -276,7 +276,6 @@ class Pipeline:
             d.candidate = candidate = claimed
             self.barrier.add(os.path.dirname(candidate.origin))
         self.barrier.add(os.path.dirname(candidate.path))
-        log.info("[%s] Processing: %s", source, candidate.display)
         try:
             if candidate.symlink:
                 raise Rejected("symlink: links are never followed", "intake")
@@ -299,7 +298,8 @@ class Pipeline:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)
         self.journal.record(lambda db: stats.trouble(db, trouble.folder, str(trouble), self.clock()))
 
-    def _finish(self, d: Delivery, summary: Summary) -> None:
+    def _finish(self, d: Delivery, summary: Summary) -> str | None:
+        """Release a finished file's claim and count it; returns its log lines unless they are logged already."""
         tag = {"worker": d.worker}
         d.seconds = time.perf_counter() - d.started
         if d.pending is not None:
@@ -308,7 +308,7 @@ class Pipeline:
                 d.discard()
                 if not self.claims.hand_back(d.candidate):
                     self._superseded(d)
-            return
+            return None
         self.claims.release(d.candidate, d.moved)
         self.barrier.add(os.path.dirname(d.candidate.path))
         if d.rejection is not None:
@@ -317,7 +317,7 @@ class Pipeline:
                 "[%s] Failed %s at %s: %s -> %s",
                 d.source, d.candidate.display, d.rejection.stage, d.rejection.reason, d.failed_as, extra=tag,
             )
-            return
+            return None
         summary.archived += 1
         shown, routes = d.candidate.display, routed_names(d.destinations)
         lines = [f"Stored file: {shown}"]
@@ -325,8 +325,7 @@ class Pipeline:
             summary.routed += 1
             lines.append(f"Routed to: {', '.join(routes)}")
         lines.append(f"Successfully processed {shown} ({d.seconds:.2f}s)")
-        # One record for the seed's three lines (the formatter heads each line): a record costs more than a line.
-        log.info("\n".join(f"[{d.source}] {line}" for line in lines), extra=tag)
+        return "\n".join(f"[{d.source}] {line}" for line in lines)
 
     def _superseded(self, d: Delivery) -> None:
         # A newer file of the same name arrived while this one waited; delivering this one later would
@@ -387,6 +386,20 @@ class Pipeline:
         summary.archived += not failed
         log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
                  candidate.display, waiting, len(copies))
+
+
+def _log_by_worker(lines: Iterable[tuple[str, str | None]]) -> None:
+    """Log a batch's (worker, lines) as one INFO record per worker; the formatter heads every line.
+
+    The seed's log has four lines per file; a record costs more than the lines in it, and the log is
+    written out once per batch anyway.
+    """
+    by_worker: dict[str, list[str]] = {}
+    for worker, text in lines:
+        if text:
+            by_worker.setdefault(worker, []).append(text)
+    for worker, texts in by_worker.items():
+        log.info("\n".join(texts), extra={"worker": worker})
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
