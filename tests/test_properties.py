@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from json_workflow.config import Rule, build
 from json_workflow.errors import Rejected
-from json_workflow.parse import is_safe_folder_name, parse_job
+from json_workflow.parse import Job, is_safe_folder_name, parse_job
 from json_workflow.pipeline import run_once
-from json_workflow.route import route
+from json_workflow.route import Router, route
 from json_workflow.samples import job
 
 FIELDS = ["ClientCode", "JobCategory", "StudioCode"]
@@ -65,6 +65,23 @@ def test_route_fires_exactly_the_matching_rules_in_order(data, details):
     rules = [Rule(name=f"r{i}", destination=f"D{i}", when=t) for i, t in enumerate(tables)]
     expected = [f"r{i}" for i, t in enumerate(tables) if oracle_fires(t, details)]
     assert [r.name for r in route(details, rules)] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), jobs=st.lists(details_strategy, min_size=2, max_size=12))
+def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
+    """The Router remembers a plan per client and rule-field values: never one another job should differ from."""
+    tables = data.draw(st.lists(rule_tables(jobs[0]), max_size=6))
+    routes = [{"name": f"r{i}", "destination": f"D{i}", "when": t} for i, t in enumerate(tables)]
+    config = build({"routes": routes}, "test", root="/r")
+    router = Router(config)
+    for details in jobs:
+        one = Job(client=data.draw(st.sampled_from(["A", "B"])), category="X", studio=None, title=None,
+                  details=details)
+        expected = Router(config).plan(one)
+        assert router.plan(one) == expected
+        fired = {name for d in expected if not d.is_archive for name in d.reasons}
+        assert fired == {f"r{i}" for i, t in enumerate(tables) if oracle_fires(t, details)}
 
 
 @settings(max_examples=300, deadline=None)

@@ -57,7 +57,7 @@ class Delivery:
 
     candidate: Candidate
     job: Job | None = None
-    destinations: list[Destination] = field(default_factory=list)
+    destinations: tuple[Destination, ...] = ()
     rejection: Rejected | None = None
     data: bytes | None = None
     info: os.stat_result | None = None  # the claimed file's, from when it was read

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,9 @@ from typing import Any
 
 from json_workflow.config import Config, Rule
 from json_workflow.parse import Job
+
+# Distinct (client, field values) plans a Router remembers; a run with more starts afresh.
+REMEMBERED_PLANS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +31,12 @@ def _accepted(rule: Rule) -> dict[str, frozenset[str]]:
 
 
 def _matches(when: dict[str, frozenset[str]], details: Mapping[str, Any]) -> bool:
-    for field, accepted in when.items():
-        value = details.get(field)
-        if value is None or isinstance(value, dict | list) or str(value).casefold() not in accepted:
-            return False
-    return True
+    return all(_value(details.get(field)) in accepted for field, accepted in when.items())
+
+
+def _value(value: Any) -> str | None:
+    """A field's value as rules compare it (ignoring case); None when absent or not a single value."""
+    return None if value is None or isinstance(value, dict | list) else str(value).casefold()
 
 
 def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
@@ -47,28 +50,37 @@ def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
 
 
 class Router:
-    """The routing rules of one configuration with their folders resolved once (plan is per file)."""
+    """The routing rules of one configuration with their folders resolved once (plan is per file).
+
+    A plan depends only on the client and the values of the fields the rules look at, and a backlog
+    holds few distinct ones: each is decided once and remembered.
+    """
 
     def __init__(self, config: Config):
         self.archive = config.archive
         self.table = [(rule.name, _accepted(rule), config.folder(rule.destination)) for rule in config.routes]
+        self.fields = sorted({field for _, when, _ in self.table for field in when})
+        self._plans: dict[tuple, tuple[Destination, ...]] = {}
 
-    def plan(self, job: Job) -> list[Destination]:
+    def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""
-        reasons: dict[Path, list[str]] = {_client_folder(self.archive, job.client): ["archive"]}
+        key = (job.client, *(_value(job.details.get(field)) for field in self.fields))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= REMEMBERED_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._decide(job)
+        return plan
+
+    def _decide(self, job: Job) -> tuple[Destination, ...]:
+        reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
         for name, when, folder in self.table:
             if _matches(when, job.details):
                 reasons.setdefault(folder, []).append(name)
-        return [Destination(folder, tuple(names)) for folder, names in reasons.items()]
+        return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
 
 
-@functools.lru_cache(maxsize=4096)
-def _client_folder(archive: Path, client: str) -> Path:
-    # One Path per client, not per file: building and hashing a new Path was 9 % of the Python time.
-    return archive / client
-
-
-def plan(job: Job, config: Config) -> list[Destination]:
+def plan(job: Job, config: Config) -> tuple[Destination, ...]:
     """The archive folder first, then each routed folder once, naming every rule that chose it."""
     return Router(config).plan(job)
 
