@@ -158,6 +158,24 @@ def bind_archive(tmp_path):
     yield from _mounted(["mount", "--bind", str(source)], mount)
 
 
+@pytest.fixture
+def failing_disk(tmp_path):
+    """An ext4 filesystem whose flushes fail (EIO): its 64 MB image lives on a 4 MB tmpfs.
+
+    Writes succeed into the page cache; writeback fails once the tmpfs is full, as on a dying disk.
+    """
+    backing, mount = tmp_path / "failing-backing", tmp_path / "failing"
+    for _ in mounted_tmpfs(backing, "4m"):
+        image = backing / "disk.img"
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
+        # No journal and no lazy initialisation: only the files written later reach for the missing space.
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0", str(image)],
+                       check=True, capture_output=True, timeout=60)
+        mount.mkdir()
+        yield from _mounted(["mount", "-o", "loop", str(image)], mount)
+
+
 def mounted_tmpfs(mount: Path, size: str):
     """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
     mount.mkdir(parents=True)

@@ -740,3 +740,39 @@ def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root
     assert (root / "JSON_STORE/RANK/good.json").read_bytes() == job("RANK", "X", 1)
     (rejected,) = [d.rejection for d in done if d.rejection is not None]
     assert rejected.__traceback__ is None and rejected.__context__ is None
+
+
+def test_a_failed_flush_leaves_every_file_waiting_and_the_next_run_delivers_it(root, failing_disk):
+    """A disk that accepts writes but fails to flush them: no file is lost, the run ends, none is published."""
+    from conftest import cli
+
+    rank = {f"r{n}.json": job("RANK", "X", n) for n in range(8)}
+    acme = {f"a{n}.json": job("ACME", "X", n) for n in range(4)}
+    for name, data in rank.items():
+        drop(root, "RANK", name, data)
+    for name, data in acme.items():
+        drop(root, "ACME", name, data)
+    monday = root / "SYNC/MAKE/Monday Rank"
+    monday.parent.mkdir(parents=True)
+    monday.symlink_to(failing_disk)  # RANK's routed copies are written on the failing disk
+    (failing_disk / "filler").write_bytes(os.urandom(6 << 20))  # more than its backing can take
+
+    first = cli("run", "--once", "--root", str(root), timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "Flush failed" in first.stderr, first.stderr
+    waiting = {p.name for p in (root / "JSON").rglob("*.json")}
+    archived = {p.name for p in (root / "JSON_STORE").rglob("*.json")} if (root / "JSON_STORE").exists() else set()
+    assert waiting | archived == set(rank) | set(acme) and not waiting & archived
+    assert set(rank) <= waiting  # none of the failing disk's copies was published
+    assert sorted(p.name for p in failing_disk.iterdir()) == ["filler", "lost+found"]  # no temporary left
+    assert not list((root / "JSON").glob(".processing/**/*.json"))  # nothing left claimed
+
+    monday.unlink()  # the disk is replaced
+    second = cli("run", "--once", "--root", str(root), timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert not list((root / "JSON").rglob("*.json"))
+    for name, data in rank.items():
+        assert (root / "JSON_STORE/RANK" / name).read_bytes() == data
+        assert (monday / name).read_bytes() == data
+    for name, data in acme.items():
+        assert (root / "JSON_STORE/ACME" / name).read_bytes() == data

@@ -32,6 +32,10 @@ from json_workflow.workers import Workers
 
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
+# A flush that waits for the disk at least this long runs in the flush thread while the next batch is
+# staged. A quicker one (tmpfs, a disk cache that absorbs it) is done in place: handing work to another
+# thread, and sharing the GIL with it, costs more than such a flush.
+OVERLAP_SECONDS = 0.001
 
 
 @dataclass
@@ -121,6 +125,8 @@ class Pipeline:
         self._written: _Batch | None = None  # its temporaries are in the flush in flight
         self._published: _Batch | None = None  # its renames are in the flush in flight
         self._released: list[str] = []  # claims whose removal is in the flush in flight
+        self._flush_seconds = 0.0  # how long a flush waits for the disk, lately
+        self._flush_failed = False  # the last flush raised an error
 
     def close(self) -> None:
         self.workers.close()
@@ -150,7 +156,7 @@ class Pipeline:
         """
         current = self._stage(batch)
         done = self._advance(summary)
-        self._start(current, background=True)
+        self._start(current, background=self._flush_seconds >= OVERLAP_SECONDS)
         return done
 
     def drain(self, summary: Summary) -> list[Delivery]:
@@ -158,7 +164,8 @@ class Pipeline:
         done = []
         while self._flushing is not None:
             done += self._advance(summary)
-            if self._published is not None or self._released:
+            # Claims to forget wait for a later flush when this one failed: the disk may stay broken.
+            if self._published is not None or (self._released and not self._flush_failed):
                 self._start(None, background=False)
         return done
 
@@ -176,7 +183,9 @@ class Pipeline:
         self._written = batch
 
         def job():
+            started = time.perf_counter()
             flush()
+            self._flush_seconds += (time.perf_counter() - started - self._flush_seconds) / 4  # a running mean
             if batch is not None:
                 self._publish(batch)
 
@@ -201,10 +210,11 @@ class Pipeline:
             error = None
         except OSError as e:
             error = e
+        self._flush_failed, forget = error is not None, []
+        if error is not None:
             staged = sum(len(b.staged) for b in (self._written, self._published) if b is not None)
-            log.error("Flush failed, %d files wait for the next run: %s", staged, e)
-        forget = []
-        if error is None:  # until their removal is durable, the journal must still know these claims
+            log.error("Flush failed, %d files wait for the next run: %s", staged, error)
+        else:  # until their removal is durable, the journal must still know these claims
             forget, self._released = self._released, []
         done = []
         if self._published is not None:
