@@ -7,7 +7,6 @@ keeps the client folder and the original name, behind a sequence number that ord
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -70,7 +69,7 @@ class Claims:
             os.rename(candidate.path, target)
         except FileNotFoundError:
             return None
-        return dataclasses.replace(candidate, path=target)
+        return Candidate(target, candidate.folder, candidate.symlink, candidate.name, candidate.origin)
 
     def release(self, claimed: Candidate, moved: bool = False) -> None:
         """Remove a finished claim; one `moved` into the archive is gone already (its folder may remain)."""

@@ -320,7 +320,8 @@ class Pipeline:
                     self._superseded(d)
             return None
         self.claims.release(d.candidate, d.moved)
-        self.barrier.add(os.path.dirname(d.candidate.path))
+        if not d.moved:  # a move noted its claim folder already
+            self.barrier.add(os.path.dirname(d.candidate.path))
         if d.rejection is not None:
             summary.failed += 1
             log.error(
