@@ -40,7 +40,7 @@ class Claims:
         self.area = hot / AREA
         self.dir_mode = dir_mode
         self.sequence = Sequence()
-        self._made: set[str] = set()
+        self._made: dict[str | None, str] = {}  # client -> its claim folder, made
 
     def prepare(self, client: str | None) -> None:
         """Make a client's claim folder ahead of time.
@@ -51,10 +51,11 @@ class Claims:
         self._folder(client)
 
     def _folder(self, client: str | None) -> str:
-        folder = os.path.join(self.area, client or TOP)
-        if folder not in self._made:
+        folder = self._made.get(client)
+        if folder is None:
+            folder = os.path.join(self.area, client or TOP)
             os.makedirs(folder, mode=self.dir_mode, exist_ok=True)
-            self._made.add(folder)
+            self._made[client] = folder
         return folder
 
     def claim(self, candidate: Candidate) -> Candidate | None:

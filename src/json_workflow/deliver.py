@@ -178,11 +178,11 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     else:
         d.copies, move = [], None
         for dest in d.destinations:
-            final = os.path.join(dest.folder, name)
+            final = os.path.join(dest.path, name)
             if dest.is_archive and _movable(d.info, folders.device(dest.folder), folders.config.permissions.file_mode):
                 move = Copy(d.candidate.path, final, MOVE)
             else:
-                d.copies.append(Copy(durable.temp_name(dest.folder, name), final))
+                d.copies.append(Copy(durable.temp_name(dest.path, name), final))
         if move is not None:
             d.copies.append(move)  # last: the original leaves the claim area once every other copy is in place
     return None

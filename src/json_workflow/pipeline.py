@@ -77,9 +77,11 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes
         if info.st_size > limit:
             raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
         if mode is not None and stat.S_IMODE(info.st_mode) != mode:
-            with contextlib.suppress(OSError):  # not its owner: the archive gets a copy instead
+            try:
                 os.fchmod(fd, mode)
                 info = os.fstat(fd)
+            except OSError:  # not its owner: the archive gets a copy instead
+                pass
         chunks, total, want = [], 0, max(info.st_size + 1, 65536)
         while chunk := os.read(fd, want):
             chunks.append(chunk)

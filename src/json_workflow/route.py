@@ -20,6 +20,11 @@ class Destination:
 
     folder: Path
     reasons: tuple[str, ...]
+    path: str = ""  # the folder as text, made once: every copy's names are built from it
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            object.__setattr__(self, "path", str(self.folder))
 
     @property
     def is_archive(self) -> bool:
