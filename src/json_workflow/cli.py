@@ -104,7 +104,7 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
     """Show each file's fields and every place it would go, and why. Changes nothing."""
     from json_workflow.deliver import UNKNOWN_CLIENT
     from json_workflow.parse import parse_job
-    from json_workflow.pipeline import read_job_file
+    from json_workflow.intake import read_job_file
     from json_workflow.route import plan
 
     config = load_config(config_path, root)

@@ -1,11 +1,15 @@
-"""Finding job files in the hot folder: a streamed scan that never follows a symlink."""
+"""Finding job files in the hot folder (a streamed scan) and reading one; never following a symlink."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from json_workflow.errors import Rejected
 
 # Editors and transfer tools write these beside the real file; they are never ours to touch.
 _TEMP_PREFIXES = (".", "~")
@@ -75,3 +79,39 @@ def candidate_at(hot: Path, path: str) -> Candidate:
     parent = os.path.dirname(path)
     folder = None if parent == str(hot) else os.path.basename(parent)
     return Candidate(path, folder, symlink=os.path.islink(path))
+
+
+def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes, os.stat_result]:
+    """Read a job file and its status without following a symlink; Rejected unless a small regular file.
+
+    With `mode`, the file also gets that mode where we may set it (an archived original keeps it).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Rejected("symlink: links are never followed", "intake") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Rejected("not a regular file", "intake")
+        if info.st_size > limit:
+            raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
+        if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+            try:
+                os.fchmod(fd, mode)
+                info = os.fstat(fd)
+            except OSError:  # not its owner: the archive gets a copy instead
+                pass
+        chunks, total, want = [], 0, max(info.st_size + 1, 65536)
+        while chunk := os.read(fd, want):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
+            if len(chunk) < want:  # a short read of a regular file is its end: no second call to learn it
+                break
+        return b"".join(chunks), info
+    finally:
+        os.close(fd)

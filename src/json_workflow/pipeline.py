@@ -7,23 +7,21 @@ a crash left in the claim area without losing a file or delivering a copy twice.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import itertools
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from json_workflow import deliver, durable, logs, stats
+from json_workflow import deliver, durable, logs, recovery, stats
 from json_workflow.claim import Claims
 from json_workflow.config import Config
-from json_workflow.deliver import Copy, Delivery, Folders
+from json_workflow.deliver import Delivery, Folders
 from json_workflow.errors import DestinationError, Rejected, WorkflowError, detached
-from json_workflow.intake import Candidate, scan
+from json_workflow.intake import Candidate, read_job_file, scan
 from json_workflow.journal import Journal
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
@@ -57,42 +55,6 @@ class Summary:
             f"Processed {self.processed} files in {self.seconds:.2f}s: {self.archived} archived"
             f" ({self.routed} routed), {self.failed} failed, {self.pending} pending"
         )
-
-
-def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes, os.stat_result]:
-    """Read a job file and its status without following a symlink; Rejected unless a small regular file.
-
-    With `mode`, the file also gets that mode where we may set it (an archived original keeps it).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Rejected("symlink: links are never followed", "intake") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Rejected("not a regular file", "intake")
-        if info.st_size > limit:
-            raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
-        if mode is not None and stat.S_IMODE(info.st_mode) != mode:
-            try:
-                os.fchmod(fd, mode)
-                info = os.fstat(fd)
-            except OSError:  # not its owner: the archive gets a copy instead
-                pass
-        chunks, total, want = [], 0, max(info.st_size + 1, 65536)
-        while chunk := os.read(fd, want):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
-            if len(chunk) < want:  # a short read of a regular file is its end: no second call to learn it
-                break
-        return b"".join(chunks), info
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -356,49 +318,7 @@ class Pipeline:
 
     def recover(self, summary: Summary) -> list[tuple[Candidate, str]]:
         """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
-        fresh = []
-        for candidate in self.claims.leftovers():
-            staged, copies = self._journaled(candidate.path)
-            if staged:
-                self._finish_staged(candidate, copies, summary)
-                continue
-            deliver.remove_temporaries(copies)  # planned, maybe half written: start again from the claim
-            self.journal.forget([candidate.path])
-            fresh.append((candidate, "RECOVERY"))
-        for claim in self.journal.claims():
-            if os.path.lexists(claim):
-                continue
-            # The claim left before the crash: removed when finished, or moved into the archive as the
-            # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
-            staged, copies = self._journaled(claim)
-            if staged:
-                self._finish_staged(Candidate(claim, None), copies, summary)
-            else:
-                deliver.remove_temporaries(copies)
-                self.journal.forget([claim])
-        return fresh
-
-    def _journaled(self, claim: str) -> tuple[bool, list[Copy]]:
-        """The claim's copies from the journal, and whether all of them were staged (written and flushed)."""
-        entries = self.journal.entries(claim)
-        staged = bool(entries) and all(e.state == "staged" for e in entries)
-        return staged, [Copy(e.temp, e.final, e.kind) for e in entries]
-
-    def _finish_staged(self, candidate: Candidate, copies: list[Copy], summary: Summary) -> None:
-        waiting = sum(os.path.lexists(c.temp) for c in copies)
-        deliver.publish(copies, self.barrier, resume=True)
-        self.barrier.flush()
-        self.claims.release(candidate)
-        with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too
-            self.barrier.add(os.path.dirname(candidate.path))
-        self.barrier.flush()  # the claim's removal before the journal forgets it
-        failed = any(c.kind == "failed" for c in copies)
-        outcome, now = stats.FAILED if failed else stats.ARCHIVED, self.clock()
-        self.journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
-        summary.failed += failed
-        summary.archived += not failed
-        log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
-                 candidate.display, waiting, len(copies))
+        return recovery.recover(self.claims, self.journal, self.barrier, summary, self.clock())
 
 
 def _log_by_worker(lines: Iterable[tuple[str, str | None]]) -> None:

@@ -1,0 +1,73 @@
+"""Crash recovery: finish what a crash left in the claim area, from the journal's record of each copy.
+
+A claimed file whose copies were all staged (written and flushed) is published now: a temporary that
+still exists was not renamed into place, one that is gone was (a downstream tool may have taken it
+since) and is not delivered again. Anything less than staged is written again from the claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+from json_workflow import deliver, durable, stats
+from json_workflow.claim import Claims
+from json_workflow.deliver import Copy
+from json_workflow.intake import Candidate
+from json_workflow.journal import Journal
+from json_workflow.logs import log
+
+if TYPE_CHECKING:
+    from json_workflow.pipeline import Summary
+
+
+def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, summary: Summary,
+            now: float) -> list[tuple[Candidate, str]]:
+    """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
+    fresh = []
+    for candidate in claims.leftovers():
+        staged, copies = _journaled(journal, candidate.path)
+        if staged:
+            _finish_staged(claims, journal, barrier, candidate, copies, summary, now)
+            continue
+        deliver.remove_temporaries(copies)  # planned, maybe half written: start again from the claim
+        journal.forget([candidate.path])
+        fresh.append((candidate, "RECOVERY"))
+    for claim in journal.claims():
+        if os.path.lexists(claim):
+            continue
+        # The claim left before the crash: removed when finished, or moved into the archive as the
+        # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
+        staged, copies = _journaled(journal, claim)
+        if staged:
+            _finish_staged(claims, journal, barrier, Candidate(claim, None), copies, summary, now)
+        else:
+            deliver.remove_temporaries(copies)
+            journal.forget([claim])
+    return fresh
+
+
+def _journaled(journal: Journal, claim: str) -> tuple[bool, list[Copy]]:
+    """The claim's copies from the journal, and whether all of them were staged (written and flushed)."""
+    entries = journal.entries(claim)
+    staged = bool(entries) and all(e.state == "staged" for e in entries)
+    return staged, [Copy(e.temp, e.final, e.kind) for e in entries]
+
+
+def _finish_staged(claims: Claims, journal: Journal, barrier: durable.Barrier, candidate: Candidate,
+                   copies: list[Copy], summary: Summary, now: float) -> None:
+    waiting = sum(os.path.lexists(c.temp) for c in copies)
+    deliver.publish(copies, barrier, resume=True)
+    barrier.flush()
+    claims.release(candidate)
+    with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too
+        barrier.add(os.path.dirname(candidate.path))
+    barrier.flush()  # the claim's removal before the journal forgets it
+    failed = any(c.kind == "failed" for c in copies)
+    outcome = stats.FAILED if failed else stats.ARCHIVED
+    journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
+    summary.failed += failed
+    summary.archived += not failed
+    log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
+             candidate.display, waiting, len(copies))
