@@ -226,8 +226,9 @@ class Pipeline:
         forgets those of an earlier batch, `forget`, in the same transaction as this one's statistics.)
         """
         if error is not None:
-            for d in b.staged:  # published, not known durable: left claimed for the next start
-                d.pending, d.left_claimed = DestinationError("flush", error), True
+            for d in b.staged:
+                if d.pending is None:  # published, not known durable: left claimed for the next start
+                    d.pending, d.left_claimed = DestinationError("flush", error), True
         _log_by_worker((d.worker, self._finish(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
 
