@@ -259,3 +259,35 @@ def test_switches_to_polling_when_scans_keep_finding_files_events_missed(root):
         assert service.watcher.mode == "polling"
     finally:
         service.watcher.stop()
+
+
+def test_sighup_storm_while_files_arrive_never_stalls_intake(root, tmp_path):
+    # A signal handler that takes a lock the main loop holds at that instant deadlocks the loop.
+    import threading
+
+    service = Service(root, write_config(tmp_path / "config.toml", root)).start()
+    stop = threading.Event()
+
+    def storm():
+        while not stop.is_set():
+            service.process.send_signal(signal.SIGHUP)
+            time.sleep(0.001)
+
+    sender = threading.Thread(target=storm)
+    sender.start()
+    try:
+        names = [f"{n}.json" for n in range(300)]
+        for n, name in enumerate(names):
+            drop_atomically(root, "RANK", name, job("RANK", "X", n))
+            time.sleep(0.01)
+        wait_for(lambda: all((root / "JSON_STORE/RANK" / name).exists() for name in names), timeout=60,
+                 what="every file, between reloads")
+        stop.set()
+        sender.join()
+        assert service.text().count("Configuration reloaded") >= 1
+        drop_atomically(root, "RANK", "after.json", job("RANK", "X", 999))
+        wait_for(lambda: (root / "JSON_STORE/RANK/after.json").exists(), what="a file after the storm")
+    finally:
+        stop.set()
+        sender.join()
+        assert service.stop() == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 from json_workflow.stability import StabilityTracker, open_for_writing
@@ -111,3 +113,34 @@ def test_a_held_file_is_ignored_until_its_retry_time(tmp_path):
     clock.now += 4
     assert tracker.release_due() == 1
     assert tracker.ready() == [(path, "REALTIME")]
+
+
+CHECK_BESIDE_A_WRITER = """
+import os, sys, threading
+from json_workflow.stability import open_for_writing
+
+path, stop = sys.argv[1], threading.Event()
+
+def writer():
+    while not stop.is_set():
+        os.close(os.open(path, os.O_WRONLY))
+
+thread = threading.Thread(target=writer)
+thread.start()
+try:
+    for _ in range(20000):
+        open_for_writing(path)
+finally:
+    stop.set()
+    thread.join()
+print("alive")
+"""
+
+
+def test_a_writer_reopening_the_file_during_the_check_never_kills_the_process(tmp_path):
+    # The read lease's break is signalled with SIGIO, whose default action ends the process.
+    path = tmp_path / "a.json"
+    path.write_bytes(b"{}")
+    done = subprocess.run([sys.executable, "-c", CHECK_BESIDE_A_WRITER, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr

@@ -26,7 +26,7 @@ from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
 from json_workflow.reporter import Reporter
-from json_workflow.stability import StabilityTracker
+from json_workflow.stability import StabilityTracker, ignore_lease_breaks
 from json_workflow.watch import Watcher, make_watcher
 
 STARTUP, PERIODIC = "STARTUP", "PERIODIC"
@@ -44,6 +44,7 @@ class Service:
         self.config = config
         self.config_path, self.root = config_path, root
         self.stopping = threading.Event()
+        self.stop_requested = False
         self.reload_requested = False
         self.rescan_requested = False
         self.queue: deque[tuple[str, str]] = deque()
@@ -53,9 +54,9 @@ class Service:
         self._scan_thread: threading.Thread | None = None
         self.watcher: Watcher | None = None
 
-    # --- signals: flags only -------------------------------------------------------------------
+    # --- signals: flags only (a handler runs between any two bytecodes: it must take no lock) ------
     def _on_stop(self, signum, frame) -> None:
-        self.stopping.set()
+        self.stop_requested = True
         self.tracker.wake.set()
 
     def _on_reload(self, signum, frame) -> None:
@@ -71,6 +72,7 @@ class Service:
         config = self.config
         check_hot_folder(config)
         self.tracker = StabilityTracker(config.stable_seconds)
+        ignore_lease_breaks()
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
@@ -83,6 +85,7 @@ class Service:
             try:
                 self._serve()
             finally:
+                self.stopping.set()  # the reporter stops, the shutdown guard starts counting
                 sd_notify("STOPPING=1")
                 journal.record(lambda db: stats.run_stopped(db, run, time.time()))
                 if self.watcher is not None:
@@ -113,7 +116,7 @@ class Service:
         next_scan, next_stats = now + config.scan_interval, now + STATS_SECONDS
         beat = watchdog_interval()
         next_beat = now if beat else float("inf")
-        while not self.stopping.is_set():
+        while not self.stop_requested:
             now = time.monotonic()
             if self.reload_requested:
                 self._reload()

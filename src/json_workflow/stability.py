@@ -11,10 +11,39 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+
+def ignore_lease_breaks() -> bool:
+    """Make sure a lease break cannot end the process; False when that cannot be done from this thread.
+
+    A writer opening a file while we hold its read lease makes the kernel send SIGIO, whose default
+    action terminates the process. Ignored, the break only delays the writer until we let go (microseconds).
+    """
+    if signal.getsignal(signal.SIGIO) == signal.SIG_IGN:
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+    return True
+
+
+def writer_has_open(fd: int) -> bool | None:
+    """True when a local process has the file of `fd` open for writing; None when the kernel cannot tell us."""
+    if not ignore_lease_breaks():
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        # EAGAIN: a writer has it open. EPERM/EACCES: not the owner and no CAP_LEASE; EINVAL: NFS & co.
+        return True if e.errno == errno.EAGAIN else None
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
 
 
 def open_for_writing(path: str) -> bool | None:
@@ -24,15 +53,51 @@ def open_for_writing(path: str) -> bool | None:
     except OSError:
         return None
     try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as e:
-        # EAGAIN: a writer has it open. EPERM/EACCES: not the owner and no CAP_LEASE; EINVAL: NFS & co.
-        return True if e.errno == errno.EAGAIN else None
-    else:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return False
+        return writer_has_open(fd)
     finally:
         os.close(fd)
+
+
+class Waker:
+    """Wakes the main loop from any thread or a signal handler: a byte in a pipe, no lock taken.
+
+    threading.Event takes a lock; a signal handler that sets it while the main thread holds that
+    lock (inside wait or clear) deadlocks the loop.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._set = False
+
+    def fileno(self) -> int:
+        """The end to write to, for signal.set_wakeup_fd."""
+        return self._write
+
+    def set(self) -> None:
+        self._set = True
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:  # the pipe is full: a wake-up is pending anyway
+            pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> None:
+        """Return when set (now or earlier, since the last clear) or after `timeout` seconds."""
+        select.select([self._read], [], [], max(0.0, timeout))
+
+    def clear(self) -> None:
+        self._set = False
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
 
 
 @dataclass
@@ -53,7 +118,7 @@ class StabilityTracker:
         self._files: dict[str, _Tracked] = {}
         self._held: dict[str, tuple[float, str]] = {}  # path -> (retry time, source)
         self._lock = threading.Lock()
-        self.wake = threading.Event()  # set when something may be ready now
+        self.wake = Waker()  # set when something may be ready now
 
     def __len__(self) -> int:
         return len(self._files)
