@@ -110,3 +110,39 @@ def test_safe_folder_names(name):
 @pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/abs", "a\\b", ".git", "x\ny", " x", "x ", "A" * 101])
 def test_unsafe_folder_names(name):
     assert not is_safe_folder_name(name)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant):
+    raw = doc({"ClientCode": "RANK", "JobCategory": "X"}).replace(b'"X"}', b'"X", "Quantity": ' + constant.encode() + b"}")
+    r = rejected(raw)
+    assert (r.stage, r.reason) == ("parse", f"invalid JSON: {constant} is not a JSON number")
+
+
+@pytest.mark.parametrize("where", ["JobDetails", "elsewhere"])
+def test_a_number_over_pythons_digit_limit_is_rejected_not_raised(where):
+    number = b"9" * 5000
+    details = doc({"ClientCode": "RANK", "JobCategory": "X"})
+    raw = (details.replace(b'"X"}', b'"X", "Quantity": ' + number + b"}") if where == "JobDetails"
+           else b'{"Big": ' + number + b", " + details[1:])
+    r = rejected(raw)
+    assert r.stage == "parse" and r.reason.startswith("invalid JSON: Exceeds the limit (4300 digits)")
+
+
+@pytest.mark.parametrize("field", ["ClientCode", "JobCategory", "StudioCode", "Title"])
+@pytest.mark.parametrize("surrogate", ["\\ud800", "\\udfff", "x\\udc80"])
+def test_a_lone_surrogate_in_a_field_we_keep_is_rejected(field, surrogate):
+    # json.loads accepts "\ud800"; no file name, log line or database takes the result.
+    details = {"ClientCode": "RANK", "JobCategory": "X", field: "@"}
+    raw = json.dumps({"JobSpecification": {"JobDetails": details}}).replace('"@"', f'"{surrogate}"').encode()
+    r = rejected(raw, None)
+    assert r.stage == "validate"
+    assert f"JobDetails.{field} is not valid Unicode text" in r.reason
+    r.reason.encode("utf-8")
+
+
+@pytest.mark.parametrize("code", ["RA\u200bNK", "\u202eKNAR", "RANK\ufeff", "RA\u00a0NK", "RA\u2028NK", "RA\U000e0041NK"])
+def test_invisible_characters_make_a_client_code_unsafe(code):
+    assert not is_safe_folder_name(code)
+    r = rejected(doc({"ClientCode": code, "JobCategory": "X"}), None)
+    assert "is not a safe folder name" in r.reason

@@ -179,11 +179,18 @@ def test_any_mix_is_archived_or_failed_exactly_once_and_stays_in_root(spec):
         assert summary.pending == 0
         assert all_files(root / "JSON") == {}
         everything = all_files(root)
+        archive_folders: dict[str, str] = {}
+        hot_folders = {location.casefold() for location, *_ in spec if location}
         for name, (location, code, data, good) in dropped.items():
             archived = [p for p in everything if p.startswith("JSON_STORE/") and os.path.basename(p) == name]
             failed = [p for p in everything if p.startswith("JSON_FAILED/") and p.endswith("_" + name)]
             if good:
-                assert archived == [f"JSON_STORE/{location or code}/{name}"], (name, everything.keys())
+                # One archive folder per client whatever the case it comes in: an existing folder's
+                # spelling, else the ClientCode in upper case.
+                (client_folder,) = {os.path.dirname(p) for p in archived}
+                assert client_folder.casefold() == f"JSON_STORE/{location or code}".casefold(), everything.keys()
+                assert client_folder == archive_folders.setdefault(code.casefold(), client_folder)
+                assert location is not None or client_folder == client_folder.upper() or code.casefold() in hot_folders
                 assert failed == []
                 assert everything[archived[0]] == data
             else:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from json_workflow.errors import WorkflowError
 from json_workflow.intake import Candidate
+from json_workflow.logs import log
 
 AREA = ".processing"
 TOP = ".top"  # files claimed from the top of the hot folder; a client folder is never hidden
@@ -42,34 +45,48 @@ class Claims:
         self.sequence = Sequence()
         self._made: dict[str | None, str] = {}  # client -> its claim folder, made
 
-    def prepare(self, client: str | None) -> None:
-        """Make a client's claim folder ahead of time.
-
-        watchdog holds a rename's "moved from" half for 0.5 s, and every event behind it, unless the
-        "moved to" half arrives: the claim folder must already be watched when the first file is claimed.
-        """
-        self._folder(client)
-
     def _folder(self, client: str | None) -> str:
         folder = self._made.get(client)
         if folder is None:
             folder = os.path.join(self.area, client or TOP)
-            os.makedirs(folder, mode=self.dir_mode, exist_ok=True)
+            self._make(str(self.area))
+            self._make(folder)
             self._made[client] = folder
         return folder
 
+    def _make(self, folder: str) -> None:
+        """Make `folder` unless it is there; a symlink there is refused, never followed out of the hot folder."""
+        try:
+            os.mkdir(folder, self.dir_mode)
+        except FileExistsError:
+            pass
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            raise WorkflowError(f"the claim area {folder} is a symlink or not a folder; json-workflow never "
+                                "follows a link out of the hot folder: remove it (it is made again as a folder)")
+
+    def forget_folders(self) -> None:
+        """Make the claim folders again before the next claim (the hot folder was remounted, say)."""
+        self._made.clear()
+
     def claim(self, candidate: Candidate) -> Candidate | None:
         """Move the candidate into the claim area; None when it is gone (someone else took it)."""
+        try:
+            return self._claim(candidate)
+        except FileNotFoundError:
+            if not os.path.lexists(candidate.path):
+                return None
+        log.warning("The claim area %s was removed; making it again", self.area)
+        self.forget_folders()
+        return self._claim(candidate)
+
+    def _claim(self, candidate: Candidate) -> Candidate | None:
         folder, number = self._folder(candidate.folder), self.sequence.next()
-        if len(candidate.name.encode()) + len(number) < 255:
+        if len(os.fsencode(candidate.name)) + len(number) < 255:
             target = os.path.join(folder, f"{number}_{candidate.name}")
         else:  # no room for the number in front: a folder of its own keeps the name whole
             os.mkdir(os.path.join(folder, number + LONG))
             target = os.path.join(folder, number + LONG, candidate.name)
-        try:
-            os.rename(candidate.path, target)
-        except FileNotFoundError:
-            return None
+        os.rename(candidate.path, target)
         return Candidate(target, candidate.folder, candidate.symlink, candidate.name, candidate.origin)
 
     def release(self, claimed: Candidate, moved: bool = False) -> None:
@@ -103,8 +120,9 @@ class Claims:
 
     def leftovers(self) -> Iterator[Candidate]:
         """Every file still in the claim area (a crash left it), oldest claim first."""
-        if not self.area.is_dir():
+        if not os.path.lexists(self.area):
             return
+        self._make(str(self.area))  # refuses a symlink before anything is listed through it
         found = []
         for folder in os.scandir(self.area):
             if not folder.is_dir(follow_symlinks=False):

@@ -12,8 +12,9 @@ import click
 from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import CONFIG_ENV, ROOT_ENV, Config
-from json_workflow.errors import ConfigError, Rejected, WorkflowError
+from json_workflow.errors import ConfigError, Rejected, StillWriting, WorkflowError
 from json_workflow.intake import scan
+from json_workflow.names import shown
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
 PROGRESS_MIN_FILES = 500
@@ -112,13 +113,16 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
     for file in files:
         path = Path(os.path.abspath(file))
         folder = path.parent.name if path.parent.parent == config.hot else None
-        click.echo(f"{path}")
+        click.echo(shown(str(path)))
         try:
-            job = parse_job(read_job_file(str(path), config.max_file_bytes)[0], folder)
+            job = parse_job(read_job_file(str(path), config.max_file_bytes).data, folder)
         except Rejected as r:
             where = config.failed / (folder or UNKNOWN_CLIENT)
             click.echo(f"  rejected at {r.stage}: {r.reason}")
-            click.echo(f"  -> {where}/  (failed folder, with a reason file)")
+            click.echo(f"  -> {shown(str(where))}/  (failed folder, with a reason file)")
+            continue
+        except StillWriting as e:
+            click.echo(f"  still being written ({e}): it is taken once complete")
             continue
         except OSError as e:
             click.echo(f"  cannot read: {e.strerror}")
@@ -129,7 +133,7 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
             click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
         for dest in plan(job, config):
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
-            click.echo(f"  -> {dest.folder / path.name}  ({why})")
+            click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
     sys.exit(1 if unreadable else 0)
 
 
@@ -170,10 +174,10 @@ def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -
     for item in retry_files(config, clients):
         if item.target is None:
             skipped += 1
-            click.echo(f"skipped {item.source}: a file of that name is already waiting in the hot folder")
+            click.echo(f"skipped {shown(str(item.source))}: a file of that name is already waiting in the hot folder")
         else:
             moved += 1
-            click.echo(f"{item.source} -> {item.target}")
+            click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
     click.echo(f"Retried {moved} files" + (f", skipped {skipped}" if skipped else ""))
 
 

@@ -11,6 +11,7 @@ spares a file creation, a write and a removal per job (a third of the kernel's w
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.errors import DestinationError, Rejected
+from json_workflow.errors import DestinationError, Rejected, WorkflowError
 from json_workflow.intake import Candidate
+from json_workflow.names import shown
 from json_workflow.parse import Job
 from json_workflow.route import Destination
 
@@ -63,7 +65,7 @@ class Delivery:
     info: os.stat_result | None = None  # the claimed file's, from when it was read
     copies: list[Copy] = field(default_factory=list)
     failed_as: str | None = None
-    pending: DestinationError | None = None
+    pending: WorkflowError | None = None  # why it waits: its destination, its writer, the journal
     left_claimed: bool = False  # partly published: the journal finishes it at the next start
     moved: bool = False  # the claimed original itself became the archived file
     vanished: bool = False
@@ -95,7 +97,24 @@ class Folders:
         self._broken: dict[Path, DestinationError] = {}
         self._reserved: set[str] = set()
         self._devices: dict[Path, int] = {}
+        self._spellings: dict[str, str] = {}  # a client's name, case-folded -> its folder's spelling
         self._lock = threading.Lock()
+
+    def with_client_folder(self, job: Job, top: bool) -> Job:
+        """`job` with its client spelt as that client's folder already is, so a client has one archive folder.
+
+        The archive's spelling first, then the hot folder's; a new client from the top of the hot folder
+        (its ClientCode only) is upper case, as TWIST writes client codes.
+        """
+        key = job.client.casefold()
+        spelling = self._spellings.get(key)
+        if spelling is None:
+            with self._lock:
+                for folder in (self.config.archive, self.config.hot):
+                    for name in _folder_names(folder):
+                        self._spellings.setdefault(name.casefold(), name)
+                spelling = self._spellings.setdefault(key, job.client.upper() if top else job.client)
+        return job if spelling == job.client else dataclasses.replace(job, client=spelling)
 
     def device(self, folder: Path) -> int:
         """The filesystem `folder` is on (an existing folder; remembered)."""
@@ -150,6 +169,14 @@ class Folders:
                     self._reserved.add(final)
                     return final
         raise FileExistsError(errno.EEXIST, "no free failed-file name", str(folder))
+
+
+def _folder_names(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+    except OSError:
+        return []
 
 
 def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | None:
@@ -207,7 +234,7 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
             elif c.kind == MOVE:
                 pass  # the claimed original: its mode was set when it was read
             elif c.kind == "reason":
-                durable.write_new(c.temp, reason_text(d, now).encode(), mode)
+                durable.write_new(c.temp, reason_file(d, now), mode)
             elif _link_or_copy(d.candidate, c.temp, mode):
                 barrier.add(folder)  # a symlink: fsync cannot open it, its folder entry is flushed
                 continue
@@ -246,16 +273,18 @@ def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
     return is_link
 
 
-def reason_text(d: Delivery, now: float) -> str:
+def reason_file(d: Delivery, now: float) -> bytes:
+    """The reason file's content; it quotes input (a ClientCode, an OS error's file name), so it never fails to encode."""
     assert d.rejection is not None
     when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(now))
     return (
         f"file: {d.candidate.display}\n"
-        f"from: {d.candidate.origin}\n"
+        f"from: {shown(d.candidate.origin)}\n"
+        f"name: {shown(d.candidate.name)}\n"  # whole, even when the failed file's name had to be shortened
         f"stage: {d.rejection.stage}\n"
         f"reason: {d.rejection.reason}\n"
         f"when: {when}\n"
-    )
+    ).encode("utf-8", "backslashreplace")
 
 
 def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) -> tuple[str | None, bool]:
@@ -326,10 +355,10 @@ def _fit(name: str) -> str:
     The reason file keeps the full original name.
     """
     budget = 255 - len("YYYYMMDD_HHMMSS-9999_") - len(REASON_SUFFIX)
-    if len(name.encode()) <= budget:
+    if len(os.fsencode(name)) <= budget:
         return name
     stem, dot, ext = name.rpartition(".")
-    return stem.encode()[: budget - len(ext) - 1].decode(errors="ignore") + dot + ext
+    return os.fsdecode(os.fsencode(stem)[: budget - len(os.fsencode(ext)) - 1]) + dot + ext
 
 
 def original_name(failed_name: str) -> str:
@@ -344,7 +373,7 @@ def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
     folders.ensure(folder)
     final = folders.failed_name(folder, d.candidate.name, now)
     reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
-    durable.write_new(reason_temp, reason_text(d, now).encode(), folders.config.permissions.file_mode)
+    durable.write_new(reason_temp, reason_file(d, now), folders.config.permissions.file_mode)
     durable.fsync_path(reason_temp)
     final = _link_unused(d.candidate.path, final)
     os.replace(reason_temp, final + REASON_SUFFIX)

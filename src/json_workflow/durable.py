@@ -34,7 +34,7 @@ def fixed_temp_name(folder: Path | str, name: str) -> str:
 
 def _hint(name: str) -> str:
     # The name is only a hint for a human; it is cut so the whole stays under the 255-byte limit.
-    return name.encode()[:120].decode(errors="ignore")
+    return os.fsdecode(os.fsencode(name)[:120])
 
 
 @contextlib.contextmanager

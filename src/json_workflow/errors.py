@@ -31,10 +31,16 @@ class ConfigError(WorkflowError):
         return "\n".join(lines)
 
 
+def _text(message: str) -> str:
+    """`message` as UTF-8 text, whatever bytes of a file name or a field it quotes."""
+    return message.encode("utf-8", "backslashreplace").decode()
+
+
 class Rejected(WorkflowError):
     """Raised when a job file itself is bad; it goes to the failed folder with this reason."""
 
     def __init__(self, reason: str, stage: str = "parse"):
+        reason = _text(reason)
         self.reason = reason
         self.stage = stage
         super().__init__(reason)
@@ -46,7 +52,15 @@ class DestinationError(WorkflowError):
     def __init__(self, folder: str, error: OSError):
         self.folder = folder
         self.error = detached(error)
-        super().__init__(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})")
+        super().__init__(_text(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})"))
+
+
+class StillWriting(WorkflowError):
+    """Raised when a job file is still being written; it waits in the hot folder until it is complete."""
+
+
+class StoreError(WorkflowError):
+    """Raised when the journal cannot be read or written; files wait until it can."""
 
 
 class MailError(WorkflowError):

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from json_workflow.errors import Rejected
+from json_workflow.errors import Rejected, StillWriting
+from json_workflow.names import shown
+from json_workflow.stability import writer_has_open
 
 # Editors and transfer tools write these beside the real file; they are never ours to touch.
 _TEMP_PREFIXES = (".", "~")
@@ -37,8 +39,8 @@ class Candidate:
 
     @property
     def display(self) -> str:
-        """The path as the log shows it: CLIENT/name.json."""
-        return f"{self.folder}/{self.name}" if self.folder else self.name
+        """The path as the log and the statistics show it: CLIENT/name.json, printable."""
+        return shown(f"{self.folder}/{self.name}" if self.folder else self.name)
 
 
 def is_job_name(name: str) -> bool:
@@ -81,10 +83,26 @@ def candidate_at(hot: Path, path: str) -> Candidate:
     return Candidate(path, folder, symlink=os.path.islink(path))
 
 
-def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes, os.stat_result]:
+@dataclass(frozen=True, slots=True)
+class JobFile:
+    """A job file's bytes and status, and whether the kernel confirmed that no one was writing it."""
+
+    data: bytes
+    info: os.stat_result
+    closed: bool
+
+    def young(self, seconds: float, now: float) -> bool:
+        """Modified within the last `seconds`: a writer the kernel cannot see (another host) may not be done."""
+        return now - self.info.st_mtime < seconds
+
+
+def read_job_file(path: str, limit: int, mode: int | None = None) -> JobFile:
     """Read a job file and its status without following a symlink; Rejected unless a small regular file.
 
-    With `mode`, the file also gets that mode where we may set it (an archived original keeps it).
+    StillWriting when a local process has it open for writing or it changed while it was read. Read
+    once claimed, a file open for writing by nobody stays so: no one else can open it by its hot-folder
+    name any more. With `mode`, the file also gets that mode where we may set it (an archived original
+    keeps it), unless another link shares it (its mode is not ours to change).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -98,7 +116,10 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes
             raise Rejected("not a regular file", "intake")
         if info.st_size > limit:
             raise Rejected(f"file is {info.st_size} bytes, over max_file_bytes ({limit})", "intake")
-        if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+        writer = writer_has_open(fd)
+        if writer:
+            raise StillWriting("still open for writing by another process")
+        if mode is not None and stat.S_IMODE(info.st_mode) != mode and info.st_nlink == 1:
             try:
                 os.fchmod(fd, mode)
                 info = os.fstat(fd)
@@ -112,6 +133,9 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> tuple[bytes
                 raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
             if len(chunk) < want:  # a short read of a regular file is its end: no second call to learn it
                 break
-        return b"".join(chunks), info
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
+            raise StillWriting("it changed while it was read")
+        return JobFile(b"".join(chunks), info, writer is False)
     finally:
         os.close(fd)

@@ -21,10 +21,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from json_workflow import stats
+from json_workflow.errors import StoreError
+from json_workflow.logs import log
+from json_workflow.names import from_store, stored
 
 DATABASE = "journal.sqlite3"
 
 _SCHEMA = [
+    # How often a claim's processing began after a crash: a file that stops the process each time is set aside.
+    "CREATE TABLE IF NOT EXISTS attempts (claim TEXT PRIMARY KEY, count INTEGER NOT NULL)",
     """CREATE TABLE IF NOT EXISTS copies (
         claim TEXT NOT NULL,      -- the claimed file, in the claim area
         temp TEXT NOT NULL,       -- the hidden temporary, in the destination folder (a move: the claim)
@@ -50,6 +55,14 @@ class Entry:
     state: str
 
 
+def unreadable(path: Path, error: sqlite3.Error) -> StoreError:
+    """What to do about a journal that SQLite cannot read (damaged, or not a database at all)."""
+    return StoreError(
+        f"cannot read the journal {path}: {error}. It is damaged or not a SQLite database. Stop json-workflow, "
+        f"move the file aside (sqlite3's .recover may rescue its statistics) and start again: a new journal is "
+        f"made, and files left in the claim area are processed again from the start")
+
+
 class Journal:
     """One SQLite connection shared by the pipeline's threads, behind a lock."""
 
@@ -57,13 +70,18 @@ class Journal:
         self.path = folder / DATABASE
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: commits are not flushed one by one; staged() asks for a flush when order matters.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # The service's reporter reads and writes through its own connection; wait for each other.
-        self._db.execute("PRAGMA busy_timeout=10000")
-        for statement in _SCHEMA + stats.SCHEMA:
-            self._db.execute(statement)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: commits are not flushed one by one; staged() asks for a flush when order matters.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # The service's reporter reads and writes through its own connection; wait for each other.
+            self._db.execute("PRAGMA busy_timeout=10000")
+            for statement in _SCHEMA + stats.SCHEMA:
+                self._db.execute(statement)
+            self._attempted = {from_store(row[0]) for row in self._db.execute("SELECT claim FROM attempts")}
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise unreadable(self.path, e) from None
 
     def close(self) -> None:
         with self._lock:
@@ -87,21 +105,26 @@ class Journal:
     def plan(self, entries: Iterable[tuple[str, str, str, str]], also: Record | None = None) -> None:
         """Record (claim, temp, final, kind) before the temporaries are written (and `also`, at once)."""
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)", entries)
+            db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)",
+                           ((stored(claim), stored(temp), stored(final), kind) for claim, temp, final, kind in entries))
             if also:
                 also(db)
 
     def staged(self, claims: Iterable[str]) -> None:
         """Mark the claims' temporaries as flushed; durable before any of them is renamed into place."""
         with self.transaction("FULL") as db:
-            db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((c,) for c in claims))
+            db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((stored(c),) for c in claims))
 
     def forget(self, claims: Iterable[str], also: Record | None = None) -> None:
         """Drop the entries of claims that are finished (or handed back), and record `also` with it."""
+        claims = list(claims)
         with self.transaction() as db:
-            db.executemany("DELETE FROM copies WHERE claim = ?", ((c,) for c in claims))
+            db.executemany("DELETE FROM copies WHERE claim = ?", ((stored(c),) for c in claims))
+            if self._attempted:
+                db.executemany("DELETE FROM attempts WHERE claim = ?", ((stored(c),) for c in claims))
             if also:
                 also(db)
+        self._attempted.difference_update(claims)
 
     def query(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """Run `read` on the connection, between the pipeline's writes."""
@@ -109,19 +132,38 @@ class Journal:
             return read(self._db)
 
     def record(self, also: Record) -> None:
-        """Write statistics in a transaction of their own."""
+        """Write statistics in a transaction of their own; a failure is logged, never raised (they are figures)."""
+        try:
+            with self.transaction() as db:
+                also(db)
+        except sqlite3.Error as e:
+            log.error("Cannot write statistics to %s: %s", self.path, e)
+
+    def restarts(self, claim: str) -> int:
+        """How many times `claim` was restarted (see `restart`)."""
+        if claim not in self._attempted:
+            return 0
+        return self.query(lambda db: db.execute("SELECT count FROM attempts WHERE claim = ?",
+                                                (stored(claim),)).fetchone()[0])
+
+    def restart(self, claim: str) -> None:
+        """Drop a claim's copies and count that its processing begins again after a crash; the count is kept
+        until the claim is forgotten, so a file that stops the process every time it is processed shows."""
+        self._attempted.add(claim)
         with self.transaction() as db:
-            also(db)
+            db.execute("DELETE FROM copies WHERE claim = ?", (stored(claim),))
+            db.execute("INSERT INTO attempts (claim, count) VALUES (?, 1)"
+                       " ON CONFLICT (claim) DO UPDATE SET count = count + 1", (stored(claim),))
 
     def entries(self, claim: str) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT claim, temp, final, kind, state FROM copies WHERE claim = ? ORDER BY rowid", (claim,)
+                "SELECT claim, temp, final, kind, state FROM copies WHERE claim = ? ORDER BY rowid", (stored(claim),)
             ).fetchall()
-        return [Entry(*row) for row in rows]
+        return [Entry(from_store(c), from_store(t), from_store(f), kind, state) for c, t, f, kind, state in rows]
 
     def claims(self) -> list[str]:
         """Every claim with entries, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT claim FROM copies GROUP BY claim ORDER BY MIN(rowid)").fetchall()
-        return [row[0] for row in rows]
+        return [from_store(row[0]) for row in rows]

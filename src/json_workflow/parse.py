@@ -27,8 +27,16 @@ class Job:
 
 
 def is_safe_folder_name(name: str) -> bool:
-    """True when `name` can be used as exactly one folder below a configured folder."""
-    return bool(_SAFE_FOLDER.fullmatch(name)) and name.strip() == name
+    """True when `name` can be used as exactly one folder below a configured folder.
+
+    Printable rules out what no one sees or no file system takes: control and format characters
+    (zero-width, bidi), lone surrogates, separators other than the space.
+    """
+    return bool(_SAFE_FOLDER.fullmatch(name)) and name.strip() == name and name.isprintable()
+
+
+def _not_json(constant: str) -> Any:
+    raise Rejected(f"invalid JSON: {constant} is not a JSON number")
 
 
 def parse_job(raw: bytes, folder: str | None) -> Job:
@@ -42,9 +50,11 @@ def parse_job(raw: bytes, folder: str | None) -> Job:
     except UnicodeDecodeError as e:
         raise Rejected(f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at offset {e.start}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as e:
         raise Rejected(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except ValueError as e:  # a number over Python's limit of digits
+        raise Rejected(f"invalid JSON: {e}") from None
     except RecursionError:
         raise Rejected("invalid JSON: nesting too deep to parse") from None
     return job_from_document(document, folder)
@@ -79,12 +89,22 @@ def _required(details: dict, key: str) -> str:
         raise Rejected(f"JobDetails.{key} is missing", "validate")
     if not isinstance(value, str) or not value.strip():
         raise Rejected(f"JobDetails.{key} must be a non-empty string, got a JSON {_kind(value)}", "validate")
-    return value
+    return _text(value, key)
 
 
 def _optional(details: dict, key: str) -> str | None:
     value = details.get(key)
-    return None if value is None else str(value)
+    return None if value is None else _text(str(value), key)
+
+
+def _text(value: str, key: str) -> str:
+    """`value`, unless it holds a lone surrogate ("\\ud800"): no file name, log or database takes that."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as e:
+        raise Rejected(f"JobDetails.{key} is not valid Unicode text (a lone surrogate at position {e.start})",
+                       "validate") from None
+    return value
 
 
 def _kind(value: Any) -> str:

@@ -20,7 +20,7 @@ from json_workflow import deliver, durable, logs, recovery, stats
 from json_workflow.claim import Claims
 from json_workflow.config import Config
 from json_workflow.deliver import Delivery, Folders
-from json_workflow.errors import DestinationError, Rejected, WorkflowError, detached
+from json_workflow.errors import DestinationError, Rejected, StillWriting, StoreError, WorkflowError, detached
 from json_workflow.intake import Candidate, read_job_file, scan
 from json_workflow.journal import Journal
 from json_workflow.logs import log
@@ -28,6 +28,9 @@ from json_workflow.parse import parse_job
 from json_workflow.route import Router, routed_names
 from json_workflow.workers import Workers
 
+RECOVERY = "RECOVERY"
+# Starts that find a file unfinished before it is set aside unread (a file that crashes the process).
+CRASHES_BEFORE_SET_ASIDE = 3
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
 # A flush that waits for the disk at least this long runs in the flush thread while the next batch is
@@ -91,6 +94,9 @@ class Pipeline:
         self._released: list[str] = []  # claims whose removal is in the flush in flight
         self._flush_seconds = 0.0  # how long a flush waits for the disk, lately
         self._flush_failed = False  # the last flush raised an error
+        # Files to fail without reading them again (hot-folder path -> why): an error no one foresaw
+        # while writing them, or a file that a crash interrupted again and again.
+        self._poisoned: dict[str, Rejected] = {}
 
     def close(self) -> None:
         self.workers.close()
@@ -201,22 +207,44 @@ class Pipeline:
         deliveries = [d for d in prepared if not d.vanished]
         _log_by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
-        self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
-                          also=lambda db: stats.received(db, deliveries, now))
-        for trouble in self.workers.map("write", lambda d: deliver.write(d, self.folders, self.barrier, now), planned):
+        try:
+            self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
+                              also=lambda db: stats.received(db, deliveries, now))
+        except Exception as e:  # nothing is written yet: every file of the batch waits for the journal
+            log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), e)
+            for d in planned:
+                d.copies, d.pending = [], detached(StoreError(str(e)))
+            planned = []
+        for trouble in self.workers.map("write", lambda d: self._write(d, now), planned):
             if trouble:
                 self._trouble(trouble)
         return _Batch(deliveries, [d for d in planned if d.copies], started)
 
+    def _write(self, d: Delivery, now: float) -> DestinationError | None:
+        try:
+            return deliver.write(d, self.folders, self.barrier, now)
+        except Exception as e:  # not the destination's fault: the file fails when it is taken again
+            d.discard()
+            self._poisoned[d.candidate.origin] = rejection = self._unforeseen(d, e, "deliver")
+            d.pending = detached(WorkflowError(rejection.reason))
+            return None
+
     def _publish(self, b: _Batch) -> None:
         """Rename a batch's flushed temporaries into place (once the journal says they are flushed)."""
-        self.journal.staged(d.candidate.path for d in b.staged)
+        try:
+            self.journal.staged(d.candidate.path for d in b.staged)
+        except Exception as e:  # not known to be flushed, so nothing may be published: the files wait
+            log.error("Cannot record a batch in the journal, its %d files wait: %s", len(b.staged), e)
+            for d in b.staged:
+                d.discard()
+                d.pending = detached(StoreError(str(e)))
+            return
         for d in b.staged:
             try:
                 d.failed_as, d.moved = deliver.publish(d.copies, self.barrier)
-            except OSError as e:  # a folder removed or remounted since it was written
+            except Exception as e:  # a folder removed or remounted since it was written, say
                 log.error("Cannot publish %s, it is finished at the next start: %s", d.candidate.display, e)
-                d.pending, d.left_claimed = DestinationError(d.candidate.display, e), True
+                d.pending, d.left_claimed = detached(WorkflowError(f"cannot publish: {e}")), True
 
     def _finish_batch(self, b: _Batch, error: OSError | None, summary: Summary, forget: list[str]) -> list[Delivery]:
         """Finish a batch whose renames were flushed: claims released, statistics and log written.
@@ -229,49 +257,99 @@ class Pipeline:
             for d in b.staged:
                 if d.pending is None:  # published, not known durable: left claimed for the next start
                     d.pending, d.left_claimed = DestinationError("flush", error), True
-        _log_by_worker((d.worker, self._finish(d, summary)) for d in b.deliveries)
+        _log_by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
 
         def record(db):
             stats.finished(db, b.deliveries, done)
             stats.batch(db, len(b.deliveries), seconds, done)
 
-        self.journal.forget(forget, also=record)
+        try:
+            self.journal.forget(forget, also=record)
+        except Exception as e:  # the entries stay: the next start sees their claims are gone and drops them
+            log.error("Cannot record a finished batch in the journal: %s", e)
         self._released += [d.candidate.path for d in b.deliveries if not d.left_claimed]
         logs.flush()
         return b.deliveries
 
     def _prepare(self, candidate: Candidate, source: str, now: float) -> Delivery:
+        """Claim, read, parse and route one file and decide its copies; whatever happens, only this file is at stake."""
         d = Delivery(candidate, source=source, started=time.perf_counter(), worker=threading.current_thread().name)
         if not candidate.claimed:
-            claimed = self.claims.claim(candidate)
+            claimed = self._claim(candidate, source)
             if claimed is None:
-                d.vanished = True  # taken between the scan and now
+                d.vanished = True  # taken between the scan and now, or it cannot be claimed: it stays where it is
                 return d
             d.candidate = candidate = claimed
             self.barrier.add(os.path.dirname(candidate.origin))
         self.barrier.add(os.path.dirname(candidate.path))
         try:
-            if candidate.symlink:
-                raise Rejected("symlink: links are never followed", "intake")
-            config = self.config
-            d.data, d.info = read_job_file(candidate.path, config.max_file_bytes, config.permissions.file_mode)
-            d.job = parse_job(d.data, candidate.folder)
+            self._decide(d, now)
         except Rejected as rejection:
             d.rejection, d.data = detached(rejection), None
+        except StillWriting as e:
+            log.info("[%s] %s is still being written (%s); it waits until it is complete", source, candidate.display, e)
+            d.pending = detached(e)
+            return d
         except OSError as e:
             log.error("[%s] Cannot read %s, it waits for the next run: %s", source, candidate.display, e)
             d.pending = DestinationError(candidate.origin, e)
             return d
-        else:
-            d.destinations = self.router.plan(d.job)
-        if trouble := deliver.prepare(d, self.folders, now):
+        except Exception as e:  # an input no one foresaw must cost this file, never the run
+            d.rejection, d.data = self._unforeseen(d, e, "parse"), None
+        try:
+            trouble = deliver.prepare(d, self.folders, now)
+        except Exception as e:
+            log.exception("[%s] Cannot decide the copies of %s; it waits in the hot folder", source, candidate.display)
+            d.pending, d.copies = detached(WorkflowError(f"cannot decide its copies: {e}")), []
+            return d
+        if trouble:
             self._trouble(trouble)
         return d
+
+    def _claim(self, candidate: Candidate, source: str) -> Candidate | None:
+        try:
+            return self.claims.claim(candidate)
+        except (OSError, WorkflowError) as e:
+            log.error("[%s] Cannot claim %s, it stays in the hot folder: %s", source, candidate.display, e)
+            return None
+
+    def _decide(self, d: Delivery, now: float) -> None:
+        """Read, parse and route a claimed file; raises what keeps it from going out now."""
+        candidate, config = d.candidate, self.config
+        if (known := self._poisoned.pop(candidate.origin, None)) is not None:
+            raise known
+        if candidate.symlink:
+            raise Rejected("symlink: links are never followed", "intake")
+        read = read_job_file(candidate.path, config.max_file_bytes, config.permissions.file_mode)
+        d.data, d.info = read.data, read.info
+        try:
+            job = parse_job(read.data, candidate.folder)
+        except Rejected:
+            # Unparsable while a writer we cannot see (another host, another user's file) may still be at it.
+            if not read.closed and read.young(config.stable_seconds, now):
+                raise StillWriting("unreadable as a job file and modified within stable_seconds") from None
+            raise
+        d.job = self.folders.with_client_folder(job, candidate.folder is None)
+        d.destinations = self.router.plan(d.job)
+
+    def _unforeseen(self, d: Delivery, error: Exception, stage: str) -> Rejected:
+        """The rejection for an error no rule foresaw, logged with its traceback for a bug report."""
+        log.error("[%s] Unexpected error handling %s at %s", d.source, d.candidate.display, stage,
+                  exc_info=error, extra={"worker": d.worker})
+        return detached(Rejected(f"unexpected error ({type(error).__name__}: {error}); please report it", stage))
 
     def _trouble(self, trouble: DestinationError) -> None:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)
         self.journal.record(lambda db: stats.trouble(db, trouble.folder, str(trouble), self.clock()))
+
+    def _finish_guarded(self, d: Delivery, summary: Summary) -> str | None:
+        try:
+            return self._finish(d, summary)
+        except Exception as e:  # left in the claim area: the journal finishes it at the next start
+            log.error("Cannot finish %s, it is finished at the next start", d.candidate.display, exc_info=e)
+            d.left_claimed = True
+            return None
 
     def _finish(self, d: Delivery, summary: Summary) -> str | None:
         """Release a finished file's claim and count it; returns its log lines unless they are logged already."""
@@ -317,9 +395,24 @@ class Pipeline:
         log.warning("[%s] %s was superseded by a newer file of the same name while waiting -> %s",
                     d.source, d.candidate.display, where)
 
-    def recover(self, summary: Summary) -> list[tuple[Candidate, str]]:
-        """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
-        return recovery.recover(self.claims, self.journal, self.barrier, summary, self.clock())
+    def recover(self, summary: Summary) -> list[Delivery]:
+        """Finish what a crash left claimed; returns the deliveries of the files processed afresh.
+
+        Any of them may be what stopped the process, so each is processed alone, its restart counted
+        first: a stop while one is processed is its own. One that was being processed at each of the last
+        CRASHES_BEFORE_SET_ASIDE stops is set aside unread, so that it cannot stop the service forever.
+        """
+        done = []
+        for candidate, restarts in recovery.recover(self.claims, self.journal, self.barrier, summary, self.clock()):
+            if restarts >= CRASHES_BEFORE_SET_ASIDE:
+                log.error("[RECOVERY] json-workflow stopped %d times while processing %s; it is set aside unread",
+                          restarts, candidate.display)
+                self._poisoned[candidate.origin] = Rejected(
+                    f"json-workflow stopped unexpectedly {restarts} times while processing this file; it was set "
+                    "aside unread so that the other files go on (the log before those stops tells why)", "recovery")
+            self.journal.restart(candidate.path)
+            done += self.process_batch([(candidate, RECOVERY)], summary)
+        return done
 
 
 def _log_by_worker(lines: Iterable[tuple[str, str | None]]) -> None:
@@ -373,9 +466,8 @@ def run_once(config: Config, progress: Callable[[int], None] | None = None, cloc
             run = stats.run_started(db, "once", clock())
         try:
             summary = Summary()
-            leftovers = pipeline.recover(summary)
-            fresh = ((candidate, "STARTUP") for candidate in scan(config.hot))
-            return pipeline.process(itertools.chain(leftovers, fresh), progress, summary)
+            pipeline.recover(summary)
+            return pipeline.process(((candidate, "STARTUP") for candidate in scan(config.hot)), progress, summary)
         finally:
             pipeline.close()
             pipeline.claims.tidy()

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 
 def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, summary: Summary,
-            now: float) -> list[tuple[Candidate, str]]:
-    """Finish what a crash left claimed; returns the claimed files that must be processed afresh."""
+            now: float) -> list[tuple[Candidate, int]]:
+    """Finish what a crash left claimed; returns the claimed files that must be processed afresh, each
+    with the number of times its processing began alone after a crash (see Journal.restart)."""
     fresh = []
     for candidate in claims.leftovers():
         staged, copies = _journaled(journal, candidate.path)
@@ -32,8 +33,7 @@ def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, summary:
             _finish_staged(claims, journal, barrier, candidate, copies, summary, now)
             continue
         deliver.remove_temporaries(copies)  # planned, maybe half written: start again from the claim
-        journal.forget([candidate.path])
-        fresh.append((candidate, "RECOVERY"))
+        fresh.append((candidate, journal.restarts(candidate.path)))
     for claim in journal.claims():
         if os.path.lexists(claim):
             continue

@@ -19,8 +19,9 @@ from pathlib import Path
 from json_workflow import durable, figures, mail, render, stats
 from json_workflow.config import Config, Email
 from json_workflow.errors import MailError
-from json_workflow.journal import DATABASE
+from json_workflow.journal import DATABASE, unreadable
 from json_workflow.logs import log
+from json_workflow.names import unshown
 
 CATCH_UP_DAYS = 7
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0
@@ -33,8 +34,13 @@ class Reporter:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time,
                  send: Callable[[Email, EmailMessage], None] = mail.send):
         self.config, self.clock, self.send = config, clock, send
-        self.db = sqlite3.connect(config.state / DATABASE, isolation_level=None, timeout=10,
-                                  check_same_thread=False)
+        path = config.state / DATABASE
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+        try:
+            self.db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise unreadable(path, e) from None
         self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
         self.pruned = 0.0
 
@@ -132,7 +138,7 @@ class Reporter:
 
     def present(self, name: str, claim: str | None) -> bool:
         """Is a received, unfinished file still waiting (in the claim area or the hot folder)?"""
-        return bool(claim and os.path.lexists(claim)) or os.path.lexists(self.config.hot / name)
+        return bool(claim and os.path.lexists(claim)) or os.path.lexists(self.config.hot / unshown(name))
 
     # --- alerts --------------------------------------------------------------------------------
     def _alerts(self, now: float) -> None:

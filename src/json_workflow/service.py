@@ -33,6 +33,9 @@ STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60
 REPORT_TICK_SECONDS = 30
 MISSED_SCANS_BEFORE_POLLING = 3
+# How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
+INTAKE_CHECK_SECONDS = 1.0
+LOOP_ERROR_PAUSE = 1.0
 # Settings that shape the process itself; a reload reports them and keeps the running values.
 RESTART_KEYS = ("root", "paths", "workers", "watch")
 
@@ -97,46 +100,56 @@ class Service:
         return 0
 
     def _serve(self) -> None:
+        startup = self._start_up()
+        while not self.stop_requested:
+            try:
+                idle = self._step(startup)
+            except Exception:  # one bad turn must not end the service: the next one may go through
+                log.exception("Unexpected error in the main loop; it carries on in %gs", LOOP_ERROR_PAUSE)
+                idle = LOOP_ERROR_PAUSE
+            if idle > 0:
+                self.tracker.wake.wait(idle)
+                self.tracker.wake.clear()
+
+    def _start_up(self) -> Iterator[tuple[Candidate, str]]:
+        """Watch, finish what a crash left, start the reporter; returns the startup scan, to be streamed."""
         config = self.config
-        claims = self.pipeline.claims
-        claims.prepare(None)
-        for entry in os.scandir(config.hot):
-            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-                claims.prepare(entry.name)
+        self.hot_identity = _identity(config.hot)
         self.watcher = self._watcher(config.watch)
-        summary = Summary()
-        leftovers = self.pipeline.recover(summary)
-        for start in range(0, len(leftovers), config.batch_size):
-            self._process(leftovers[start:start + config.batch_size])
-        startup = self._startup_scan()
+        self._handle(self.pipeline.recover(Summary()))
         threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
         sd_notify("READY=1")
         log.info("Watching %s (%s) with a %gs periodic scan", config.hot, self.watcher.mode, config.scan_interval)
-        now = time.monotonic()
-        next_scan, next_stats = now + config.scan_interval, now + STATS_SECONDS
-        beat = watchdog_interval()
-        next_beat = now if beat else float("inf")
-        while not self.stop_requested:
-            now = time.monotonic()
-            if self.reload_requested:
-                self._reload()
-            if self.rescan_requested or now >= next_scan:
-                self._start_scan()
-                next_scan = now + self.config.scan_interval
-            if now >= next_stats:
-                self._log_stats()
-                next_stats = now + STATS_SECONDS
-            if now >= next_beat:
-                sd_notify("WATCHDOG=1")
-                next_beat = now + beat
-            batch = self._next_batch(startup)
-            if batch:
-                self._process(batch)
-                continue
-            self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
-            logs.flush()
-            self.tracker.wake.wait(min(self.tracker.next_due(), next_scan - now, next_stats - now, next_beat - now))
-            self.tracker.wake.clear()
+        now, beat = time.monotonic(), watchdog_interval()
+        self.due = {"scan": now + config.scan_interval, "stats": now + STATS_SECONDS,
+                    "intake": now + INTAKE_CHECK_SECONDS, "beat": now if beat else float("inf")}
+        self.beat = beat
+        return self._startup_scan()
+
+    def _step(self, startup: Iterator[tuple[Candidate, str]]) -> float:
+        """One turn of the main loop: what is due, then one batch; returns how long to wait (0: go on)."""
+        now, due = time.monotonic(), self.due
+        if self.reload_requested:
+            self._reload()
+        if now >= due["intake"]:
+            self._check_intake()
+            due["intake"] = now + INTAKE_CHECK_SECONDS
+        if self.rescan_requested or now >= due["scan"]:
+            self._start_scan()
+            due["scan"] = now + self.config.scan_interval
+        if now >= due["stats"]:
+            self._log_stats()
+            due["stats"] = now + STATS_SECONDS
+        if now >= due["beat"]:
+            sd_notify("WATCHDOG=1")
+            due["beat"] = now + self.beat
+        batch = self._next_batch(startup)
+        if batch:
+            self._process(batch)
+            return 0.0
+        self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
+        logs.flush()
+        return min(self.tracker.next_due(), *(when - now for when in due.values()))
 
     def _next_batch(self, startup: Iterator[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
         """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
@@ -198,7 +211,6 @@ class Service:
         return watcher
 
     def _new_folder(self, folder: str) -> None:
-        self.pipeline.claims.prepare(os.path.basename(folder))
         # Files written right after mkdir can beat the new watch; look inside at once (watchdog#990).
         for candidate in scan_folder(folder):
             self.tracker.seen(candidate, "REALTIME")
@@ -264,6 +276,27 @@ class Service:
         now = time.time()
         self.pipeline.journal.record(lambda db: stats.scan(db, outcome, now, seconds, found, slow))
 
+    def _check_intake(self) -> None:
+        """Watch again when the hot folder was remounted or replaced, or its watch ended (a NAS reboot)."""
+        hot, identity = self.config.hot, _identity(self.config.hot)
+        if identity == self.hot_identity and self.watcher.alive():
+            return
+        if identity is None:
+            if self.hot_identity is not None:
+                log.error("Hot folder %s is gone (an unmounted share?); files are taken again once it is back", hot)
+                self.hot_identity = None
+            return
+        how = "is back" if self.hot_identity is None else \
+            "was remounted or replaced" if identity != self.hot_identity else f"lost its {self.watcher.mode} watch"
+        watcher = self._watcher(self.watcher.mode)
+        old, self.watcher, self.hot_identity = self.watcher, watcher, identity
+        old.stop()
+        self.pipeline.claims.forget_folders()
+        self.pipeline.folders.forget_trouble()
+        self.rescan_requested = True
+        log.warning("Hot folder %s %s: watching it again (%s), the claim area is made again, and it is scanned",
+                    hot, how, watcher.mode)
+
     def _check_events(self, missed: int) -> None:
         """Switch to polling when scans keep finding files no event reported (a network share)."""
         self.missed_streak = self.missed_streak + 1 if missed else 0
@@ -297,6 +330,15 @@ class Service:
         """Today's figures from the statistics rows, so a restart does not reset them."""
         zone = self.config.email.zone
         log.info("%s", self.pipeline.journal.query(lambda db: figures.stats_line(db, time.time(), zone)))
+
+
+def _identity(folder) -> tuple[int, int] | None:
+    """The folder's (device, inode): another after a remount or a replacement; None when it is gone."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def scan_folder(folder: str) -> Iterator[str]:

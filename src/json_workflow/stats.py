@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from json_workflow.names import shown, stored
+
 if TYPE_CHECKING:
     from json_workflow.deliver import Delivery
 
@@ -64,16 +66,16 @@ def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
         c = d.candidate
         row = None
         if d.source == "RECOVERY":  # its row was opened before the crash
-            row = db.execute("SELECT id FROM files WHERE claim = ? AND outcome IS NULL", (c.path,)).fetchone()
+            row = db.execute("SELECT id FROM files WHERE claim = ? AND outcome IS NULL", (stored(c.path),)).fetchone()
         if row is None and waiting:  # a file that waited for its destination is the same file taken again
             row = db.execute("SELECT id FROM files WHERE name = ? AND outcome = 'pending' AND inode = ?",
                              (c.display, _inode(c.path))).fetchone()
         if row is not None:
-            db.execute("UPDATE files SET claim = ?, outcome = NULL WHERE id = ?", (c.path, row[0]))
+            db.execute("UPDATE files SET claim = ?, outcome = NULL WHERE id = ?", (stored(c.path), row[0]))
             d.row = row[0]
         else:
             d.row, next_id = next_id, next_id + 1
-            new.append((d.row, now, c.display, c.folder, d.source, c.path))
+            new.append((d.row, now, c.display, c.folder and shown(c.folder), d.source, stored(c.path)))
     db.executemany("INSERT INTO files (id, received, name, client, source, claim) VALUES (?, ?, ?, ?, ?, ?)", new)
 
 
@@ -109,7 +111,8 @@ def finished(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
 
 def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float) -> None:
     """Close the row of a file that a crash left staged and the next start finished."""
-    db.execute("UPDATE files SET outcome = ?, finished = ? WHERE claim = ? AND outcome IS NULL", (outcome, now, claim))
+    db.execute("UPDATE files SET outcome = ?, finished = ? WHERE claim = ? AND outcome IS NULL",
+               (outcome, now, stored(claim)))
 
 
 def batch(db: sqlite3.Connection, size: int, seconds: float, now: float) -> None:

@@ -71,6 +71,10 @@ class Watcher:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def alive(self) -> bool:
+        """False once events can no longer arrive (the hot folder's watch ended: unmounted, removed)."""
+        raise NotImplementedError
+
 
 class _Folder:
     """watchdog's WatchCallback for one watched folder."""
@@ -109,9 +113,10 @@ class InotifyWatcher(Watcher):
         super().__init__(*args, **kwargs)
         self._fd = InotifyFD.get_instance()
         self._watches: dict[int, str] = {}
+        self._top: int | None = None
 
     def start(self) -> None:
-        self._add(self.hot, top=True)
+        self._top = self._add(self.hot, top=True)
         with os.scandir(self.hot) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
@@ -123,10 +128,15 @@ class InotifyWatcher(Watcher):
         except OSError:
             pass  # gone again, or a file: the periodic scan has the last word
 
-    def _add(self, path: str, top: bool) -> None:
+    def _add(self, path: str, top: bool) -> int:
         wd = self._fd.add_callback(os.fsencode(path), _MASK, _Folder(self, path, top), id(self))
         with self._lock:
             self._watches[wd] = path
+        return wd
+
+    def alive(self) -> bool:
+        # The kernel ends a watch whose folder is removed or unmounted (IN_IGNORED).
+        return self._top in self._watches and self._fd.is_alive()
 
     def forget(self, wd) -> None:
         with self._lock:
@@ -166,6 +176,10 @@ class PollingWatcher(Watcher):
 
     def start(self) -> None:
         self._observer.start()
+
+    def alive(self) -> bool:
+        # watchdog's polling emitter stops for good when the folder it polls disappears.
+        return self._observer.is_alive() and all(emitter.is_alive() for emitter in self._observer.emitters)
 
     def stop(self) -> None:
         self._observer.stop()
