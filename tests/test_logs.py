@@ -1,0 +1,90 @@
+"""The log file: batched write-outs, reopened after logrotate moved it, never an encoding error."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+
+import pytest
+
+from json_workflow import logs
+
+
+@pytest.fixture
+def console(tmp_path, monkeypatch):
+    """sys.stderr as a real file, as in production (the handler writes to a copy of its descriptor)."""
+    path = tmp_path / "stderr"
+    with open(path, "w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        yield path
+
+
+@pytest.fixture
+def log_file(tmp_path, console):
+    """json_workflow logging to tmp_path/logs/json_workflow.log and the console; closed after the test."""
+    (tmp_path / "logs").mkdir()
+    logs.setup(tmp_path / "logs")
+    yield tmp_path / "logs" / logs.LOG_FILE
+    for handler in logs.log.handlers:
+        handler.close()
+    logs.log.handlers.clear()
+
+
+def test_lines_wait_for_the_batch_flush_and_warnings_go_out_at_once(log_file):
+    logs.log.info("first of the batch")
+    logs.log.info("second of the batch")
+    assert log_file.read_text() == ""
+    logs.flush()
+    assert re.findall(r"(first|second) of the batch$", log_file.read_text(), re.M) == ["first", "second"]
+    logs.log.warning("at once")
+    assert log_file.read_text().endswith("] at once\n")
+
+
+def test_pending_lines_are_written_out_before_they_pass_64_kib(log_file):
+    for n in range(1000):
+        logs.log.info("line %d %s", n, "x" * 100)  # about 150 KB in all, no batch end
+    written = log_file.stat().st_size
+    logs.flush()
+    assert 0 < written and log_file.stat().st_size - written <= logs.WRITE_OUT_CHARS
+
+
+@pytest.mark.parametrize("rotation", ["renamed", "renamed twice", "deleted"])
+def test_lines_after_logrotate_moved_the_file_go_to_a_new_file(log_file, rotation):
+    rotated = log_file.with_name(log_file.name + ".1")
+    logs.log.info("before the rotation")
+    logs.flush()
+    if rotation == "deleted":
+        log_file.unlink()
+    else:
+        log_file.rename(rotated)
+    if rotation == "renamed twice":
+        logs.log.info("between the rotations")
+        logs.flush()
+        log_file.rename(log_file.with_name(log_file.name + ".0"))
+    logs.log.info("after the rotation")
+    logs.flush()
+    assert log_file.read_text().endswith("] after the rotation\n")
+    assert "before" not in log_file.read_text()
+    if rotation != "deleted":
+        assert rotated.read_text().endswith("] before the rotation\n")
+
+
+def test_a_name_that_is_not_utf8_is_logged_escaped(log_file, console):
+    logs.log.info("Processing: RANK/%s", "caf\udce9.json")  # os.fsdecode(b"caf\xe9.json")
+    logs.flush()  # raises nothing
+    assert log_file.read_text().endswith("] Processing: RANK/caf\\udce9.json\n")
+    assert console.read_text().endswith("] Processing: RANK/caf\\udce9.json\n")
+
+
+def test_a_log_folder_that_vanished_fails_no_flush_and_writing_resumes_when_it_is_back(log_file, console):
+    logs.log.info("before")
+    logs.flush()
+    shutil.rmtree(log_file.parent)
+    logs.log.info("while the folder is gone")
+    logs.flush()  # raises nothing: the pipeline calls it after every batch
+    assert f"cannot write {log_file}" in console.read_text()
+    log_file.parent.mkdir()
+    logs.log.info("back")
+    logs.flush()
+    assert log_file.read_text().endswith("] back\n")
