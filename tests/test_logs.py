@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 import shutil
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from json_workflow import logs
+from json_workflow.samples import job
+from test_service import Service, drop_atomically, wait_for, write_config
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -88,3 +97,45 @@ def test_a_log_folder_that_vanished_fails_no_flush_and_writing_resumes_when_it_i
     logs.log.info("back")
     logs.flush()
     assert log_file.read_text().endswith("] back\n")
+
+
+def readme_logrotate_rule() -> str:
+    """The logrotate rule the README gives, as operators copy it."""
+    section = README.read_text().split("### Logs", 1)[1]
+    (rule,) = re.findall(r"```\n(/data/PRODUCTION/JSON_PARSER_LOGS/json_workflow\.log \{\n.*?\n\})\n```", section, re.S)
+    return rule
+
+
+def every_logged_line(folder: Path) -> str:
+    """The current log, the rotated plain files and the compressed ones, as one text."""
+    parts = []
+    for path in sorted(folder.glob(logs.LOG_FILE + "*")):
+        data = path.read_bytes()
+        parts.append(gzip.decompress(data) if path.name.endswith(".gz") else data)
+    return b"".join(parts).decode()
+
+
+def test_logrotate_under_load_loses_no_line(root, tmp_path):
+    logrotate = shutil.which("logrotate", path=f"{os.environ.get('PATH', '')}:/usr/sbin")  # sbin: not on users' PATH
+    if logrotate is None:
+        pytest.skip("logrotate is not installed")
+    folder = root / "JSON_PARSER_LOGS"
+    rule = readme_logrotate_rule()
+    assert "delaycompress" in rule and "copytruncate" not in rule
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(rule.replace("/data/PRODUCTION/JSON_PARSER_LOGS", str(folder)) + "\n")
+    rotate = [logrotate, "-f", "-s", str(tmp_path / "logrotate.state"), str(conf)]
+    service = Service(root, write_config(tmp_path / "config.toml", root)).start()
+    try:
+        names = [f"{n}.json" for n in range(300)]
+        for n, name in enumerate(names):
+            drop_atomically(root, "RANK", name, job("RANK", "X", n))
+            if n % 40 == 20:
+                subprocess.run(rotate, check=True, capture_output=True, timeout=10)
+            time.sleep(0.01)  # spread the drops over a few seconds, so rotations fall between batches
+        wanted = {f"Successfully processed RANK/{name} " for name in names}
+        wait_for(lambda: all(line in every_logged_line(folder) for line in wanted), timeout=20,
+                 what="every file's line in the log, rotated or not")
+    finally:
+        assert service.stop() == 0
+    assert len(list(folder.glob("*.gz"))) >= 3  # rotations happened under load, and compressed
