@@ -1,7 +1,8 @@
 """Seed-style log lines, to stderr and to a log file that logrotate can rotate.
 
 Four lines per file add up (40,000 for a 10,000-file backlog), so each line is formatted once for
-both outputs, written buffered, and flushed at the end of every batch and at once for warnings.
+both outputs and the file gets one write per batch (at once for warnings). Right before each write
+the path is checked, so no line goes into a file that logrotate has renamed away.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ LOGGER = "json_workflow"
 LOG_FILE = "json_workflow.log"
 FORMAT = "%(asctime)s - %(levelname)s - [%(worker)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-# How often to look for logrotate having moved the file (WatchedFileHandler looks at every line).
-REOPEN_CHECK_SECONDS = 1.0
+# Pending log text is written out at the end of every batch, or once it reaches this size.
+WRITE_OUT_CHARS = 1 << 16
 
 log = logging.getLogger(LOGGER)
 
@@ -29,7 +30,7 @@ def _buffered(stream):
         fd = os.dup(stream.fileno())
     except (AttributeError, OSError, io.UnsupportedOperation):
         return stream  # not a real file (a test harness): write through it
-    return io.TextIOWrapper(io.FileIO(fd, "w"), encoding="utf-8", errors="replace")
+    return io.TextIOWrapper(io.FileIO(fd, "w"), encoding="utf-8", errors="backslashreplace")
 
 
 class _Formatter(logging.Formatter):
@@ -68,49 +69,64 @@ class _Tee(logging.Handler):
         self.path = file
         self.file = None
         self._identity = None
-        self._checked = 0.0
+        self._pending: list[str] = []  # lines not yet in the file, written out in one write
+        self._pending_chars = 0
         if file is not None:
             self._open()
         self.setFormatter(_Formatter())
 
     def _open(self) -> None:
-        self.file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        # backslashreplace: a file name that is not UTF-8 (surrogate escapes) must not fail a line.
+        self.file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
         info = os.fstat(self.file.fileno())
         self._identity = (info.st_dev, info.st_ino)
 
-    def _reopen_if_rotated(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < REOPEN_CHECK_SECONDS:
-            return
-        self._checked = now
+    def _moved(self) -> bool:
+        """Whether the path no longer names the open file (logrotate renamed or deleted it)."""
         try:
             info = os.stat(self.path)
-            rotated = (info.st_dev, info.st_ino) != self._identity
         except FileNotFoundError:
-            rotated = True
-        if rotated:
-            self.file.close()
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
+
+    def _write_out(self) -> None:
+        """The pending lines in one write, into the file the path names right now."""
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        # Checked just before writing, not when the lines were logged: a line written into a file
+        # logrotate renamed is lost when it compresses and deletes that file.
+        if self.file is None or self._moved():
             self._open()
+        self.file.write(text)
+        self.file.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             if not hasattr(record, "worker"):
                 record.worker = record.threadName
             line = self.format(record) + "\n"
-            if self.file is not None:
-                self._reopen_if_rotated()
-                self.file.write(line)
+            if self.path is not None:
+                self._pending.append(line)
+                self._pending_chars += len(line)
             if record.levelno >= self.console_level:
                 self.console.write(line)
-            if record.levelno >= logging.WARNING:
+            if record.levelno >= logging.WARNING or self._pending_chars >= WRITE_OUT_CHARS:
                 self.flush()
         except Exception:
             self.handleError(record)
 
     def flush(self) -> None:
         with self.lock:
-            if self.file is not None:
-                self.file.flush()
+            if self._pending:
+                try:
+                    self._write_out()
+                except (OSError, ValueError) as e:
+                    # The pipeline flushes after every batch: a log it cannot write must not stop it.
+                    self.console.write(f"json-workflow: cannot write {self.path}: {e}\n")
             self.console.flush()
 
     def close(self) -> None:
