@@ -183,6 +183,29 @@ def test_bad_scalar_values_name_their_key(data, key):
     assert msg.startswith(f"{key}: ")
 
 
+FOLDER_KEYS = ["hot", "archive", "failed", "logs", "state"]
+CLIMBING = ["..", "../OUT", "A/../../OUT", "A/..", "/data/PRODUCTION/../OUT", "/srv/./../OUT"]
+
+
+@pytest.mark.parametrize("key", FOLDER_KEYS)
+@pytest.mark.parametrize("folder", CLIMBING)
+def test_dotdot_in_a_folder_is_refused_naming_its_key(key, folder):
+    (msg,) = problems({"paths": {key: folder}})
+    assert msg == (f'paths.{key}: expected a folder relative to root, or an absolute one, with no ".." in it '
+                   f"(it can lead out of the data root) (got {folder!r})")
+    build({"paths": {key: folder.replace("..", "...")}}, "x")  # more dots are only a name
+
+
+@pytest.mark.parametrize("folder", CLIMBING)
+def test_dotdot_in_a_destination_is_refused_naming_the_rule(folder):
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[2]["destination"] = folder
+    (msg,) = problems({"routes": routes})
+    assert msg.startswith('routes[2].destination: expected a folder relative to root, or an absolute one, with no ".."')
+    routes[2]["destination"] = folder.replace("..", "..IN")
+    assert build({"routes": routes}, "x").routes[2].destination == folder.replace("..", "..IN")
+
+
 def test_config_error_text_names_file_and_key():
     with pytest.raises(ConfigError) as e:
         build({"paths": {"hott": "x"}}, "/etc/jw.toml")

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from json_workflow.errors import ConfigError
 
@@ -57,7 +58,17 @@ def _mode(allowed: int):
     return check
 
 
+def _no_parent(value: str) -> str:
+    # A ".." climbs out of the folder it is written under, and json-workflow creates the folders below it.
+    if ".." in value.split("/"):
+        raise ValueError('expected a folder relative to root, or an absolute one, with no ".." in it '
+                         "(it can lead out of the data root)")
+    return value
+
+
 Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+# A configured folder: relative to root or absolute, never reaching up with "..".
+Folder = Annotated[str, AfterValidator(_no_parent)]
 
 
 class _Strict(BaseModel):
@@ -68,16 +79,16 @@ class Rule(_Strict):
     """Send a job to `destination` when every field in `when` equals one of its values (any case)."""
 
     name: str = Field(min_length=1)
-    destination: str = Field(min_length=1)
+    destination: Folder = Field(min_length=1)
     when: dict[str, Matches] = Field(min_length=1)
 
 
 class Paths(_Strict):
-    hot: str = "JSON"
-    archive: str = "JSON_STORE"
-    failed: str = "JSON_FAILED"
-    logs: str = "JSON_PARSER_LOGS"
-    state: str = "JSON_PARSER_STATE"
+    hot: Folder = "JSON"
+    archive: Folder = "JSON_STORE"
+    failed: Folder = "JSON_FAILED"
+    logs: Folder = "JSON_PARSER_LOGS"
+    state: Folder = "JSON_PARSER_STATE"
 
 
 class Permissions(_Strict):
