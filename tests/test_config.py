@@ -169,6 +169,17 @@ def test_duplicate_rule_names_are_rejected():
     assert "Monday Rank" in msg and "unique" in msg
 
 
+def test_two_fields_of_one_when_differing_only_in_case_are_refused():
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[5]["when"]["clientcode"] = "RANK"
+    assert problems({"routes": routes}) == [
+        "routes[5].when: ClientCode and clientcode are the same field (field names match ignoring case); keep one"]
+    del routes[5]["when"]["ClientCode"]
+    routes[0]["when"] = {"CLIENTCODE": "RANK"}  # each rule may spell a field its own way
+    assert [dict(r.when) for r in build({"routes": routes}, "x").routes[::5]] == [
+        {"CLIENTCODE": ("RANK",)}, {"JobCategory": ("CELTRA",), "clientcode": ("RANK",)}]
+
+
 @pytest.mark.parametrize(
     "data, key",
     [

@@ -77,11 +77,22 @@ class _Strict(BaseModel):
 
 
 class Rule(_Strict):
-    """Send a job to `destination` when every field in `when` equals one of its values (any case)."""
+    """Send a job to `destination` when every field in `when` equals one of its values (name and value in any case)."""
 
     name: str = Field(min_length=1)
     destination: Folder = Field(min_length=1)
     when: dict[str, Matches] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _distinct_fields(cls, when: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[str, str] = {}
+        for field in when:
+            first = seen.setdefault(field.casefold(), field)
+            if first != field:
+                raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); "
+                                 "keep one")
+        return when
 
 
 class Paths(_Strict):
