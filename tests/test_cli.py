@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import CELTRA, cli, drop, failed_entries, files, snapshot
 from json_workflow.samples import job
 
@@ -143,6 +145,22 @@ def test_check_config_invalid_exits_2_with_file_and_key(tmp_path):
     assert f"invalid configuration in {cfg}" in r.stderr
     assert "routes[3].when.ClientCode: expected a string or a list of strings" in r.stderr
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("destination, why", [("../outside/IN", 'no ".."'), ("JSON/OUT", "inside the hot folder")])
+@pytest.mark.parametrize("command", [["check-config"], ["run", "--once"]])
+def test_a_destination_outside_root_or_inside_the_hot_folder_exits_2_and_creates_nothing(
+        tmp_path, root, outside, command, destination, why):
+    drop(root, "RANK", "x.json", job("RANK", "X", 1))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[routes]]\nname = "r"\ndestination = "{destination}"\nwhen = {{ ClientCode = "RANK" }}\n')
+    before = snapshot(tmp_path)
+    r = cli(*command, "--root", str(root), "--config", str(cfg))
+    assert r.returncode == 2, r.stderr
+    assert f"invalid configuration in {cfg}" in r.stderr
+    assert "routes[0].destination: " in r.stderr and why in r.stderr
+    assert r.stdout == ""
+    assert snapshot(tmp_path) == before  # nothing created, inside the root or outside it
 
 
 def test_check_config_missing_file_exits_2(tmp_path):

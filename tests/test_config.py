@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,9 @@ def _table(config):
     return [(r.name, r.destination, dict(r.when)) for r in config.routes]
 
 
-def problems(data) -> list[str]:
+def problems(data, root=None) -> list[str]:
     with pytest.raises(ConfigError) as e:
-        build(data, "cfg.toml")
+        build(data, "cfg.toml", root)
     assert e.value.source == "cfg.toml"
     return e.value.problems
 
@@ -168,6 +169,17 @@ def test_duplicate_rule_names_are_rejected():
     assert "Monday Rank" in msg and "unique" in msg
 
 
+def test_two_fields_of_one_when_differing_only_in_case_are_refused():
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[5]["when"]["clientcode"] = "RANK"
+    assert problems({"routes": routes}) == [
+        "routes[5].when: ClientCode and clientcode are the same field (field names match ignoring case); keep one"]
+    del routes[5]["when"]["ClientCode"]
+    routes[0]["when"] = {"CLIENTCODE": "RANK"}  # each rule may spell a field its own way
+    assert [dict(r.when) for r in build({"routes": routes}, "x").routes[::5]] == [
+        {"CLIENTCODE": ("RANK",)}, {"JobCategory": ("CELTRA",), "clientcode": ("RANK",)}]
+
+
 @pytest.mark.parametrize(
     "data, key",
     [
@@ -181,6 +193,77 @@ def test_duplicate_rule_names_are_rejected():
 def test_bad_scalar_values_name_their_key(data, key):
     (msg,) = problems(data)
     assert msg.startswith(f"{key}: ")
+
+
+FOLDER_KEYS = ["hot", "archive", "failed", "logs", "state"]
+CLIMBING = ["..", "../OUT", "A/../../OUT", "A/..", "/data/PRODUCTION/../OUT", "/srv/./../OUT"]
+
+
+@pytest.mark.parametrize("key", FOLDER_KEYS)
+@pytest.mark.parametrize("folder", CLIMBING)
+def test_dotdot_in_a_folder_is_refused_naming_its_key(key, folder):
+    (msg,) = problems({"paths": {key: folder}})
+    assert msg == (f'paths.{key}: expected a folder relative to root, or an absolute one, with no ".." in it '
+                   f"(it can lead out of the data root) (got {folder!r})")
+    build({"paths": {key: folder.replace("..", "...")}}, "x")  # more dots are only a name
+
+
+@pytest.mark.parametrize("folder", CLIMBING)
+def test_dotdot_in_a_destination_is_refused_naming_the_rule(folder):
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[2]["destination"] = folder
+    (msg,) = problems({"routes": routes})
+    assert msg.startswith('routes[2].destination: expected a folder relative to root, or an absolute one, with no ".."')
+    routes[2]["destination"] = folder.replace("..", "..IN")
+    assert build({"routes": routes}, "x").routes[2].destination == folder.replace("..", "..IN")
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"paths": {"archive": "JSON"}}, "paths.archive"),
+        ({"paths": {"failed": "JSON/FAILED"}}, "paths.failed"),
+        ({"paths": {"hot": "IN", "archive": "IN/./STORE/"}}, "paths.archive"),
+        ({"paths": {"archive": "/r/JSON/STORE"}}, "paths.archive"),
+        ({"paths": {"hot": "/srv/in", "failed": "/srv/in"}}, "paths.failed"),
+        ({"routes": [{"name": "loop", "destination": "JSON/OUT", "when": {"ClientCode": "RANK"}}]},
+         "routes[0].destination"),
+    ],
+)
+def test_a_folder_at_or_inside_the_hot_folder_is_refused_naming_its_key(data, key):
+    (msg,) = problems(data, root="/r")
+    assert msg.startswith(f"{key}: ")
+    assert "the hot folder" in msg and "would be taken again; choose a folder outside it" in msg
+
+
+def test_the_message_names_both_folders_and_says_why():
+    routes = copy.deepcopy(SEED_ROUTES)
+    routes[2]["destination"] = "JSON/BISSELL/IN"
+    assert problems({"routes": routes}, root="/r") == [
+        "routes[2].destination: /r/JSON/BISSELL/IN is inside the hot folder /r/JSON, so the files delivered there "
+        "would be taken again; choose a folder outside it"]
+    routes[2]["destination"] = "JSON.OLD/IN"  # a sibling whose name starts like the hot folder's is outside it
+    assert build({"routes": routes}, "x", root="/r").routes[2].destination == "JSON.OLD/IN"
+
+
+def test_the_hot_folder_as_root_has_every_delivery_folder_inside_it():
+    msgs = problems({"paths": {"hot": "."}}, root="/r")
+    assert [m.split(":")[0] for m in msgs] == ["paths.archive", "paths.failed"] + [f"routes[{i}].destination"
+                                                                                   for i in range(6)]
+
+
+@pytest.mark.parametrize("key, name", [("archive", "archive"), ("failed", "failed")])
+def test_the_hot_folder_inside_the_archive_or_failed_folder_is_refused(key, name):
+    assert problems({"paths": {key: "DATA", "hot": "DATA/JSON"}}, root="/r") == [
+        f"paths.hot: /r/DATA/JSON is inside the {name} folder /r/DATA (paths.{key}), where a folder is made for each "
+        "client, named after the files; keep the hot folder outside it"]
+
+
+def test_the_hot_folder_is_checked_under_the_root_that_overrides_the_files():
+    data = {"root": "/elsewhere", "paths": {"archive": "/r/JSON/STORE"}}
+    assert build(data, "x").archive == Path("/r/JSON/STORE")
+    (msg,) = problems(data, root="/r")
+    assert msg.startswith("paths.archive: /r/JSON/STORE is inside the hot folder /r/JSON")
 
 
 def test_config_error_text_names_file_and_key():
@@ -211,6 +294,30 @@ def test_file_root_is_overridden_by_root_argument(tmp_path):
     assert c.root == tmp_path / "r"
     assert c.hot == tmp_path / "r" / "IN"
     assert c.archive == tmp_path / "r" / "JSON_STORE"
+
+
+def test_a_destination_reaching_the_hot_folder_through_a_symlink_is_refused_at_load(tmp_path):
+    root = tmp_path / "root"
+    (root / "JSON").mkdir(parents=True)
+    (root / "SYNC").symlink_to(root / "JSON")
+    p = write(tmp_path, '[[routes]]\nname = "alias"\ndestination = "SYNC/IN"\nwhen = { ClientCode = "X" }\n')
+    assert build(tomllib.loads(p.read_text()), "x", root).routes[0].destination == "SYNC/IN"  # pure: no disk
+    with pytest.raises(ConfigError) as e:
+        load(p, root)
+    assert e.value.problems == [
+        f"routes[0].destination: {root}/SYNC/IN ({root}/JSON/IN on disk) is inside the hot folder {root}/JSON, "
+        "so the files delivered there would be taken again; choose a folder outside it"]
+
+
+def test_a_hot_folder_that_is_a_symlink_to_the_archive_is_refused_at_load(tmp_path):
+    (tmp_path / "JSON_STORE").mkdir()
+    (tmp_path / "JSON").symlink_to(tmp_path / "JSON_STORE")
+    with pytest.raises(ConfigError) as e:
+        load(None, tmp_path)
+    assert e.value.source == "built-in configuration"
+    (msg,) = e.value.problems
+    assert msg.startswith(f"paths.archive: {tmp_path}/JSON_STORE is the hot folder {tmp_path}/JSON "
+                          f"({tmp_path}/JSON_STORE on disk)")
 
 
 def test_file_without_routes_keeps_seed_rules(tmp_path):

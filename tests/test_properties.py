@@ -34,23 +34,39 @@ def case_variants(value) -> st.SearchStrategy[str]:
 
 @st.composite
 def rule_tables(draw, details):
-    """A `when` table whose values are random words or case variants of the details' own values."""
+    """A `when` table whose values are random words or case variants of the details' own values,
+    and whose field names are spelled as in the details or under random case (names match ignoring case)."""
     table = {}
     any_field = st.sampled_from(FIELDS + ["Other"])
     own_field = st.sampled_from(sorted(details)) if details else any_field
     for field in draw(st.lists(st.one_of(own_field, own_field, own_field, any_field), min_size=1, max_size=3, unique=True)):
         value = details.get(field)
         near = case_variants(value) if isinstance(value, str | int) and not isinstance(value, bool) else when_value
-        table[field] = draw(st.lists(st.one_of(near, near, when_value), min_size=1, max_size=3))
+        table[draw(st.one_of(st.just(field), case_variants(field)))] = draw(
+            st.lists(st.one_of(near, near, when_value), min_size=1, max_size=3))
     return table
 
 
+def canonical(when: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The table with its field names spelled as in FIELDS."""
+    spelled = {f.lower(): f for f in FIELDS + ["Other"]}
+    return {spelled[field.lower()]: values for field, values in when.items()}
+
+
+def config_of(tables: list[dict[str, list[str]]]):
+    """A configuration of one rule per table: r0 sends to D0, r1 to D1, ..."""
+    return build({"routes": [{"name": f"r{i}", "destination": f"D{i}", "when": t} for i, t in enumerate(tables)]},
+                 "test", root="/r")
+
+
 def oracle_fires(when: dict[str, list[str]], details: dict) -> bool:
-    """Independent statement of the rule: every field present, scalar, equal to one value ignoring case."""
+    """Independent statement of the rule: every field present (any case), scalar, equal to one value ignoring case."""
+    # The details never hold two names differing only in case: which one a rule takes does not arise here.
+    named = {name.lower(): value for name, value in details.items()}
     for field, values in when.items():
-        if field not in details:
+        if field.lower() not in named:
             return False
-        value = details[field]
+        value = named[field.lower()]
         if isinstance(value, bool) or not isinstance(value, str | int):
             return False
         if str(value).lower() not in {v.lower() for v in values}:
@@ -72,8 +88,7 @@ def test_route_fires_exactly_the_matching_rules_in_order(data, details):
 def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
     """The Router remembers a plan per client and rule-field values: never one another job should differ from."""
     tables = data.draw(st.lists(rule_tables(jobs[0]), max_size=6))
-    routes = [{"name": f"r{i}", "destination": f"D{i}", "when": t} for i, t in enumerate(tables)]
-    config = build({"routes": routes}, "test", root="/r")
+    config = config_of(tables)
     router = Router(config)
     for details in jobs:
         one = Job(client=data.draw(st.sampled_from(["A", "B"])), category="X", studio=None, title=None,
@@ -82,6 +97,17 @@ def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
         assert router.plan(one) == expected
         fired = {name for d in expected if not d.is_archive for name in d.reasons}
         assert fired == {f"r{i}" for i, t in enumerate(tables) if oracle_fires(t, details)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), jobs=st.lists(details_strategy, min_size=1, max_size=6))
+def test_field_names_in_any_case_plan_like_the_canonical_ones(data, jobs):
+    tables = data.draw(st.lists(rule_tables(jobs[0]), max_size=6))
+    as_written = Router(config_of(tables))
+    spelled = Router(config_of([canonical(t) for t in tables]))
+    for details in jobs:
+        one = Job(client="A", category="X", studio=None, title=None, details=details)
+        assert as_written.plan(one) == spelled.plan(one)
 
 
 @settings(max_examples=300, deadline=None)

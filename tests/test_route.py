@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CELTRA, expected_places
-from json_workflow.config import Rule, build
+from json_workflow.config import SEED_ROUTES, Rule, build
 from json_workflow.parse import parse_job
 from json_workflow.route import matches, plan, route, routed_names
 from json_workflow.samples import job
@@ -49,6 +49,20 @@ def test_route_fires_every_matching_rule_in_order(client, category, fired):
 
 def test_matches_is_case_insensitive_on_both_sides():
     assert matches(rule(ClientCode=["rAnK"]), {"ClientCode": "RaNk"})
+
+
+def test_field_names_match_ignoring_case():
+    assert matches(rule(clientcode=["RANK"]), {"ClientCode": "rank"})
+    assert matches(rule(CLIENTCODE=["RANK"], jobCategory=["x"]), {"ClientCode": "RANK", "JobCategory": "X"})
+    assert not matches(rule(clientcode=["RANK"]), {"ClientCode": "LOREAL"})
+    assert not matches(rule(clientcode=["RANK"]), {"ClientCodes": "RANK"})
+
+
+def test_the_field_spelled_as_the_rule_wins_then_the_first_differing_only_in_case():
+    details = {"clientcode": "LOREAL", "ClientCode": "RANK", "CLIENTCODE": "BISSELL"}
+    assert matches(rule(ClientCode=["RANK"]), details)
+    assert matches(rule(CLIENTCODE=["BISSELL"]), details)
+    assert matches(rule(cLiEnTcOdE=["LOREAL"]), details)
 
 
 def test_matches_needs_every_field():
@@ -113,6 +127,16 @@ def test_plan_delivers_once_to_a_folder_chosen_by_two_rules():
     dests = plan(parse_job(job("X", "Y", 1), None), config)
     assert [(d.folder, d.reasons) for d in dests] == [(ROOT / "JSON_STORE/X", ("archive",)), (ROOT / "OUT", ("a", "b"))]
     assert routed_names(dests) == ["a + b"]
+
+
+@pytest.mark.parametrize("client, category",
+                         [("RANK", "CELTRA"), ("OLIVER", "CELTRA"), ("LOREAL", "X"), ("BISSELL", "CELTRA")])
+def test_plan_with_lower_case_field_names_is_the_plan_of_the_canonical_ones(client, category):
+    lower = build({"routes": [{**r, "when": {f.lower(): v for f, v in r["when"].items()}} for r in SEED_ROUTES]},
+                  "t", root="/r")
+    one = parse_job(job(client, category, 1), client)
+    assert plan(one, lower) == plan(one, CONFIG)
+    assert {str(d.folder.relative_to(ROOT)) for d in plan(one, lower)} == expected_places(client, category)
 
 
 def test_plan_unrouted_client_is_archive_only():

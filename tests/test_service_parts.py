@@ -114,3 +114,18 @@ def test_stats_line_counts_today_by_source_errors_and_success_and_survives_a_res
     lines = [m for m in messages(caplog) if m.startswith("Stats:")]
     assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), "
                          "1 errors, 90.0% success"]
+
+
+def test_a_reload_refuses_new_routes_into_the_hot_folder_that_stays_until_a_restart(root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    cfg = tmp_path / "c.toml"
+    # Valid on its own (its hot folder is IN), but paths change only at a restart: JSON stays the hot folder.
+    cfg.write_text('[paths]\nhot = "IN"\n[[routes]]\nname = "loop"\ndestination = "JSON/OUT"\n'
+                   'when = { ClientCode = "RANK" }\n')
+    with in_process(root, stable_seconds=0) as s:
+        s.config_path, s.root = str(cfg), str(root)
+        running = s.config
+        s._reload()
+        assert s.config is running
+    (failed,) = [m for m in messages(caplog) if m.startswith("Reload failed")]
+    assert f"routes[0].destination: {root}/JSON/OUT is inside the hot folder {root}/JSON" in failed

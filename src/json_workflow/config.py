@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from json_workflow.errors import ConfigError
 
@@ -57,7 +59,17 @@ def _mode(allowed: int):
     return check
 
 
+def _no_parent(value: str) -> str:
+    # A ".." climbs out of the folder it is written under, and json-workflow creates the folders below it.
+    if ".." in value.split("/"):
+        raise ValueError('expected a folder relative to root, or an absolute one, with no ".." in it '
+                         "(it can lead out of the data root)")
+    return value
+
+
 Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+# A configured folder: relative to root or absolute, never reaching up with "..".
+Folder = Annotated[str, AfterValidator(_no_parent)]
 
 
 class _Strict(BaseModel):
@@ -65,19 +77,30 @@ class _Strict(BaseModel):
 
 
 class Rule(_Strict):
-    """Send a job to `destination` when every field in `when` equals one of its values (any case)."""
+    """Send a job to `destination` when every field in `when` equals one of its values (name and value in any case)."""
 
     name: str = Field(min_length=1)
-    destination: str = Field(min_length=1)
+    destination: Folder = Field(min_length=1)
     when: dict[str, Matches] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _distinct_fields(cls, when: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[str, str] = {}
+        for field in when:
+            first = seen.setdefault(field.casefold(), field)
+            if first != field:
+                raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); "
+                                 "keep one")
+        return when
 
 
 class Paths(_Strict):
-    hot: str = "JSON"
-    archive: str = "JSON_STORE"
-    failed: str = "JSON_FAILED"
-    logs: str = "JSON_PARSER_LOGS"
-    state: str = "JSON_PARSER_STATE"
+    hot: Folder = "JSON"
+    archive: Folder = "JSON_STORE"
+    failed: Folder = "JSON_FAILED"
+    logs: Folder = "JSON_PARSER_LOGS"
+    state: Folder = "JSON_PARSER_STATE"
 
 
 class Permissions(_Strict):
@@ -234,27 +257,72 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def build(data: dict[str, Any], source: str, root: str | Path | None = None) -> Config:
-    """Validate a configuration mapping; `root` (from --root) overrides the file's root."""
+    """Validate a configuration mapping; `root` (from --root) overrides the file's root. Touches no disk."""
     if root is not None:
         data = {**data, "root": str(root)}
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(source, [_describe(err) for err in e.errors()]) from None
-    return config.model_copy(update={"root": Path(os.path.abspath(config.root))})
+    config = config.model_copy(update={"root": Path(os.path.abspath(config.root))})
+    check_folders(config, source, on_disk=False)
+    return config
+
+
+def check_folders(config: Config, source: str, on_disk: bool = True) -> None:
+    """Refuse folders that would feed the hot folder, as written and (`on_disk`) through symlinks too."""
+    problems = _feeding_hot(config, lambda path: path)
+    if on_disk and not problems:
+        problems = _feeding_hot(config, lambda path: Path(os.path.realpath(path)))
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def _feeding_hot(config: Config, resolve: Callable[[Path], Path]) -> list[str]:
+    """A delivery folder at or inside the hot folder, or the hot folder inside the archive or failed folder."""
+    hot = resolve(config.hot)
+    problems = []
+    for key, folder in _delivered_to(config):
+        real = resolve(folder)
+        if real.is_relative_to(hot):
+            where = "the hot folder" if real == hot else "inside the hot folder"
+            problems.append(f"{key}: {_shown(folder, real)} is {where} {_shown(config.hot, hot)}, so the files "
+                            "delivered there would be taken again; choose a folder outside it")
+    # The archive and failed folder get a folder per client, named after the files: one could be the hot folder.
+    for key, name, folder in (("paths.archive", "archive", config.archive), ("paths.failed", "failed", config.failed)):
+        real = resolve(folder)
+        if real != hot and hot.is_relative_to(real):
+            problems.append(f"paths.hot: {_shown(config.hot, hot)} is inside the {name} folder {_shown(folder, real)} "
+                            f"({key}), where a folder is made for each client, named after the files; "
+                            "keep the hot folder outside it")
+    return problems
+
+
+def _delivered_to(config: Config) -> list[tuple[str, Path]]:
+    """Every folder files are delivered to, with its key path: archive, failed folder, each destination."""
+    return [("paths.archive", config.archive), ("paths.failed", config.failed),
+            *((f"routes[{i}].destination", config.folder(rule.destination)) for i, rule in enumerate(config.routes))]
+
+
+def _shown(path: Path, real: Path) -> str:
+    return str(path) if path == real else f"{path} ({real} on disk)"
 
 
 def load(path: str | Path | None = None, root: str | Path | None = None) -> Config:
-    """Load the configuration file (or the built-in one when `path` is None)."""
-    if path is None:
-        return build({}, "built-in configuration", root)
+    """Load the configuration file (or the built-in one when `path` is None) and check its folders on disk."""
+    source = "built-in configuration" if path is None else str(path)
+    config = build({} if path is None else _read(path), source, root)
+    check_folders(config, source)
+    return config
+
+
+def _read(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except OSError as e:
         raise ConfigError(str(path), [f"cannot read: {e.strerror}"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
-    return build(data, str(path), root)

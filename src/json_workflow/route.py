@@ -36,7 +36,22 @@ def _accepted(rule: Rule) -> dict[str, frozenset[str]]:
 
 
 def _matches(when: dict[str, frozenset[str]], details: Mapping[str, Any]) -> bool:
-    return all(_value(details.get(field)) in accepted for field, accepted in when.items())
+    return all(_value(_field(details, field)) in accepted for field, accepted in when.items())
+
+
+_ABSENT = object()
+
+
+def _field(details: Mapping[str, Any], name: str) -> Any:
+    """The JobDetails field `name`: the key spelled so, else the first one equal to it ignoring case."""
+    value = details.get(name, _ABSENT)
+    if value is not _ABSENT:
+        return value
+    folded = name.casefold()  # only now: a search over every key costs a few microseconds
+    for key, value in details.items():
+        if key.casefold() == folded:
+            return value
+    return None
 
 
 def _value(value: Any) -> str | None:
@@ -45,7 +60,7 @@ def _value(value: Any) -> str | None:
 
 
 def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
-    """True when every field named in the rule's `when` equals one of its values, ignoring case."""
+    """True when every field named in the rule's `when` equals one of its values, names and values in any case."""
     return _matches(_accepted(rule), details)
 
 
@@ -69,7 +84,7 @@ class Router:
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""
-        key = (job.client, *(_value(job.details.get(field)) for field in self.fields))
+        key = (job.client, *(_value(_field(job.details, field)) for field in self.fields))
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= REMEMBERED_PLANS:

@@ -309,17 +309,20 @@ class Service:
     # --- housekeeping --------------------------------------------------------------------------
     def _reload(self) -> None:
         self.reload_requested = False
+        source = self.config_path or "built-in configuration"
         try:
             new = config_module.load(self.config_path, self.root)
             if problems := new.email.secret_problems():
-                raise ConfigError(self.config_path or "built-in configuration", problems)
+                raise ConfigError(source, problems)
+            kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
+            new = new.model_copy(update={key: getattr(self.config, key) for key in kept})
+            # The file was checked against its own folders; the new rules must suit the running ones too.
+            config_module.check_folders(new, source)
         except ConfigError as e:
             log.error("Reload failed, keeping the running configuration: %s", e)
             return
-        kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
         if kept:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
-            new = new.model_copy(update={key: getattr(self.config, key) for key in kept})
         self.config = new
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
