@@ -125,6 +125,8 @@ class Claims:
         self._make(str(self.area))  # refuses a symlink before anything is listed through it
         found = []
         for folder in os.scandir(self.area):
+            if folder.is_symlink():
+                self._make(folder.path)  # refused: it would lead a claim out of the hot folder
             if not folder.is_dir(follow_symlinks=False):
                 continue
             client = None if folder.name == TOP else folder.name

@@ -199,7 +199,11 @@ def _open_statistics(config: Config):
         click.echo(f"json-workflow: no statistics yet: {config.state / DATABASE} does not exist "
                    "(nothing has run on this root)", err=True)
         sys.exit(1)
-    return Reporter(config)
+    try:
+        return Reporter(config)
+    except WorkflowError as e:
+        click.echo(f"json-workflow: {e}", err=True)
+        sys.exit(1)
 
 
 def _day(value: str | None, config: Config):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.names import shown
-from json_workflow.stability import writer_has_open
+from json_workflow.stability import writer_has_open, writers_visible
 
 # Editors and transfer tools write these beside the real file; they are never ours to touch.
 _TEMP_PREFIXES = (".", "~")
@@ -85,7 +85,9 @@ def candidate_at(hot: Path, path: str) -> Candidate:
 
 @dataclass(frozen=True, slots=True)
 class JobFile:
-    """A job file's bytes and status, and whether the kernel confirmed that no one was writing it."""
+    """A job file's bytes and status, and whether the kernel confirmed that no one was writing it.
+
+    It cannot where other hosts write (network shares, FUSE) or the file is not ours to lease."""
 
     data: bytes
     info: os.stat_result
@@ -136,6 +138,6 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> JobFile:
         after = os.fstat(fd)
         if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
             raise StillWriting("it changed while it was read")
-        return JobFile(b"".join(chunks), info, writer is False)
+        return JobFile(b"".join(chunks), info, writer is False and writers_visible(path, info.st_dev))
     finally:
         os.close(fd)

@@ -20,7 +20,7 @@ from json_workflow import config as config_module
 from json_workflow import figures, logs, stats
 from json_workflow.config import Config
 from json_workflow.deliver import Delivery
-from json_workflow.errors import ConfigError
+from json_workflow.errors import ConfigError, StillWriting
 from json_workflow.intake import Candidate, candidate_at, is_job_name, scan
 from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
@@ -56,6 +56,8 @@ class Service:
         self.missed_streak = 0
         self._scan_thread: threading.Thread | None = None
         self.watcher: Watcher | None = None
+        self.hot_identity: tuple[int, int] | None = None  # the hot folder watched: (device, inode)
+        self.unwatchable: tuple[int, int] | None = None  # a hot folder that could not be watched, said once
 
     # --- signals: flags only (a handler runs between any two bytecodes: it must take no lock) ------
     def _on_stop(self, signum, frame) -> None:
@@ -170,7 +172,9 @@ class Service:
     def _handle(self, finished: list[Delivery]) -> None:
         """Retry later what waits for its destination, with a growing delay; forget what is done."""
         for d in finished:
-            if d.pending is not None and not d.left_claimed:
+            if isinstance(d.pending, StillWriting) and not d.left_claimed:
+                self.tracker.seen(d.candidate.origin, d.source)  # taken again once closed, or stable
+            elif d.pending is not None and not d.left_claimed:
                 self.attempts[d.candidate.origin] += 1
                 delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
                 self.tracker.hold(d.candidate.origin, d.source, delay)
@@ -288,8 +292,14 @@ class Service:
             return
         how = "is back" if self.hot_identity is None else \
             "was remounted or replaced" if identity != self.hot_identity else f"lost its {self.watcher.mode} watch"
-        watcher = self._watcher(self.watcher.mode)
-        old, self.watcher, self.hot_identity = self.watcher, watcher, identity
+        try:
+            watcher = self._watcher(self.watcher.mode)
+        except OSError as e:  # tried again every second; said once
+            if self.unwatchable != identity:
+                log.error("Hot folder %s %s but cannot be watched yet: %s", hot, how, e)
+                self.unwatchable = identity
+            return
+        old, self.watcher, self.hot_identity, self.unwatchable = self.watcher, watcher, identity, None
         old.stop()
         self.pipeline.claims.forget_folders()
         self.pipeline.folders.forget_trouble()

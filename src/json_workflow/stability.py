@@ -8,6 +8,7 @@ writing: a read lease, which the kernel refuses while a writer has the file open
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -44,6 +45,26 @@ def writer_has_open(fd: int) -> bool | None:
         return True if e.errno == errno.EAGAIN else None
     fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     return False
+
+
+# Filesystems whose files other hosts (or a process behind a FUSE mount) may write: a lease sees only
+# this kernel's writers there. statfs(2) f_type values: NFS, SMB, CIFS, SMB2, FUSE, Ceph, AFS, 9P, Coda,
+# GFS2, OCFS2, Lustre.
+_SHARED_FILESYSTEMS = {0x6969, 0x517B, 0xFF534D42, 0xFE534D42, 0x65735546, 0x00C36400, 0x5346414F, 0x01021997,
+                       0x73757245, 0x01161970, 0x7461636F, 0x0BD00BD0}
+_libc = ctypes.CDLL(None, use_errno=True)
+_local: dict[int, bool] = {}  # device -> is it a filesystem only this kernel writes
+
+
+def writers_visible(path: str, device: int) -> bool:
+    """True when every writer of the file at `path` (on `device`) is a process of this machine's kernel."""
+    local = _local.get(device)
+    if local is None:
+        buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field
+        if _libc.statfs(os.fsencode(path), buffer) != 0:
+            return False
+        local = _local[device] = ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF not in _SHARED_FILESYSTEMS
+    return local
 
 
 def open_for_writing(path: str) -> bool | None:
