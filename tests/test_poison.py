@@ -213,3 +213,19 @@ def test_a_file_that_kills_every_run_is_set_aside_and_the_others_go_on(root):
     assert sorted(os.listdir(root / RANK_ROUTE)) == names
     assert leftovers(root) == []
     assert not any((root / "JSON").rglob("*.json"))
+
+
+def test_a_client_has_one_archive_folder_whatever_the_case_it_comes_in(root):
+    # Top-level files carry only their ClientCode; its case must not make a second archive folder.
+    (root / "JSON/a.json").write_bytes(job("rank", "X", 1))
+    (root / "JSON/b.json").write_bytes(job("Rank", "X", 2))
+    (root / "JSON/c.json").write_bytes(job("newclient", "X", 3))
+    (root / "JSON/Loreal").mkdir()
+    (root / "JSON/Loreal/d.json").write_bytes(job("LOREAL", "X", 4))
+    (root / "JSON_STORE/LOREAL").mkdir(parents=True)  # the archive's spelling wins
+    summary = run_once(build({}, "t", root=root))
+    assert summary.archived == 4
+    assert sorted(os.listdir(root / "JSON_STORE")) == ["LOREAL", "NEWCLIENT", "RANK"]
+    assert sorted(os.listdir(root / "JSON_STORE/RANK")) == ["a.json", "b.json"]
+    assert sorted(os.listdir(root / RANK_ROUTE)) == ["a.json", "b.json"]
+    assert os.listdir(root / "JSON_STORE/LOREAL") == ["d.json"]

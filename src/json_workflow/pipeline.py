@@ -26,6 +26,7 @@ from json_workflow.journal import Journal
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
 from json_workflow.route import Router, routed_names
+from json_workflow.stability import ignore_lease_breaks
 from json_workflow.workers import Workers
 
 RECOVERY = "RECOVERY"
@@ -460,6 +461,7 @@ def exclusive(config: Config) -> Iterator[Journal]:
 def run_once(config: Config, progress: Callable[[int], None] | None = None, clock=time.time) -> Summary:
     """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
+    ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
     with exclusive(config) as journal:
         pipeline = Pipeline(config, journal, clock)
         with journal.transaction() as db:

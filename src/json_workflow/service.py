@@ -247,6 +247,13 @@ class Service:
         self._scan_thread.start()
 
     def _periodic_scan(self, number: int) -> None:
+        try:
+            self._scan_once(number)
+        except OSError as e:  # the hot folder went away mid-scan (an unmounted share): the next scan tries again
+            self._scanned("abandoned")
+            log.error("Periodic scan #%d abandoned: %s", number, e)
+
+    def _scan_once(self, number: int) -> None:
         config, started = self.config, time.monotonic()
         reported = self.watcher.take_reported()
         found = missed = 0

@@ -126,7 +126,7 @@ def scan(db: sqlite3.Connection, outcome: str, now: float, seconds: float | None
 
 
 def trouble(db: sqlite3.Connection, folder: str, error: str, now: float) -> None:
-    db.execute("INSERT INTO troubles (at, folder, error) VALUES (?, ?, ?)", (now, folder, error))
+    db.execute("INSERT INTO troubles (at, folder, error) VALUES (?, ?, ?)", (now, shown(folder), error))
 
 
 def run_started(db: sqlite3.Connection, mode: str, now: float) -> int:
