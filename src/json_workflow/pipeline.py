@@ -30,7 +30,7 @@ from json_workflow.stability import ignore_lease_breaks
 from json_workflow.workers import Workers
 
 RECOVERY = "RECOVERY"
-# Starts that find a file unfinished before it is set aside unread (a file that crashes the process).
+# A file whose processing the process died in this many times in a row is set aside unread.
 CRASHES_BEFORE_SET_ASIDE = 3
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
