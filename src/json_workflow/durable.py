@@ -189,18 +189,35 @@ class Barrier:
 
 def _fsync_all(files: list[str], folders: set[str]) -> None:
     for file in files:
-        fsync_path(file)
+        with contextlib.suppress(FileNotFoundError):  # a temporary discarded since: nothing to flush
+            fsync_path(file)
     for folder in folders:
-        fsync_path(folder, folder=True)
+        fd = _open_folder(folder)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _syncfs_all(folders: list[str]) -> None:
     """One syncfs(2) per filesystem, through a folder on it."""
     for folder in folders:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = _open_folder(folder)
         try:
             if _syncfs(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, os.strerror(err), folder)
         finally:
             os.close(fd)
+
+
+def _open_folder(folder: str) -> int:
+    """`folder`, or once it is removed (a released claim's own folder) its nearest parent, which records that."""
+    while True:
+        try:
+            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                raise
+            folder = parent
