@@ -182,6 +182,11 @@ def mounted_tmpfs(mount: Path, size: str):
     yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
 
 
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
 def _mounted(command: list[str], mount: Path):
     """Run `command mount`, yield `mount`, unmount it; skip the test when mounting is not allowed."""
     try:

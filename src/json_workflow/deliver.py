@@ -235,8 +235,8 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
                 pass  # the claimed original: its mode was set when it was read
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_file(d, now), mode)
-            elif _link_or_copy(d.candidate, c.temp, mode):
-                barrier.add(folder)  # a symlink: fsync cannot open it, its folder entry is flushed
+            elif not _link_or_copy(d.candidate.path, c.temp, mode):
+                barrier.add(folder)  # a symlink or FIFO: fsync cannot flush it, its folder entry is flushed
                 continue
         except FileNotFoundError as e:
             if c.kind == "failed" and not os.path.lexists(d.candidate.path):
@@ -256,21 +256,18 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
     return None
 
 
-def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
-    """Put the file's exact bytes (or the link itself) at `temp`; True when it is a symlink."""
-    is_link = os.path.islink(candidate.path)
+def _link_or_copy(path: str, temp: str, mode: int) -> bool:
+    """Put the claimed file at `path` exactly at `temp`; True when it is a regular file (to fsync)."""
+    regular = stat.S_ISREG(os.lstat(path).st_mode)
     try:
-        os.link(candidate.path, temp, follow_symlinks=False)
+        os.link(path, temp, follow_symlinks=False)
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        if is_link:
-            os.symlink(os.readlink(candidate.path), temp)
-        else:
-            durable.copy_new(candidate.path, temp, mode)
-    if not is_link:  # a hard link shares the original's mode; operators need the configured one
+        durable.copy_new(path, temp, mode)
+    if regular:  # a hard link shares the original's mode; operators need the configured one
         durable.set_mode(temp, mode)
-    return is_link
+    return regular
 
 
 def reason_file(d: Delivery, now: float) -> bytes:

@@ -12,6 +12,7 @@ import errno
 import functools
 import itertools
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,11 +64,23 @@ def write_new(path: str, data: bytes, mode: int) -> None:
         _write_all(fd, data)
 
 
-def copy_new(source: str, path: str, mode: int) -> None:
-    """Stream `source` into a new file `path` (used when a hard link cannot cross filesystems)."""
-    with open(source, "rb") as src, _new_file(path, mode) as fd:
-        while chunk := src.read(1 << 20):
-            _write_all(fd, chunk)
+def copy_new(source: str, path: str, mode: int) -> bool:
+    """Copy `source` to a new `path` where it cannot be hard-linked; True when it is a regular file (to fsync).
+
+    A symlink is copied as a link, never followed; a FIFO or socket as a new one (it holds no bytes).
+    """
+    info = os.lstat(source)
+    if stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(source), path)
+    elif not stat.S_ISREG(info.st_mode):
+        os.mknod(path, stat.S_IFMT(info.st_mode) | mode, info.st_rdev)
+    else:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as src, _new_file(path, mode) as out:
+            while chunk := src.read(1 << 20):
+                _write_all(out, chunk)
+        return True
+    return False
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -135,7 +148,7 @@ def set_mode(path: str | Path, mode: int, folder: bool = False) -> None:
 
 
 def fsync_path(path: str | Path, folder: bool = False) -> None:
-    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if folder else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if folder else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
