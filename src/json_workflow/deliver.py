@@ -161,7 +161,7 @@ class Folders:
     def failed_name(self, folder: Path, name: str, now: float) -> str:
         """A failed-folder path that neither exists nor is promised to another file of this run."""
         stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
-        base = _fit(name)
+        base = fit_name(name)
         with self._lock:
             for n in range(1, 10_000):
                 final = os.path.join(folder, f"{stamp}_{base}" if n == 1 else f"{stamp}-{n}_{base}")
@@ -346,7 +346,7 @@ def _link_unused(temp: str, final: str) -> str:
     raise FileExistsError(errno.EEXIST, "no free failed-file name", folder)
 
 
-def _fit(name: str) -> str:
+def fit_name(name: str) -> str:
     """Shorten a very long name so prefix, name and reason suffix stay within 255 bytes.
 
     The reason file keeps the full original name.

@@ -10,8 +10,11 @@ from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, original_name
+from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, fit_name, original_name
 from json_workflow.intake import is_job_name
+from json_workflow.names import unshown
+
+NAME_LINE = "name: "
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,37 @@ def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
             continue
         target_folder = config.hot if folder.name == UNKNOWN_CLIENT else config.hot / folder.name
         for failed in sorted(folder.iterdir()):
-            name = original_name(failed.name)
-            if not is_job_name(failed.name) or name == failed.name:
+            if not is_job_name(failed.name) or original_name(failed.name) == failed.name:
                 continue
-            yield _move_back(failed, target_folder / name, config.permissions.dir_mode, config.permissions.file_mode)
+            yield _move_back(failed, target_folder / hot_name(failed), config.permissions.dir_mode,
+                             config.permissions.file_mode)
+
+
+def hot_name(failed: Path) -> str:
+    """The name a failed file had in the hot folder: whole in its reason file, maybe shortened in its own.
+
+    The reason file's name is taken only when it is a plain job file name that shortens to the failed
+    file's own (not one from another file, nor a path out of the hot folder); older reason files have none.
+    """
+    own = original_name(failed.name)
+    try:
+        text = failed.with_name(failed.name + REASON_SUFFIX).read_bytes().decode("utf-8", "surrogateescape")
+    except OSError:
+        return own
+    line = next((line for line in text.splitlines() if line.startswith(NAME_LINE)), None)
+    if line is None:
+        return own
+    name = unshown(line.removeprefix(NAME_LINE))
+    return name if _plain_job_name(name) and fit_name(name) == own else own
+
+
+def _plain_job_name(name: str) -> bool:
+    """True for one path component that is a job file name (not hidden) and fits in a folder entry."""
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeEncodeError:  # a surrogate that no file name's bytes make
+        return False
+    return is_job_name(name) and "/" not in name and "\0" not in name and size <= 255
 
 
 def _move_back(failed: Path, target: Path, dir_mode: int, file_mode: int) -> Retried:
