@@ -11,6 +11,7 @@ spares a file creation, a write and a removal per job (a third of the kernel's w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -257,16 +258,20 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
 
 
 def _link_or_copy(path: str, temp: str, mode: int) -> bool:
-    """Put the claimed file at `path` exactly at `temp`; True when it is a regular file (to fsync)."""
-    regular = stat.S_ISREG(os.lstat(path).st_mode)
-    try:
-        os.link(path, temp, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
+    """Put the claimed file at `path` exactly at `temp`; True when it is a regular file (to fsync).
+
+    Hard-linked when the filesystem allows and the file has the configured mode, which a link shares;
+    otherwise copied byte for byte (a symlink as a symlink), with the configured mode.
+    """
+    info = os.lstat(path)
+    regular = stat.S_ISREG(info.st_mode)
+    if regular and stat.S_IMODE(info.st_mode) != mode:
+        with contextlib.suppress(OSError):  # not its owner: copied below, with the configured mode
+            durable.set_mode(path, mode)
+            info = os.lstat(path)
+    shareable = not regular or stat.S_IMODE(info.st_mode) == mode  # a link shares the file's mode
+    if not (shareable and durable.try_link(path, temp)):
         durable.copy_new(path, temp, mode)
-    if regular:  # a hard link shares the original's mode; operators need the configured one
-        durable.set_mode(temp, mode)
     return regular
 
 
@@ -295,8 +300,7 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
         if resume and not os.path.lexists(c.temp):
             continue
         if c.kind == "failed":
-            failed_as = _link_unused(c.temp, c.final)
-            os.unlink(c.temp)
+            failed_as = _place_unused(c.temp, c.final)
         elif c.kind == "reason":
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
         elif c.kind == MOVE:
@@ -329,20 +333,20 @@ def _move(c: Copy, barrier: durable.Barrier) -> bool:
     return True
 
 
-def _link_unused(temp: str, final: str) -> str:
-    """Link `temp` as `final`, or as the next free -N name when another process took `final`."""
+def _place_unused(temp: str, final: str) -> str:
+    """Move `temp` to `final`, or to the next free -N name when another process took `final`."""
     folder, name = os.path.split(final)
     base = FAILED_PREFIX.sub("", name, count=1)
     stamp = name[:15]
     for n in range(1, 10_000):
         candidate = final if n == 1 else os.path.join(folder, f"{stamp}-{n}_{base}")
         try:
-            os.link(temp, candidate, follow_symlinks=False)
+            durable.move_new(temp, candidate)
             return candidate
         except FileExistsError:
             if os.path.samestat(os.lstat(temp), os.lstat(candidate)):
-                return candidate  # linked before a crash, the temporary not yet removed
-            continue
+                os.unlink(temp)  # linked before a crash, the temporary not yet removed
+                return candidate
     raise FileExistsError(errno.EEXIST, "no free failed-file name", folder)
 
 
@@ -368,11 +372,17 @@ def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
     d.rejection = Rejected(reason, "deliver")
     folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
     folders.ensure(folder)
-    final = folders.failed_name(folder, d.candidate.name, now)
-    reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
-    durable.write_new(reason_temp, reason_file(d, now), folders.config.permissions.file_mode)
-    durable.fsync_path(reason_temp)
-    final = _link_unused(d.candidate.path, final)
-    os.replace(reason_temp, final + REASON_SUFFIX)
+    mode, name = folders.config.permissions.file_mode, d.candidate.name
+    temp, reason_temp = durable.temp_name(folder, name), durable.temp_name(folder, name + REASON_SUFFIX)
+    try:
+        if _link_or_copy(d.candidate.path, temp, mode):
+            durable.fsync_path(temp)
+        durable.write_new(reason_temp, reason_file(d, now), mode)
+        durable.fsync_path(reason_temp)
+        final = _place_unused(temp, folders.failed_name(folder, name, now))
+        os.replace(reason_temp, final + REASON_SUFFIX)
+    finally:  # whatever went wrong, no temporary is left; once placed, they are gone already
+        durable.remove_quietly(temp)
+        durable.remove_quietly(reason_temp)
     durable.fsync_path(folder, folder=True)
     return final

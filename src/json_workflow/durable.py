@@ -2,6 +2,8 @@
 
 Flushing each copy on its own costs a disk round trip per copy (about 1 ms here). A batch writes all
 its temporaries, flushes once, renames them all into place, and flushes the folder entries once.
+
+`move_new` places a file at a name that must not exist, on filesystems with or without hard links.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
+if _renameat2 is not None:
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 _counter = itertools.count()
 
 TEMP_SUFFIX = ".jwtmp"
+# Why link(2) may say no: no hard links on this filesystem (exFAT: EPERM; SMB shares, FUSE: EOPNOTSUPP,
+# ENOSYS), another filesystem (EXDEV), the file's link limit (EMLINK), or fs.protected_hardlinks refusing
+# a user who neither owns the file nor may write it (EPERM).
+LINK_REFUSED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV})
 
 
 def temp_name(folder: Path | str, name: str) -> str:
@@ -81,6 +91,57 @@ def copy_new(source: str, path: str, mode: int) -> bool:
                 _write_all(out, chunk)
         return True
     return False
+
+
+def try_link(source: str, path: str) -> bool:
+    """Hard-link `source` (a symlink itself, never its target) as `path`; False where link(2) is refused."""
+    try:
+        os.link(source, path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno not in LINK_REFUSED:
+            raise
+        return False
+    return True
+
+
+def move_new(source: str, target: str) -> None:
+    """Move `source` to `target`, never replacing a file there: FileExistsError, `source` left alone, if one is.
+
+    Across filesystems a flushed copy (with `source`'s mode) is placed the same way, then `source` removed.
+    """
+    if try_link(source, target):  # atomic; after a crash before the unlink both names hold the same file
+        os.unlink(source)
+        return
+    try:
+        _rename_new(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        temp = temp_name(os.path.dirname(target), os.path.basename(target))
+        try:
+            if copy_new(source, temp, stat.S_IMODE(os.lstat(source).st_mode)):
+                fsync_path(temp)
+            move_new(temp, target)
+        finally:
+            remove_quietly(temp)
+        os.unlink(source)
+
+
+def _rename_new(source: str, target: str) -> None:
+    """rename(2) that never replaces `target`, for filesystems without hard links."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # these: the filesystem lacks the flag
+            raise OSError(err, os.strerror(err), source, None, target)
+    # Neither links nor the flag (FUSE exFAT, some SMB servers): check, then rename. Not atomic, which is
+    # acceptable: failed names are made only by the one instance that holds the run lock, and in the hot
+    # folder only a file dropped (or retried) in the microseconds between the check and the rename could
+    # be replaced; such a filesystem offers no atomic way to refuse it.
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+    os.rename(source, target)
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,7 @@ def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
         for failed in sorted(folder.iterdir()):
             if not is_job_name(failed.name) or original_name(failed.name) == failed.name:
                 continue
-            yield _move_back(failed, target_folder / hot_name(failed), config.permissions.dir_mode,
-                             config.permissions.file_mode)
+            yield _move_back(failed, target_folder / hot_name(failed), config.permissions.dir_mode)
 
 
 def hot_name(failed: Path) -> str:
@@ -66,30 +64,12 @@ def _plain_job_name(name: str) -> bool:
     return is_job_name(name) and "/" not in name and "\0" not in name and size <= 255
 
 
-def _move_back(failed: Path, target: Path, dir_mode: int, file_mode: int) -> Retried:
+def _move_back(failed: Path, target: Path, dir_mode: int) -> Retried:
     target.parent.mkdir(mode=dir_mode, exist_ok=True)
     try:
-        # link + unlink rather than rename: a newer file of the same name in the hot folder is never replaced.
-        _link_no_replace(failed, target, file_mode)
+        durable.move_new(str(failed), str(target))  # never replaces a newer file of that name in the hot folder
     except FileExistsError:
         return Retried(failed, None)
-    os.unlink(failed)
     reason = failed.with_name(failed.name + REASON_SUFFIX)
     reason.unlink(missing_ok=True)
     return Retried(failed, target)
-
-
-def _link_no_replace(source: Path, target: Path, file_mode: int) -> None:
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        # Another filesystem: a durable copy under a hidden name first, so the scan never sees half a file.
-        temp = durable.temp_name(target.parent, target.name)
-        durable.copy_new(str(source), temp, file_mode)
-        try:
-            durable.fsync_path(temp)
-            os.link(temp, target)
-        finally:
-            durable.remove_quietly(temp)
