@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, drop, failed_entries, files, leftovers, mounted_tmpfs, read_reason
+from json_workflow.pipeline import run_once
 from json_workflow.samples import job
 
 NOBODY, TWIST = 65534, 12345  # the service's user, and the user that owns the job files
@@ -183,6 +184,39 @@ def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chm
     assert not old.exists() and waiting.exists()
     assert claimed(root) == []
     assert leftovers(root) == []
+
+
+# --- a job file hard-linked from outside the data root --------------------------------------------
+
+def test_a_hard_linked_input_never_shares_its_mode_nor_its_inode_with_the_outside(config, root, outside):
+    inputs = {  # name: (bytes, mode of the outside file)
+        "good.json": (job("RANK", "X", 1), 0o664),  # the configured mode: the original itself would do
+        "good-640.json": (job("RANK", "X", 2), 0o640),
+        "bad.json": (b"{bad", 0o600),
+        "bad-664.json": (b"{bad", 0o664),
+    }
+    before = {}
+    for name, (data, mode) in inputs.items():
+        (outside / name).write_bytes(data)
+        os.chmod(outside / name, mode)
+        (root / "JSON/RANK").mkdir(exist_ok=True)
+        os.link(outside / name, root / "JSON/RANK" / name)
+        before[name] = os.stat(outside / name)
+    summary = run_once(config)
+    assert (summary.archived, summary.failed, summary.pending) == (2, 2, 0)
+    for name, (data, mode) in inputs.items():
+        after = os.stat(outside / name)
+        assert (outside / name).read_bytes() == data
+        assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before[name].st_ino, mode | stat.S_IFREG,
+                                                                    before[name].st_mtime_ns)
+        assert after.st_nlink == 1  # the hot folder's link is gone, and no other took its place
+        if name.startswith("good"):
+            kept = root / "JSON_STORE/RANK" / name
+        else:
+            (kept,) = failed_entries(root, name)
+        assert kept.read_bytes() == data
+        assert kept.stat().st_ino != after.st_ino
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o664
 
 
 # --- special files --------------------------------------------------------------------------------

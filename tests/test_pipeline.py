@@ -572,11 +572,12 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
 
 
 def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configured_mode():
-    def info(mode, device):
-        return os.stat_result((stat.S_IFREG | mode, 0, device, 1, 0, 0, 10, 0, 0, 0))
+    def info(mode, device, links=1):
+        return os.stat_result((stat.S_IFREG | mode, 0, device, links, 0, 0, 10, 0, 0, 0))
     assert deliver._movable(info(0o664, 7), 7, 0o664)
     assert not deliver._movable(info(0o664, 7), 8, 0o664)  # another filesystem
     assert not deliver._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
+    assert not deliver._movable(info(0o664, 7, links=2), 7, 0o664)  # another hard link shares it
     assert not deliver._movable(None, 7, 0o664)
 
 

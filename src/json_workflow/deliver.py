@@ -217,11 +217,13 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
 
 
 def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> bool:
-    """True when the claimed original can become the archived file: same filesystem, configured mode.
+    """True when the claimed original can become the archived file: same filesystem, configured mode, one link.
 
-    The mode was set when the file was read, unless we may not (not its owner): then it is copied.
+    The mode was set when the file was read, unless we may not (not its owner) or another link shares
+    it (outside the data root, say): then it is copied, so that no other name shares the archived file.
     """
-    return info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
+    return (info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
+            and info.st_nlink == 1)
 
 
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
@@ -260,16 +262,17 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
 def _link_or_copy(path: str, temp: str, mode: int) -> bool:
     """Put the claimed file at `path` exactly at `temp`; True when it is a regular file (to fsync).
 
-    Hard-linked when the filesystem allows and the file has the configured mode, which a link shares;
-    otherwise copied byte for byte (a symlink as a symlink), with the configured mode.
+    Hard-linked when the filesystem allows and the file is ours alone with the configured mode, which a
+    link shares; otherwise copied byte for byte (a symlink as a symlink), so another link's file (outside
+    the data root, say) never gets our mode nor shares the failed file.
     """
     info = os.lstat(path)
     regular = stat.S_ISREG(info.st_mode)
-    if regular and stat.S_IMODE(info.st_mode) != mode:
+    if regular and info.st_nlink == 1 and stat.S_IMODE(info.st_mode) != mode:
         with contextlib.suppress(OSError):  # not its owner: copied below, with the configured mode
             durable.set_mode(path, mode)
             info = os.lstat(path)
-    shareable = not regular or stat.S_IMODE(info.st_mode) == mode  # a link shares the file's mode
+    shareable = not regular or (info.st_nlink == 1 and stat.S_IMODE(info.st_mode) == mode)  # a link shares both
     if not (shareable and durable.try_link(path, temp)):
         durable.copy_new(path, temp, mode)
     return regular
