@@ -176,10 +176,35 @@ def failing_disk(tmp_path):
         yield from _mounted(["mount", "-o", "loop", str(image)], mount)
 
 
+@pytest.fixture
+def exfat(tmp_path):
+    """A 64 MB exFAT filesystem through FUSE, as on USB disks and many NAS shares: link(2) answers EPERM,
+    renameat2's RENAME_NOREPLACE EINVAL, and every mode is 0777. Skip where it cannot be mounted."""
+    image, mount = tmp_path / "exfat.img", tmp_path / "exfat"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    mount.mkdir()
+    try:
+        subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True, timeout=60)
+        device = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot make an exFAT filesystem here (exfatprogs, a loop device, root): {e}")
+    try:
+        yield from _mounted(["mount.exfat-fuse", device], mount)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False, capture_output=True, timeout=10)
+
+
 def mounted_tmpfs(mount: Path, size: str):
     """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
     mount.mkdir(parents=True)
     yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root")
 
 
 def _mounted(command: list[str], mount: Path):

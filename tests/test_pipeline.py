@@ -20,6 +20,7 @@ from json_workflow.config import SEED_ROUTES, build
 from json_workflow import deliver, durable
 from json_workflow.durable import Barrier
 from json_workflow.errors import WorkflowError
+from json_workflow.journal import Journal
 from json_workflow.pipeline import run_once
 from json_workflow.samples import backlog, job
 
@@ -468,6 +469,23 @@ def test_disk_full_destination_keeps_file_pending(root, tiny_tmpfs, caplog):
     assert_clean(root)
 
 
+def test_a_full_destination_holds_up_only_its_own_files_with_flush_per_file(root, tiny_tmpfs, caplog):
+    # The big file's first copy is written, its second finds the disk full: the first is discarded, and
+    # the flush of the batch must not fail for want of it.
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "SYNC/MAKE").mkdir(parents=True)
+    (root / CELTRA).symlink_to(tiny_tmpfs)
+    big, small = job("RANK", "CELTRA", 1, size=200_000), job("RANK", "X", 2)
+    drop(root, "RANK", "big.json", big)
+    drop(root, "RANK", "small.json", small)
+    summary = run(make_config(root, flush="file"))
+    assert (summary.archived, summary.pending) == (1, 1)
+    assert (root / "JSON/RANK/big.json").read_bytes() == big
+    assert (root / "SYNC/MAKE/Monday Rank/small.json").read_bytes() == small
+    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
+    assert_clean(root)
+
+
 def test_failed_folder_on_another_filesystem_gets_exact_copies(root, tiny_tmpfs, outside):
     # The client folders are made by hand: see test_archive_outside_root_gets_client_folders (a bug).
     (tiny_tmpfs / "RANK").mkdir()
@@ -554,11 +572,12 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
 
 
 def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configured_mode():
-    def info(mode, device):
-        return os.stat_result((stat.S_IFREG | mode, 0, device, 1, 0, 0, 10, 0, 0, 0))
+    def info(mode, device, links=1):
+        return os.stat_result((stat.S_IFREG | mode, 0, device, links, 0, 0, 10, 0, 0, 0))
     assert deliver._movable(info(0o664, 7), 7, 0o664)
     assert not deliver._movable(info(0o664, 7), 8, 0o664)  # another filesystem
     assert not deliver._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
+    assert not deliver._movable(info(0o664, 7, links=2), 7, 0o664)  # another hard link shares it
     assert not deliver._movable(None, 7, 0o664)
 
 
@@ -580,6 +599,17 @@ def test_long_file_name_does_not_break_its_clients_archive(config, root, caplog)
     summary = run(config)
     assert summary.pending == 0
     assert trouble_records(caplog) == []
+
+
+@pytest.mark.parametrize("flush", ["filesystem", "file"])
+def test_a_long_named_bad_file_alone_is_flushed_and_forgotten(flush, root, caplog):
+    # Its claim has a folder of its own, removed when the claim is released, after it was noted for the flush.
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    drop(root, "RANK", "a" * 245 + ".json", b"{long")
+    summary = run(make_config(root, flush=flush))
+    assert (summary.failed, summary.pending) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
+    assert Journal(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_folder_named_like_a_job_does_not_break_the_failed_folder(config, root, caplog):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import FIXED_NOW, mounted_tmpfs, FIXED_STAMP, drop, failed_entries, files, make_config
-from json_workflow.deliver import original_name
+from json_workflow.deliver import fit_name, original_name
 from json_workflow.pipeline import run_once
 from json_workflow.retry import retry
 from json_workflow.samples import job
@@ -67,6 +67,54 @@ def test_retry_never_overwrites_a_waiting_file(config, root):
     (still,) = failed_entries(root, "r.json")
     assert still.read_bytes() == b"{rank"
     assert (still.parent / (still.name + ".reason.txt")).exists()
+
+
+# Names too long to keep whole in JSON_FAILED (with the timestamp in front); their reason files keep them.
+LONG_NAMES = {
+    "ascii-250-bytes": "j" * 245 + ".json",
+    "latin-1-250-bytes": os.fsdecode(b"caf\xe9-" + b"\xe9" * 240 + b".json"),  # not UTF-8: a Samba or FTP client's
+    "utf-8-cut-inside-a-character": "\u00e9" * 122 + ".json",
+}
+
+
+@pytest.mark.parametrize("name", LONG_NAMES.values(), ids=LONG_NAMES.keys())
+def test_retry_restores_a_shortened_name_whole(config, root, name):
+    drop(root, "RANK", name, b"{bad")
+    run_once(config, clock=lambda: FIXED_NOW)
+    (failed,) = [p for p in (root / "JSON_FAILED/RANK").iterdir() if not p.name.endswith(".reason.txt")]
+    assert len(os.fsencode(failed.name)) < len(os.fsencode(f"{FIXED_STAMP}_{name}"))  # it was shortened
+    (moved,) = retry(config)
+    assert moved.target == root / "JSON/RANK" / name
+    assert (root / "JSON/RANK" / name).read_bytes() == b"{bad"
+    assert files(root / "JSON_FAILED") == {}
+
+
+LONG = "j" * 245 + ".json"
+KEPT = fit_name(LONG)[:-len(".json")]  # what JSON_FAILED keeps of its stem: a hostile name may start with it
+
+
+@pytest.mark.parametrize("name, line", [
+    ("x.json", "name: ../../outside/x.json"),
+    ("x.json", "name: other.json"),  # another file's reason file
+    ("x.json", ""),  # an older reason file, without the name
+    (LONG, f"name: {KEPT}/../../../outside/x.json"),
+    (LONG, f"name: {KEPT}\\x00.json"),
+    (LONG, f"name: {KEPT}\\ud800.json"),  # no file name's bytes make this
+    (LONG, f"name: {KEPT}{'j' * 100}.json"),  # too long for a folder entry
+], ids=["escape", "another-file", "no-name-line", "long-escape", "long-nul", "long-surrogate", "long-too-long"])
+def test_retry_keeps_the_failed_files_own_name_unless_the_reason_file_names_it_plainly(config, root, outside,
+                                                                                        name, line):
+    drop(root, "RANK", name, b"{bad")
+    run_once(config, clock=lambda: FIXED_NOW)
+    (failed,) = [p for p in (root / "JSON_FAILED/RANK").iterdir() if not p.name.endswith(".reason.txt")]
+    reason = failed.with_name(failed.name + ".reason.txt")
+    lines = [line if old.startswith("name: ") else old for old in reason.read_text().splitlines()]
+    reason.write_text("\n".join(lines) + "\n")
+    (moved,) = retry(config)
+    own = original_name(failed.name)
+    assert moved.target == root / "JSON/RANK" / own
+    assert (root / "JSON/RANK" / own).read_bytes() == b"{bad"
+    assert list(outside.iterdir()) == [] and sorted(os.listdir(root / "JSON")) == ["RANK"]
 
 
 def test_retry_without_failed_folder_does_nothing(config, root):

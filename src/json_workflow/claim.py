@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.errors import WorkflowError
 from json_workflow.intake import Candidate
 from json_workflow.logs import log
@@ -102,10 +103,10 @@ class Claims:
     def hand_back(self, claimed: Candidate) -> bool:
         """Return a claimed file to the hot folder; False when a newer file of that name is already there."""
         try:
-            os.link(claimed.path, claimed.origin, follow_symlinks=False)
+            durable.move_new(claimed.path, claimed.origin)
         except FileExistsError:
             return False
-        self.release(claimed)
+        self.release(claimed, moved=True)
         return True
 
     def tidy(self) -> None:

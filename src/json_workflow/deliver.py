@@ -11,6 +11,7 @@ spares a file creation, a write and a removal per job (a third of the kernel's w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -161,7 +162,7 @@ class Folders:
     def failed_name(self, folder: Path, name: str, now: float) -> str:
         """A failed-folder path that neither exists nor is promised to another file of this run."""
         stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
-        base = _fit(name)
+        base = fit_name(name)
         with self._lock:
             for n in range(1, 10_000):
                 final = os.path.join(folder, f"{stamp}_{base}" if n == 1 else f"{stamp}-{n}_{base}")
@@ -216,11 +217,13 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
 
 
 def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> bool:
-    """True when the claimed original can become the archived file: same filesystem, configured mode.
+    """True when the claimed original can become the archived file: same filesystem, configured mode, one link.
 
-    The mode was set when the file was read, unless we may not (not its owner): then it is copied.
+    The mode was set when the file was read, unless we may not (not its owner) or another link shares
+    it (outside the data root, say): then it is copied, so that no other name shares the archived file.
     """
-    return info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
+    return (info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
+            and info.st_nlink == 1)
 
 
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
@@ -235,8 +238,8 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
                 pass  # the claimed original: its mode was set when it was read
             elif c.kind == "reason":
                 durable.write_new(c.temp, reason_file(d, now), mode)
-            elif _link_or_copy(d.candidate, c.temp, mode):
-                barrier.add(folder)  # a symlink: fsync cannot open it, its folder entry is flushed
+            elif not _link_or_copy(d.candidate.path, c.temp, mode):
+                barrier.add(folder)  # a symlink or FIFO: fsync cannot flush it, its folder entry is flushed
                 continue
         except FileNotFoundError as e:
             if c.kind == "failed" and not os.path.lexists(d.candidate.path):
@@ -256,21 +259,23 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
     return None
 
 
-def _link_or_copy(candidate: Candidate, temp: str, mode: int) -> bool:
-    """Put the file's exact bytes (or the link itself) at `temp`; True when it is a symlink."""
-    is_link = os.path.islink(candidate.path)
-    try:
-        os.link(candidate.path, temp, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        if is_link:
-            os.symlink(os.readlink(candidate.path), temp)
-        else:
-            durable.copy_new(candidate.path, temp, mode)
-    if not is_link:  # a hard link shares the original's mode; operators need the configured one
-        durable.set_mode(temp, mode)
-    return is_link
+def _link_or_copy(path: str, temp: str, mode: int) -> bool:
+    """Put the claimed file at `path` exactly at `temp`; True when it is a regular file (to fsync).
+
+    Hard-linked when the filesystem allows and the file is ours alone with the configured mode, which a
+    link shares; otherwise copied byte for byte (a symlink as a symlink), so another link's file (outside
+    the data root, say) never gets our mode nor shares the failed file.
+    """
+    info = os.lstat(path)
+    regular = stat.S_ISREG(info.st_mode)
+    if regular and info.st_nlink == 1 and stat.S_IMODE(info.st_mode) != mode:
+        with contextlib.suppress(OSError):  # not its owner: copied below, with the configured mode
+            durable.set_mode(path, mode)
+            info = os.lstat(path)
+    shareable = not regular or (info.st_nlink == 1 and stat.S_IMODE(info.st_mode) == mode)  # a link shares both
+    if not (shareable and durable.try_link(path, temp)):
+        durable.copy_new(path, temp, mode)
+    return regular
 
 
 def reason_file(d: Delivery, now: float) -> bytes:
@@ -298,8 +303,7 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
         if resume and not os.path.lexists(c.temp):
             continue
         if c.kind == "failed":
-            failed_as = _link_unused(c.temp, c.final)
-            os.unlink(c.temp)
+            failed_as = _place_unused(c.temp, c.final)
         elif c.kind == "reason":
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
         elif c.kind == MOVE:
@@ -332,24 +336,24 @@ def _move(c: Copy, barrier: durable.Barrier) -> bool:
     return True
 
 
-def _link_unused(temp: str, final: str) -> str:
-    """Link `temp` as `final`, or as the next free -N name when another process took `final`."""
+def _place_unused(temp: str, final: str) -> str:
+    """Move `temp` to `final`, or to the next free -N name when another process took `final`."""
     folder, name = os.path.split(final)
     base = FAILED_PREFIX.sub("", name, count=1)
     stamp = name[:15]
     for n in range(1, 10_000):
         candidate = final if n == 1 else os.path.join(folder, f"{stamp}-{n}_{base}")
         try:
-            os.link(temp, candidate, follow_symlinks=False)
+            durable.move_new(temp, candidate)
             return candidate
         except FileExistsError:
             if os.path.samestat(os.lstat(temp), os.lstat(candidate)):
-                return candidate  # linked before a crash, the temporary not yet removed
-            continue
+                os.unlink(temp)  # linked before a crash, the temporary not yet removed
+                return candidate
     raise FileExistsError(errno.EEXIST, "no free failed-file name", folder)
 
 
-def _fit(name: str) -> str:
+def fit_name(name: str) -> str:
     """Shorten a very long name so prefix, name and reason suffix stay within 255 bytes.
 
     The reason file keeps the full original name.
@@ -371,11 +375,17 @@ def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
     d.rejection = Rejected(reason, "deliver")
     folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
     folders.ensure(folder)
-    final = folders.failed_name(folder, d.candidate.name, now)
-    reason_temp = durable.temp_name(folder, d.candidate.name + REASON_SUFFIX)
-    durable.write_new(reason_temp, reason_file(d, now), folders.config.permissions.file_mode)
-    durable.fsync_path(reason_temp)
-    final = _link_unused(d.candidate.path, final)
-    os.replace(reason_temp, final + REASON_SUFFIX)
+    mode, name = folders.config.permissions.file_mode, d.candidate.name
+    temp, reason_temp = durable.temp_name(folder, name), durable.temp_name(folder, name + REASON_SUFFIX)
+    try:
+        if _link_or_copy(d.candidate.path, temp, mode):
+            durable.fsync_path(temp)
+        durable.write_new(reason_temp, reason_file(d, now), mode)
+        durable.fsync_path(reason_temp)
+        final = _place_unused(temp, folders.failed_name(folder, name, now))
+        os.replace(reason_temp, final + REASON_SUFFIX)
+    finally:  # whatever went wrong, no temporary is left; once placed, they are gone already
+        durable.remove_quietly(temp)
+        durable.remove_quietly(reason_temp)
     durable.fsync_path(folder, folder=True)
     return final

@@ -2,6 +2,8 @@
 
 Flushing each copy on its own costs a disk round trip per copy (about 1 ms here). A batch writes all
 its temporaries, flushes once, renames them all into place, and flushes the folder entries once.
+
+`move_new` places a file at a name that must not exist, on filesystems with or without hard links.
 """
 
 from __future__ import annotations
@@ -12,14 +14,23 @@ import errno
 import functools
 import itertools
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
+if _renameat2 is not None:
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 _counter = itertools.count()
 
 TEMP_SUFFIX = ".jwtmp"
+# Why link(2) may say no: no hard links on this filesystem (exFAT: EPERM; SMB shares, FUSE: EOPNOTSUPP,
+# ENOSYS), another filesystem (EXDEV), the file's link limit (EMLINK), or fs.protected_hardlinks refusing
+# a user who neither owns the file nor may write it (EPERM).
+LINK_REFUSED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV})
 
 
 def temp_name(folder: Path | str, name: str) -> str:
@@ -63,11 +74,74 @@ def write_new(path: str, data: bytes, mode: int) -> None:
         _write_all(fd, data)
 
 
-def copy_new(source: str, path: str, mode: int) -> None:
-    """Stream `source` into a new file `path` (used when a hard link cannot cross filesystems)."""
-    with open(source, "rb") as src, _new_file(path, mode) as fd:
-        while chunk := src.read(1 << 20):
-            _write_all(fd, chunk)
+def copy_new(source: str, path: str, mode: int) -> bool:
+    """Copy `source` to a new `path` where it cannot be hard-linked; True when it is a regular file (to fsync).
+
+    A symlink is copied as a link, never followed; a FIFO or socket as a new one (it holds no bytes).
+    """
+    info = os.lstat(source)
+    if stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(source), path)
+    elif not stat.S_ISREG(info.st_mode):
+        os.mknod(path, stat.S_IFMT(info.st_mode) | mode, info.st_rdev)
+    else:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as src, _new_file(path, mode) as out:
+            while chunk := src.read(1 << 20):
+                _write_all(out, chunk)
+        return True
+    return False
+
+
+def try_link(source: str, path: str) -> bool:
+    """Hard-link `source` (a symlink itself, never its target) as `path`; False where link(2) is refused."""
+    try:
+        os.link(source, path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno not in LINK_REFUSED:
+            raise
+        return False
+    return True
+
+
+def move_new(source: str, target: str) -> None:
+    """Move `source` to `target`, never replacing a file there: FileExistsError, `source` left alone, if one is.
+
+    Across filesystems a flushed copy (with `source`'s mode) is placed the same way, then `source` removed.
+    """
+    if try_link(source, target):  # atomic; after a crash before the unlink both names hold the same file
+        os.unlink(source)
+        return
+    try:
+        _rename_new(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        temp = temp_name(os.path.dirname(target), os.path.basename(target))
+        try:
+            if copy_new(source, temp, stat.S_IMODE(os.lstat(source).st_mode)):
+                fsync_path(temp)
+            move_new(temp, target)
+        finally:
+            remove_quietly(temp)
+        os.unlink(source)
+
+
+def _rename_new(source: str, target: str) -> None:
+    """rename(2) that never replaces `target`, for filesystems without hard links."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # these: the filesystem lacks the flag
+            raise OSError(err, os.strerror(err), source, None, target)
+    # Neither links nor the flag (FUSE exFAT, some SMB servers): check, then rename. Not atomic, which is
+    # acceptable: failed names are made only by the one instance that holds the run lock, and in the hot
+    # folder only a file dropped (or retried) in the microseconds between the check and the rename could
+    # be replaced; such a filesystem offers no atomic way to refuse it.
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+    os.rename(source, target)
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -135,7 +209,7 @@ def set_mode(path: str | Path, mode: int, folder: bool = False) -> None:
 
 
 def fsync_path(path: str | Path, folder: bool = False) -> None:
-    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if folder else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if folder else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
@@ -189,18 +263,35 @@ class Barrier:
 
 def _fsync_all(files: list[str], folders: set[str]) -> None:
     for file in files:
-        fsync_path(file)
+        with contextlib.suppress(FileNotFoundError):  # a temporary discarded since: nothing to flush
+            fsync_path(file)
     for folder in folders:
-        fsync_path(folder, folder=True)
+        fd = _open_folder(folder)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _syncfs_all(folders: list[str]) -> None:
     """One syncfs(2) per filesystem, through a folder on it."""
     for folder in folders:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = _open_folder(folder)
         try:
             if _syncfs(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, os.strerror(err), folder)
         finally:
             os.close(fd)
+
+
+def _open_folder(folder: str) -> int:
+    """`folder`, or once it is removed (a released claim's own folder) its nearest parent, which records that."""
+    while True:
+        try:
+            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                raise
+            folder = parent

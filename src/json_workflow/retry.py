@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -10,8 +9,11 @@ from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, original_name
+from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, fit_name, original_name
 from json_workflow.intake import is_job_name
+from json_workflow.names import unshown
+
+NAME_LINE = "name: "
 
 
 @dataclass(frozen=True)
@@ -30,36 +32,44 @@ def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
             continue
         target_folder = config.hot if folder.name == UNKNOWN_CLIENT else config.hot / folder.name
         for failed in sorted(folder.iterdir()):
-            name = original_name(failed.name)
-            if not is_job_name(failed.name) or name == failed.name:
+            if not is_job_name(failed.name) or original_name(failed.name) == failed.name:
                 continue
-            yield _move_back(failed, target_folder / name, config.permissions.dir_mode, config.permissions.file_mode)
+            yield _move_back(failed, target_folder / hot_name(failed), config.permissions.dir_mode)
 
 
-def _move_back(failed: Path, target: Path, dir_mode: int, file_mode: int) -> Retried:
+def hot_name(failed: Path) -> str:
+    """The name a failed file had in the hot folder: whole in its reason file, maybe shortened in its own.
+
+    The reason file's name is taken only when it is a plain job file name that shortens to the failed
+    file's own (not one from another file, nor a path out of the hot folder); older reason files have none.
+    """
+    own = original_name(failed.name)
+    try:
+        text = failed.with_name(failed.name + REASON_SUFFIX).read_bytes().decode("utf-8", "surrogateescape")
+    except OSError:
+        return own
+    line = next((line for line in text.splitlines() if line.startswith(NAME_LINE)), None)
+    if line is None:
+        return own
+    name = unshown(line.removeprefix(NAME_LINE))
+    return name if _plain_job_name(name) and fit_name(name) == own else own
+
+
+def _plain_job_name(name: str) -> bool:
+    """True for one path component that is a job file name (not hidden) and fits in a folder entry."""
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeEncodeError:  # a surrogate that no file name's bytes make
+        return False
+    return is_job_name(name) and "/" not in name and "\0" not in name and size <= 255
+
+
+def _move_back(failed: Path, target: Path, dir_mode: int) -> Retried:
     target.parent.mkdir(mode=dir_mode, exist_ok=True)
     try:
-        # link + unlink rather than rename: a newer file of the same name in the hot folder is never replaced.
-        _link_no_replace(failed, target, file_mode)
+        durable.move_new(str(failed), str(target))  # never replaces a newer file of that name in the hot folder
     except FileExistsError:
         return Retried(failed, None)
-    os.unlink(failed)
     reason = failed.with_name(failed.name + REASON_SUFFIX)
     reason.unlink(missing_ok=True)
     return Retried(failed, target)
-
-
-def _link_no_replace(source: Path, target: Path, file_mode: int) -> None:
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        # Another filesystem: a durable copy under a hidden name first, so the scan never sees half a file.
-        temp = durable.temp_name(target.parent, target.name)
-        durable.copy_new(str(source), temp, file_mode)
-        try:
-            durable.fsync_path(temp)
-            os.link(temp, target)
-        finally:
-            durable.remove_quietly(temp)
