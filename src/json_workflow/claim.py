@@ -82,7 +82,8 @@ class Claims:
 
     def _claim(self, candidate: Candidate) -> Candidate | None:
         folder, number = self._folder(candidate.folder), self.sequence.next()
-        if len(os.fsencode(candidate.name)) + len(number) < 255:
+        name = candidate.name  # a character is at most 4 bytes: only a long name needs encoding to tell
+        if len(name) * 4 + len(number) < 255 or len(os.fsencode(name)) + len(number) < 255:
             target = os.path.join(folder, f"{number}_{candidate.name}")
         else:  # no room for the number in front: a folder of its own keeps the name whole
             os.mkdir(os.path.join(folder, number + LONG))

@@ -98,7 +98,7 @@ class Folders:
         self._broken: dict[Path, DestinationError] = {}
         self._reserved: set[str] = set()
         self._devices: dict[Path, int] = {}
-        self._spellings: dict[str, str] = {}  # a client's name, case-folded -> its folder's spelling
+        self._spellings: dict[str, str] = {}  # a client name, as it came and case-folded -> its folder's spelling
         self._lock = threading.Lock()
 
     def with_client_folder(self, job: Job, top: bool) -> Job:
@@ -107,14 +107,15 @@ class Folders:
         The archive's spelling first, then the hot folder's; a new client from the top of the hot folder
         (its ClientCode only) is upper case, as TWIST writes client codes.
         """
-        key = job.client.casefold()
-        spelling = self._spellings.get(key)
+        spelling = self._spellings.get(job.client)  # as it came before: no case folding
         if spelling is None:
+            key = job.client.casefold()
             with self._lock:
                 for folder in (self.config.archive, self.config.hot):
                     for name in _folder_names(folder):
                         self._spellings.setdefault(name.casefold(), name)
                 spelling = self._spellings.setdefault(key, job.client.upper() if top else job.client)
+                self._spellings[job.client] = spelling
         return job if spelling == job.client else dataclasses.replace(job, client=spelling)
 
     def device(self, folder: Path) -> int:

@@ -45,7 +45,7 @@ def fixed_temp_name(folder: Path | str, name: str) -> str:
 
 def _hint(name: str) -> str:
     # The name is only a hint for a human; it is cut so the whole stays under the 255-byte limit.
-    return os.fsdecode(os.fsencode(name)[:120])
+    return name if len(name) <= 30 else os.fsdecode(os.fsencode(name)[:120])  # 30 characters fit in 120 bytes
 
 
 @contextlib.contextmanager

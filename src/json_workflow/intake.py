@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.names import shown
@@ -83,8 +84,7 @@ def candidate_at(hot: Path, path: str) -> Candidate:
     return Candidate(path, folder, symlink=os.path.islink(path))
 
 
-@dataclass(frozen=True, slots=True)
-class JobFile:
+class JobFile(NamedTuple):
     """A job file's bytes and status, and whether the kernel confirmed that no one was writing it.
 
     It cannot where other hosts write (network shares, FUSE) or the file is not ours to lease."""
@@ -121,6 +121,7 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> JobFile:
         writer = writer_has_open(fd)
         if writer:
             raise StillWriting("still open for writing by another process")
+        closed = writer is False and writers_visible(path, info.st_dev)
         if mode is not None and stat.S_IMODE(info.st_mode) != mode and info.st_nlink == 1:
             try:
                 os.fchmod(fd, mode)
@@ -135,9 +136,10 @@ def read_job_file(path: str, limit: int, mode: int | None = None) -> JobFile:
                 raise Rejected(f"file grew past max_file_bytes ({limit}) while being read", "intake")
             if len(chunk) < want:  # a short read of a regular file is its end: no second call to learn it
                 break
-        after = os.fstat(fd)
-        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
-            raise StillWriting("it changed while it was read")
-        return JobFile(b"".join(chunks), info, writer is False and writers_visible(path, info.st_dev))
+        if not closed:  # a writer no lease sees may be at it: did the file change while it was read?
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
+                raise StillWriting("it changed while it was read")
+        return JobFile(b"".join(chunks), info, closed)
     finally:
         os.close(fd)

@@ -104,9 +104,12 @@ class Journal:
 
     def plan(self, entries: Iterable[tuple[str, str, str, str]], also: Record | None = None) -> None:
         """Record (claim, temp, final, kind) before the temporaries are written (and `also`, at once)."""
+        # Bytes that are not UTF-8 can only come from the file's name and client folder, which the claim's
+        # path holds too: when it is plain ASCII, so are they, and the configured folders are text.
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)",
-                           ((stored(claim), stored(temp), stored(final), kind) for claim, temp, final, kind in entries))
+                           (row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3])
+                            for row in entries))
             if also:
                 also(db)
 

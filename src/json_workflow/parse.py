@@ -39,6 +39,9 @@ def _not_json(constant: str) -> Any:
     raise Rejected(f"invalid JSON: {constant} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_not_json)  # made once: json.loads with an option makes one per call
+
+
 def parse_job(raw: bytes, folder: str | None) -> Job:
     """Parse and validate a job file found in client folder `folder` (None at the hot folder's top)."""
     if raw.startswith(_BOM):
@@ -50,7 +53,7 @@ def parse_job(raw: bytes, folder: str | None) -> Job:
     except UnicodeDecodeError as e:
         raise Rejected(f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at offset {e.start}") from None
     try:
-        document = json.loads(text, parse_constant=_not_json)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as e:
         raise Rejected(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except ValueError as e:  # a number over Python's limit of digits
@@ -89,12 +92,15 @@ def _required(details: dict, key: str) -> str:
         raise Rejected(f"JobDetails.{key} is missing", "validate")
     if not isinstance(value, str) or not value.strip():
         raise Rejected(f"JobDetails.{key} must be a non-empty string, got a JSON {_kind(value)}", "validate")
-    return _text(value, key)
+    return value if value.isascii() else _text(value, key)
 
 
 def _optional(details: dict, key: str) -> str | None:
     value = details.get(key)
-    return None if value is None else _text(str(value), key)
+    if value is None:
+        return None
+    value = str(value)
+    return value if value.isascii() else _text(value, key)
 
 
 def _text(value: str, key: str) -> str:

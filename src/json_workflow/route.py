@@ -84,7 +84,8 @@ class Router:
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""
-        key = (job.client, *(_value(_field(job.details, field)) for field in self.fields))
+        details = job.details  # a field spelled as the rule spells it is found without a call
+        key = (job.client, *(_value(details[f] if f in details else _field(details, f)) for f in self.fields))
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= REMEMBERED_PLANS:

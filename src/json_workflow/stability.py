@@ -20,23 +20,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
+_lease_breaks_ignored = False
+
+
 def ignore_lease_breaks() -> bool:
     """Make sure a lease break cannot end the process; False when that cannot be done from this thread.
 
     A writer opening a file while we hold its read lease makes the kernel send SIGIO, whose default
     action terminates the process. Ignored, the break only delays the writer until we let go (microseconds).
     """
-    if signal.getsignal(signal.SIGIO) == signal.SIG_IGN:
-        return True
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.signal(signal.SIGIO, signal.SIG_IGN)
+    global _lease_breaks_ignored
+    if not _lease_breaks_ignored:
+        if signal.getsignal(signal.SIGIO) != signal.SIG_IGN:
+            if threading.current_thread() is not threading.main_thread():
+                return False
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+        _lease_breaks_ignored = True  # nothing of ours sets it back
     return True
 
 
 def writer_has_open(fd: int) -> bool | None:
     """True when a local process has the file of `fd` open for writing; None when the kernel cannot tell us."""
-    if not ignore_lease_breaks():
+    if not (_lease_breaks_ignored or ignore_lease_breaks()):
         return None
     try:
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
