@@ -127,13 +127,12 @@ def owned_by(uid: int, path: Path, mode: int) -> Path:
 
 
 @pytest.mark.root
-def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chmod(root, tmp_path, tmp_path_factory):
+def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chmod(root, tmp_path):
     # The service's user owns the data root and the sticky, world-writable hot folders; TWIST's user owns
     # the job files. fs.protected_hardlinks (on by default) refuses the service a link to them.
-    for folder in [tmp_path, *tmp_path.parents]:  # nobody must reach the data root
-        os.chmod(folder, os.stat(folder).st_mode | 0o001)
-        if folder == tmp_path_factory.getbasetemp():
-            break
+    for folder in [tmp_path, *tmp_path.parents]:  # nobody must reach the data root (pytest-of-root is 0700)
+        if not os.stat(folder).st_mode & 0o001:
+            os.chmod(folder, os.stat(folder).st_mode | 0o001)
     for client in ("RANK", "LOREAL"):
         (root / "JSON" / client).mkdir()
     (root / "CLIENT-STORES/LOREAL").mkdir(parents=True)
@@ -185,6 +184,17 @@ def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chm
     assert not old.exists() and waiting.exists()
     assert claimed(root) == []
     assert leftovers(root) == []
+
+
+@pytest.mark.root
+def test_a_hot_folder_the_user_may_not_reach_is_a_clear_error(root, tmp_path):
+    for folder in [tmp_path, *tmp_path.parents]:
+        if not os.stat(folder).st_mode & 0o001:
+            os.chmod(folder, os.stat(folder).st_mode | 0o001)
+    os.chmod(root, 0o700)  # root's own: nobody may not enter it
+    result = run_as(NOBODY, tmp_path, "run", "--once", "--root", str(root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"hot folder {root / 'JSON'} cannot be reached: Permission denied" in result.stderr
 
 
 # --- a job file hard-linked from outside the data root --------------------------------------------

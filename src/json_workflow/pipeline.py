@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import itertools
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -438,7 +439,13 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 def check_hot_folder(config: Config) -> None:
     """Fail clearly when the hot folder is not there (a missing mount, a wrong root)."""
-    if not config.hot.is_dir():
+    try:
+        is_folder = stat.S_ISDIR(os.stat(config.hot).st_mode)
+    except FileNotFoundError:
+        is_folder = False
+    except OSError as e:  # a user that may not reach it, a share that does not answer
+        raise WorkflowError(f"hot folder {config.hot} cannot be reached: {e.strerror} (paths.hot, root)") from None
+    if not is_folder:
         raise WorkflowError(f"hot folder {config.hot} does not exist or is not a folder (paths.hot, root)")
 
 
