@@ -187,14 +187,21 @@ def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chm
 
 
 @pytest.mark.root
-def test_a_hot_folder_the_user_may_not_reach_is_a_clear_error(root, tmp_path):
+def test_folders_the_user_may_not_use_are_a_clear_error(root, tmp_path):
     for folder in [tmp_path, *tmp_path.parents]:
         if not os.stat(folder).st_mode & 0o001:
             os.chmod(folder, os.stat(folder).st_mode | 0o001)
-    os.chmod(root, 0o700)  # root's own: nobody may not enter it
+    os.chmod(root, 0o777)
+    os.chmod(root / "JSON", 0o700)  # root's own: nobody may not list it
+    for command in (["run", "--once"], ["run"]):
+        result = run_as(NOBODY, tmp_path, *command, "--root", str(root))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"hot folder {root / 'JSON'} cannot be read: Permission denied" in result.stderr
+    os.chmod(root / "JSON", 0o777)
+    os.chmod(root, 0o755)  # nor may it make its state folder
     result = run_as(NOBODY, tmp_path, "run", "--once", "--root", str(root))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"hot folder {root / 'JSON'} cannot be reached: Permission denied" in result.stderr
+    assert f"cannot use the state folder {root / 'JSON_PARSER_STATE'}: Permission denied" in result.stderr
 
 
 # --- a job file hard-linked from outside the data root --------------------------------------------

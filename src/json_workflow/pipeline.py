@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import itertools
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -440,20 +439,23 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 def check_hot_folder(config: Config) -> None:
     """Fail clearly when the hot folder is not there (a missing mount, a wrong root)."""
     try:
-        is_folder = stat.S_ISDIR(os.stat(config.hot).st_mode)
-    except FileNotFoundError:
-        is_folder = False
-    except OSError as e:  # a user that may not reach it, a share that does not answer
-        raise WorkflowError(f"hot folder {config.hot} cannot be reached: {e.strerror} (paths.hot, root)") from None
-    if not is_folder:
-        raise WorkflowError(f"hot folder {config.hot} does not exist or is not a folder (paths.hot, root)")
+        with os.scandir(config.hot):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
+        raise WorkflowError(f"hot folder {config.hot} does not exist or is not a folder (paths.hot, root)") from None
+    except OSError as e:  # a user that may not list it, a share that does not answer
+        raise WorkflowError(f"hot folder {config.hot} cannot be read: {e.strerror} (paths.hot, root)") from None
 
 
 @contextlib.contextmanager
 def exclusive(config: Config) -> Iterator[Journal]:
     """Hold the state folder's lock (one instance per hot folder) and open the journal."""
-    durable.make_folder(config.state, config.permissions.dir_mode, config.root)
-    with open(config.state / "run.lock", "a") as lock:
+    try:
+        durable.make_folder(config.state, config.permissions.dir_mode, config.root)
+        lock = open(config.state / "run.lock", "a")
+    except OSError as e:
+        raise WorkflowError(f"cannot use the state folder {config.state}: {e.strerror} (paths.state)") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
