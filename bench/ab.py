@@ -77,8 +77,10 @@ def main() -> None:
         shutil.rmtree(args.dir / "root", ignore_errors=True)
     for name, runs in samples_of.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        print(f"{name:10} wall median {statistics.median(walls):.3f} s   CPU median {statistics.median(cpus):.3f} s"
-              f"   CPU min {min(cpus):.3f} s   ({len(runs)} runs, workers {args.workers})")
+        print(
+            f"{name:10} wall median {statistics.median(walls):.3f} s   CPU median {statistics.median(cpus):.3f} s"
+            f"   CPU min {min(cpus):.3f} s   ({len(runs)} runs, workers {args.workers})"
+        )
 
 
 if __name__ == "__main__":

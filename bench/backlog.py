@@ -43,7 +43,7 @@ from json_workflow.parse import parse_job
 from json_workflow.route import plan
 
 MANIFEST = "manifest.json"
-ORIGINAL = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")   # a failed file's timestamp prefix
+ORIGINAL = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")  # a failed file's timestamp prefix
 
 
 def command() -> list[str]:
@@ -55,6 +55,7 @@ def command() -> list[str]:
 
 
 # --- the template backlog ---------------------------------------------------------------------
+
 
 def generate(hot: Path, count: int, seed: int, bad_every: int) -> list[list[str]]:
     """Write the backlog into `hot`/{CLIENT}/name.json; returns the invalid files as [client, name]."""
@@ -85,8 +86,11 @@ def template(base: Path, count: int, seed: int, bad_every: int) -> tuple[Path, l
     started = time.perf_counter()
     invalid = generate(top / "JSON", count, seed, bad_every)
     manifest.write_text(json.dumps({**wanted, "invalid": invalid}))
-    print(f"template: {count} files ({len(invalid)} invalid) generated in "
-          f"{time.perf_counter() - started:.1f}s into {top / 'JSON'}", flush=True)
+    print(
+        f"template: {count} files ({len(invalid)} invalid) generated in "
+        f"{time.perf_counter() - started:.1f}s into {top / 'JSON'}",
+        flush=True,
+    )
     return top / "JSON", invalid
 
 
@@ -96,11 +100,11 @@ class Expected:
     def __init__(self, hot: Path, invalid: list[list[str]], config_path: str | None, root: Path):
         config = config_module.load(config_path, root)
         self.config = config
-        self.invalid = Counter(client for client, _ in invalid)   # per client folder
+        self.invalid = Counter(client for client, _ in invalid)  # per client folder
         bad = {(client, name) for client, name in invalid}
-        self.places: Counter[str] = Counter()                    # folder relative to root -> files
+        self.places: Counter[str] = Counter()  # folder relative to root -> files
         self.valid = 0
-        self.files: dict[str, str] = {}                          # name -> client (names are unique)
+        self.files: dict[str, str] = {}  # name -> client (names are unique)
         for client_dir in sorted(hot.iterdir()):
             for f in sorted(client_dir.iterdir()):
                 self.files[f.name] = client_dir.name
@@ -109,7 +113,7 @@ class Expected:
                     job = parse_job(data, client_dir.name)
                 except Rejected:
                     if (client_dir.name, f.name) not in bad:
-                        raise SystemExit(f"template file {f} is rejected but samples called it valid")
+                        raise SystemExit(f"template file {f} is rejected but samples called it valid") from None
                     continue
                 if (client_dir.name, f.name) in bad:
                     raise SystemExit(f"template file {f} parses but samples called it invalid")
@@ -121,7 +125,7 @@ class Expected:
 
 # --- timing ---------------------------------------------------------------------------------
 
-SETTLE = 0.0   # seconds to wait after `sync` before each timed phase; see --settle
+SETTLE = 0.0  # seconds to wait after `sync` before each timed phase; see --settle
 
 
 def sync() -> None:
@@ -157,8 +161,7 @@ def phase_folder(base: Path) -> Iterator[Path]:
     image.unlink(missing_ok=True)
     subprocess.run(["truncate", "-s", FRESH_FS, str(image)], check=True)
     # Inode tables and journal are written now, not by a background thread during the timed phase.
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)],
-                   check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)], check=True)
     mount.mkdir(exist_ok=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     try:
@@ -195,8 +198,9 @@ def our_round(source: Path, base: Path, config_path: str | None, expected: Expec
         return _our_round(source, base, where, config_path, expected, check_bytes)
 
 
-def _our_round(source: Path, base: Path, where: Path, config_path: str | None, expected: Expected,
-               check_bytes: bool) -> dict:
+def _our_round(
+    source: Path, base: Path, where: Path, config_path: str | None, expected: Expected, check_bytes: bool
+) -> dict:
     root = where / "run"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -239,8 +243,9 @@ def run_once(root: Path, base: Path, config_path: str | None) -> dict:
         argv += ["--config", config_path]
     report = base / "run.rusage"
     with open(base / "run.stdout", "w+b") as out, open(base / "run.stderr", "w+b") as err:
-        launcher = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, str(report), *argv],
-                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        launcher = subprocess.Popen(
+            [sys.executable, "-S", "-c", LAUNCHER, str(report), *argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL
+        )
         launcher.wait()
         out.seek(0)
         err.seek(0)
@@ -251,7 +256,7 @@ def run_once(root: Path, base: Path, config_path: str | None) -> dict:
         raise SystemExit(f"json-workflow exited {code}:\n{stdout}\n{stderr[-4000:]}")
     return {
         "seconds": float(seconds),
-        "rss_mb": int(maxrss) / 1024,          # Linux: kilobytes
+        "rss_mb": int(maxrss) / 1024,  # Linux: kilobytes
         "user": float(user),
         "system": float(system),
         "stdout": stdout.strip(),
@@ -260,6 +265,7 @@ def run_once(root: Path, base: Path, config_path: str | None) -> dict:
 
 
 # --- verification -----------------------------------------------------------------------------
+
 
 def verify(root: Path, expected: Expected, summary: str) -> list[str]:
     """Every outcome of the run: nothing left, nothing lost, every copy where the rules say."""
@@ -303,8 +309,11 @@ def verify(root: Path, expected: Expected, summary: str) -> list[str]:
     if reasons != expected.invalid:
         problems.append(f"failed folder has reason files {dict(reasons)}, expected {dict(expected.invalid)}")
 
-    wanted = (f"Processed {expected.total} files", f"{expected.valid} archived",
-              f"{sum(expected.invalid.values())} failed, 0 pending")
+    wanted = (
+        f"Processed {expected.total} files",
+        f"{expected.valid} archived",
+        f"{sum(expected.invalid.values())} failed, 0 pending",
+    )
     if not all(w in summary for w in wanted):
         problems.append(f"summary line {summary!r} does not say {wanted}")
     return problems
@@ -327,6 +336,7 @@ def verify_bytes(root: Path, source: Path, expected: Expected) -> list[str]:
 
 
 # --- main -------------------------------------------------------------------------------------
+
 
 def config_file(base: Path, workers: int | None, flush: str | None) -> str | None:
     if workers is None and flush is None:
@@ -351,15 +361,16 @@ def memory_only(args, base: Path, config_path: str | None) -> None:
     shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()
     invalid = generate(root / "JSON", args.files, args.seed, args.bad_every)
-    print(f"generated {args.files} files ({len(invalid)} invalid) in {time.perf_counter() - started:.1f}s",
-          flush=True)
+    print(f"generated {args.files} files ({len(invalid)} invalid) in {time.perf_counter() - started:.1f}s", flush=True)
     expected = Expected(root / "JSON", invalid, config_path, root)
     settle()
     result = run_once(root, base, config_path)
     problems = verify(root, expected, result["stdout"])
-    print(f"{args.files} files: peak RSS {result['rss_mb']:.1f} MB, {result['seconds']:.2f}s "
-          f"({rate(args.files, result['seconds']):.0f} files/s), user {result['user']:.2f}s "
-          f"system {result['system']:.2f}s")
+    print(
+        f"{args.files} files: peak RSS {result['rss_mb']:.1f} MB, {result['seconds']:.2f}s "
+        f"({rate(args.files, result['seconds']):.0f} files/s), user {result['user']:.2f}s "
+        f"system {result['system']:.2f}s"
+    )
     print(f"  {result['stdout']}")
     report_problems(problems)
     if not args.keep:
@@ -376,19 +387,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000, help="backlog size (default 10000)")
     parser.add_argument("--rounds", type=int, default=5, help="counted rounds after one warm-up (default 5)")
-    parser.add_argument("--dir", default=os.path.join(os.getcwd(), "bench-tmp"),
-                        help="scratch folder; its disk is the one measured (default ./bench-tmp; "
-                             "tmpfs: /dev/shm/jwbench)")
+    parser.add_argument(
+        "--dir",
+        default=os.path.join(os.getcwd(), "bench-tmp"),
+        help="scratch folder; its disk is the one measured (default ./bench-tmp; tmpfs: /dev/shm/jwbench)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (the template is reused)")
     parser.add_argument("--workers", type=int, help="pass a configuration file setting `workers`")
     parser.add_argument("--flush", choices=["filesystem", "file"], help="pass a configuration file setting `flush`")
     parser.add_argument("--memory-only", action="store_true", help="one run on N files, peak RSS only")
-    parser.add_argument("--settle", type=float,
-                        help="seconds to wait after `sync` before each timed phase, so one phase's deletions "
-                             "do not bill the next (default 61 on a disk, 0 on tmpfs)")
-    parser.add_argument("--fresh-fs", metavar="SIZE", default="",
-                        help="run every timed phase on a new ext4 filesystem of SIZE (e.g. 4G) loop-mounted "
-                             "under --dir (needs root); no settle needed")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        help="seconds to wait after `sync` before each timed phase, so one phase's deletions "
+        "do not bill the next (default 61 on a disk, 0 on tmpfs)",
+    )
+    parser.add_argument(
+        "--fresh-fs",
+        metavar="SIZE",
+        default="",
+        help="run every timed phase on a new ext4 filesystem of SIZE (e.g. 4G) loop-mounted "
+        "under --dir (needs root); no settle needed",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bad-every", type=int, default=97, help="every n-th file is invalid (default 97)")
     args = parser.parse_args()
@@ -403,10 +423,12 @@ def main() -> None:
     SETTLE = args.settle if args.settle is not None else (0.0 if fresh else 61.0)
     try:
         config_path = config_file(base, args.workers, args.flush)
-        print(f"json-workflow backlog benchmark: {args.files} files in {base} "
-              f"({fs}), settle {SETTLE:g}s, command {' '.join(command())}, "
-              f"config {'built-in' if not config_path else Path(config_path).read_text().strip().replace(chr(10), ', ')}",
-              flush=True)
+        print(
+            f"json-workflow backlog benchmark: {args.files} files in {base} "
+            f"({fs}), settle {SETTLE:g}s, command {' '.join(command())}, "
+            f"config {'built-in' if not config_path else Path(config_path).read_text().strip().replace(chr(10), ', ')}",
+            flush=True,
+        )
         if args.memory_only:
             return memory_only(args, base, config_path)
         run(args, base, config_path)
@@ -434,13 +456,19 @@ def run(args, base: Path, config_path: str | None) -> None:
     source, invalid = template(base, args.files, args.seed, args.bad_every)
     expected = Expected(source, invalid, config_path, (base / "phase" if FRESH_FS else base) / "run")
     copies = sum(expected.places.values())
-    print(f"expected: {expected.valid} valid -> {copies} copies in {len(expected.places)} folders, "
-          f"{sum(expected.invalid.values())} invalid -> JSON_FAILED", flush=True)
+    print(
+        f"expected: {expected.valid} valid -> {copies} copies in {len(expected.places)} folders, "
+        f"{sum(expected.invalid.values())} invalid -> JSON_FAILED",
+        flush=True,
+    )
     print(f"before each timed phase: sync, then {SETTLE:g}s settle (untimed)")
     print("floor = wall time of `cp -r JSON archive` + `cp -r JSON dest` + `rm -rf archive dest` (no fsync)")
     print("ours  = wall time of `json-workflow run --once` (process start-up included; every copy durable)")
-    print(f"{'round':>7} {'floor f/s':>10} {'(cp+rm s)':>14} {'ours f/s':>9} {'ours s':>7} {'ratio':>6} "
-          f"{'RSS MB':>7} {'user s':>7} {'sys s':>6}", flush=True)
+    print(
+        f"{'round':>7} {'floor f/s':>10} {'(cp+rm s)':>14} {'ours f/s':>9} {'ours s':>7} {'ratio':>6} "
+        f"{'RSS MB':>7} {'user s':>7} {'sys s':>6}",
+        flush=True,
+    )
     floors, ours, ratios, rss = [], [], [], []
     for n in range(args.rounds + 1):
         f = floor_round(source, base)
@@ -449,20 +477,27 @@ def run(args, base: Path, config_path: str | None) -> None:
         report_problems(o["problems"])
         fr, orate = rate(args.files, f["seconds"]), rate(args.files, o["seconds"])
         label = "warm-up" if n == 0 else str(n)
-        print(f"{label:>7} {fr:10.0f} {f['cp']:6.2f}+{f['rm']:<6.2f} {orate:9.0f} {o['seconds']:7.2f} "
-              f"{orate / fr:6.3f} {o['rss_mb']:7.1f} {o['user']:7.2f} {o['system']:6.2f}", flush=True)
+        print(
+            f"{label:>7} {fr:10.0f} {f['cp']:6.2f}+{f['rm']:<6.2f} {orate:9.0f} {o['seconds']:7.2f} "
+            f"{orate / fr:6.3f} {o['rss_mb']:7.1f} {o['user']:7.2f} {o['system']:6.2f}",
+            flush=True,
+        )
         if n:
             floors.append(fr)
             ours.append(orate)
             ratios.append(orate / fr)
             rss.append(o["rss_mb"])
     print(f"last summary: {o['stdout']}")
-    print(f"verified every round: hot folder empty, {expected.valid} archived and routed to "
-          f"{len(expected.places)} folders as planned, {sum(expected.invalid.values())} failed with reasons, "
-          f"no {TEMP_SUFFIX} left")
-    print(f"MEDIAN of {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
-          f"ours {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}, "
-          f"peak RSS {statistics.median(rss):.1f} MB (max {max(rss):.1f})")
+    print(
+        f"verified every round: hot folder empty, {expected.valid} archived and routed to "
+        f"{len(expected.places)} folders as planned, {sum(expected.invalid.values())} failed with reasons, "
+        f"no {TEMP_SUFFIX} left"
+    )
+    print(
+        f"MEDIAN of {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
+        f"ours {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}, "
+        f"peak RSS {statistics.median(rss):.1f} MB (max {max(rss):.1f})"
+    )
 
 
 if __name__ == "__main__":

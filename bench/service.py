@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import backlog  # noqa: E402
 from backlog import command, floor_round, generate, rate, settle  # noqa: E402
-
 from json_workflow import samples  # noqa: E402
 
 
@@ -60,8 +59,7 @@ def archived(root: Path) -> int:
     if not store.is_dir():
         return 0
     # Hidden names are the service's temporary files (".name.PID-N.jwtmp"): not published yet.
-    return sum(sum(1 for name in os.listdir(folder) if not name.startswith("."))
-               for folder in os.scandir(store))
+    return sum(sum(1 for name in os.listdir(folder) if not name.startswith(".")) for folder in os.scandir(store))
 
 
 class LogCounter:
@@ -124,9 +122,11 @@ def latency(args, base: Path) -> None:
     delays = sorted(seen[n] - dropped[n] for n in dropped if n in seen)
     missing = len(dropped) - len(delays)
     q = statistics.quantiles(delays, n=100)
-    print(f"latency: {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
-          f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
-          + (f"; {missing} NOT ARCHIVED" if missing else ""))
+    print(
+        f"latency: {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
+        f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
+        + (f"; {missing} NOT ARCHIVED" if missing else "")
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -145,8 +145,11 @@ def sustained(args, base: Path) -> None:
     if not template.is_dir():
         generate(template, args.files, seed=1, bad_every=97)
     ratios, ours, floors = [], [], []
-    print(f"sustained: {args.files} files in {base}, settle {backlog.SETTLE:g}s before each timed phase, "
-          f"batch_size {args.batch_size or 'default (10)'}", flush=True)
+    print(
+        f"sustained: {args.files} files in {base}, settle {backlog.SETTLE:g}s before each timed phase, "
+        f"batch_size {args.batch_size or 'default (10)'}",
+        flush=True,
+    )
     for round_number in range(args.rounds + 1):
         floor = floor_round(template, base)
         root = fresh_root(base, "sustained")
@@ -174,14 +177,19 @@ def sustained(args, base: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
         label = "warm-up" if round_number == 0 else f"round {round_number}"
         ratio = rate(args.files, seconds) / rate(args.files, floor["seconds"])
-        print(f"{label}: floor {rate(args.files, floor['seconds']):.0f} files/s, service "
-              f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}", flush=True)
+        print(
+            f"{label}: floor {rate(args.files, floor['seconds']):.0f} files/s, service "
+            f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}",
+            flush=True,
+        )
         if round_number:
             ratios.append(ratio)
             ours.append(rate(args.files, seconds))
             floors.append(rate(args.files, floor["seconds"]))
-    print(f"sustained medians over {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
-          f"service {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}")
+    print(
+        f"sustained medians over {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
+        f"service {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}"
+    )
 
 
 def idle(args, base: Path) -> None:
@@ -195,8 +203,10 @@ def idle(args, base: Path) -> None:
     used = cpu_seconds(process.pid) - before
     rss = peak_rss_mb(process.pid)
     stop(process)
-    print(f"idle: {used:.2f} CPU seconds in {args.seconds}s with 50 client folders "
-          f"(scan every 60 s); peak RSS {rss:.1f} MB")
+    print(
+        f"idle: {used:.2f} CPU seconds in {args.seconds}s with 50 client folders "
+        f"(scan every 60 s); peak RSS {rss:.1f} MB"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -215,8 +225,10 @@ def memory(args, base: Path) -> None:
         time.sleep(0.2)
     peak = max(peak, peak_rss_mb(process.pid))
     stop(process)
-    print(f"memory: peak RSS {peak:.1f} MB draining a {args.files}-file backlog "
-          f"(batch_size {args.batch_size or 'default (10)'})")
+    print(
+        f"memory: peak RSS {peak:.1f} MB draining a {args.files}-file backlog "
+        f"(batch_size {args.batch_size or 'default (10)'})"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -229,15 +241,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--settle", type=float, default=None,
-                        help="seconds to wait after `sync` before each timed phase of `sustained` "
-                             "(default 61 on a disk, 0 on tmpfs; see backlog.py)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="seconds to wait after `sync` before each timed phase of `sustained` "
+        "(default 61 on a disk, 0 on tmpfs; see backlog.py)",
+    )
     args = parser.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     fs = backlog.fs_type(base)
-    backlog.SETTLE = args.settle if args.settle is not None else (
-        0.0 if fs.split()[0] in ("tmpfs", "ramfs") else 61.0)
+    backlog.SETTLE = args.settle if args.settle is not None else (0.0 if fs.split()[0] in ("tmpfs", "ramfs") else 61.0)
     if args.seconds is None:
         args.seconds = 300 if args.what == "idle" else 20
     if args.files is None:

@@ -139,13 +139,19 @@ def read_reason(failed_file: Path) -> dict[str, str]:
     return fields
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run `python -m json_workflow ARGS` in a real subprocess."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JSON_WORKFLOW_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "json_workflow", *args],
-        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
     )
 
 
@@ -170,8 +176,12 @@ def failing_disk(tmp_path):
         with open(image, "wb") as f:
             f.truncate(64 << 20)
         # No journal and no lazy initialisation: only the files written later reach for the missing space.
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0", str(image)],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0", str(image)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         mount.mkdir()
         yield from _mounted(["mount", "-o", "loop", str(image)], mount)
 
@@ -186,8 +196,9 @@ def exfat(tmp_path):
     mount.mkdir()
     try:
         subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True, timeout=60)
-        device = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        device = subprocess.run(
+            ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"cannot make an exFAT filesystem here (exfatprogs, a loop device, root): {e}")
     try:

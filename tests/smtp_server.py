@@ -75,6 +75,15 @@ def smtp_server(implicit_tls: bool = False) -> Iterator[tuple[int, Inbox]]:
 
 def email_settings(port: int, **more) -> dict:
     """An [email] table for the test server (the password comes from the environment)."""
-    return {"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port, "starttls": True, "username": USER,
-            "password_env": "JW_TEST_SMTP_PASSWORD", "ca_file": str(CERT), "sender": "twist@example.com",
-            "recipients": ["ops@example.com", "lead@example.com"], **more}
+    return {
+        "enabled": True,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "starttls": True,
+        "username": USER,
+        "password_env": "JW_TEST_SMTP_PASSWORD",
+        "ca_file": str(CERT),
+        "sender": "twist@example.com",
+        "recipients": ["ops@example.com", "lead@example.com"],
+        **more,
+    }

@@ -12,7 +12,9 @@ from json_workflow.samples import job
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (INFO|ERROR|WARNING) - \[[^\]]+\] "
-SUMMARY = re.compile(r"Processed (\d+) files in \d+\.\d\ds: (\d+) archived \((\d+) routed\), (\d+) failed, (\d+) pending")
+SUMMARY = re.compile(
+    r"Processed (\d+) files in \d+\.\d\ds: (\d+) archived \((\d+) routed\), (\d+) failed, (\d+) pending"
+)
 
 
 def counts(stdout: str) -> tuple[int, ...]:
@@ -35,12 +37,15 @@ def test_run_once_prints_summary_and_writes_seed_style_log(root):
     log = (root / "JSON_PARSER_LOGS/json_workflow.log").read_text()
     lines = log.splitlines()
     assert all(re.match(LOG_LINE, line) for line in lines), log
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - INFO - \[worker-\d+\] \[STARTUP\] Processing: RANK/x\.json$",
-                     log, re.M)
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - INFO - \[worker-\d+\] \[STARTUP\] Processing: RANK/x\.json$", log, re.M
+    )
     assert re.search(r" - INFO - \[worker-\d+\] \[STARTUP\] Stored file: RANK/x\.json$", log, re.M)
     assert re.search(r" - INFO - \[worker-\d+\] \[STARTUP\] Routed to: Monday Rank$", log, re.M)
     assert re.search(r" - INFO - \[worker-\d+\] \[STARTUP\] Routed to: Celtra \(eligible client\)$", log, re.M)
-    assert re.search(r" - INFO - \[worker-\d+\] \[STARTUP\] Successfully processed RANK/x\.json \(\d+\.\d\ds\)$", log, re.M)
+    assert re.search(
+        r" - INFO - \[worker-\d+\] \[STARTUP\] Successfully processed RANK/x\.json \(\d+\.\d\ds\)$", log, re.M
+    )
     assert re.search(r" - ERROR - .*Failed RANK/bad\.json at parse: invalid JSON", log)
     assert len(re.findall(r" - ERROR - .*Destination unavailable.*Monday RB.*errno 20", log)) == 1
     assert "Processing: RANK/x.json" in r.stderr  # also on stderr
@@ -119,9 +124,12 @@ def test_check_config_valid_prints_routing_table(tmp_path):
     assert "(valid)" in out
     assert "routes (6)" in out
     for name, dest in [
-        ("Monday Rank", "SYNC/MAKE/Monday Rank"), ("Monday RB", "SYNC/MAKE/Monday RB"),
-        ("BISSELL-WRIKE/IN", "CLIENT-STORES/BISSELL-WRIKE/IN"), ("LOREAL/IN", "CLIENT-STORES/LOREAL/IN"),
-        ("Celtra", CELTRA), ("Celtra (eligible client)", CELTRA),
+        ("Monday Rank", "SYNC/MAKE/Monday Rank"),
+        ("Monday RB", "SYNC/MAKE/Monday RB"),
+        ("BISSELL-WRIKE/IN", "CLIENT-STORES/BISSELL-WRIKE/IN"),
+        ("LOREAL/IN", "CLIENT-STORES/LOREAL/IN"),
+        ("Celtra", CELTRA),
+        ("Celtra (eligible client)", CELTRA),
     ]:
         assert f"  {name}: " in out
         assert f"-> {tmp_path}/{dest}" in out
@@ -137,7 +145,11 @@ def test_check_config_twist_example_via_env():
 
 
 def test_check_config_invalid_exits_2_with_file_and_key(tmp_path):
-    text = (REPO / "examples/twist.toml").read_text().replace('when = { ClientCode = "LOREAL" }', "when = { ClientCode = 1.5 }")
+    text = (
+        (REPO / "examples/twist.toml")
+        .read_text()
+        .replace('when = { ClientCode = "LOREAL" }', "when = { ClientCode = 1.5 }")
+    )
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text)
     r = cli("check-config", "--config", str(cfg))
@@ -150,7 +162,8 @@ def test_check_config_invalid_exits_2_with_file_and_key(tmp_path):
 @pytest.mark.parametrize("destination, why", [("../outside/IN", 'no ".."'), ("JSON/OUT", "inside the hot folder")])
 @pytest.mark.parametrize("command", [["check-config"], ["run", "--once"]])
 def test_a_destination_outside_root_or_inside_the_hot_folder_exits_2_and_creates_nothing(
-        tmp_path, root, outside, command, destination, why):
+    tmp_path, root, outside, command, destination, why
+):
     drop(root, "RANK", "x.json", job("RANK", "X", 1))
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[[routes]]\nname = "r"\ndestination = "{destination}"\nwhen = {{ ClientCode = "RANK" }}\n')
@@ -217,8 +230,12 @@ def test_demo_leaves_every_sample_where_it_says(tmp_path):
     all_files = files(sandbox)
     for name, places in expected.items():
         assert {str(Path(p).parent) for p in all_files if Path(p).name == name} == places, name
-    for folder, name in [("RANK", "broken.json"), ("BISSELL", "no_client.json"),
-                         ("LOREAL", "wrong_folder.json"), ("_unknown", "escape.json")]:
+    for folder, name in [
+        ("RANK", "broken.json"),
+        ("BISSELL", "no_client.json"),
+        ("LOREAL", "wrong_folder.json"),
+        ("_unknown", "escape.json"),
+    ]:
         (failed,) = failed_entries(sandbox, name)
         assert failed.parent == sandbox / "JSON_FAILED" / folder
         assert failed.with_name(failed.name + ".reason.txt").exists()

@@ -51,6 +51,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 # --- built-in defaults (pure) ---------------------------------------------------------------------
 
+
 def test_builtin_defaults_are_the_seed_setup():
     c = build({}, "built-in")
     assert c.root == Path("/data/PRODUCTION")
@@ -121,6 +122,7 @@ def test_when_value_may_be_a_number():
 
 # --- validation messages (pure) -------------------------------------------------------------------
 
+
 def test_unknown_top_level_key_is_rejected_with_its_name():
     assert problems({"rooot": "/x"}) == ["rooot: unknown key"]
 
@@ -173,11 +175,14 @@ def test_two_fields_of_one_when_differing_only_in_case_are_refused():
     routes = copy.deepcopy(SEED_ROUTES)
     routes[5]["when"]["clientcode"] = "RANK"
     assert problems({"routes": routes}) == [
-        "routes[5].when: ClientCode and clientcode are the same field (field names match ignoring case); keep one"]
+        "routes[5].when: ClientCode and clientcode are the same field (field names match ignoring case); keep one"
+    ]
     del routes[5]["when"]["ClientCode"]
     routes[0]["when"] = {"CLIENTCODE": "RANK"}  # each rule may spell a field its own way
     assert [dict(r.when) for r in build({"routes": routes}, "x").routes[::5]] == [
-        {"CLIENTCODE": ("RANK",)}, {"JobCategory": ("CELTRA",), "clientcode": ("RANK",)}]
+        {"CLIENTCODE": ("RANK",)},
+        {"JobCategory": ("CELTRA",), "clientcode": ("RANK",)},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -203,8 +208,10 @@ CLIMBING = ["..", "../OUT", "A/../../OUT", "A/..", "/data/PRODUCTION/../OUT", "/
 @pytest.mark.parametrize("folder", CLIMBING)
 def test_dotdot_in_a_folder_is_refused_naming_its_key(key, folder):
     (msg,) = problems({"paths": {key: folder}})
-    assert msg == (f'paths.{key}: expected a folder relative to root, or an absolute one, with no ".." in it '
-                   f"(it can lead out of the data root) (got {folder!r})")
+    assert msg == (
+        f'paths.{key}: expected a folder relative to root, or an absolute one, with no ".." in it '
+        f"(it can lead out of the data root) (got {folder!r})"
+    )
     build({"paths": {key: folder.replace("..", "...")}}, "x")  # more dots are only a name
 
 
@@ -226,8 +233,10 @@ def test_dotdot_in_a_destination_is_refused_naming_the_rule(folder):
         ({"paths": {"hot": "IN", "archive": "IN/./STORE/"}}, "paths.archive"),
         ({"paths": {"archive": "/r/JSON/STORE"}}, "paths.archive"),
         ({"paths": {"hot": "/srv/in", "failed": "/srv/in"}}, "paths.failed"),
-        ({"routes": [{"name": "loop", "destination": "JSON/OUT", "when": {"ClientCode": "RANK"}}]},
-         "routes[0].destination"),
+        (
+            {"routes": [{"name": "loop", "destination": "JSON/OUT", "when": {"ClientCode": "RANK"}}]},
+            "routes[0].destination",
+        ),
     ],
 )
 def test_a_folder_at_or_inside_the_hot_folder_is_refused_naming_its_key(data, key):
@@ -241,22 +250,25 @@ def test_the_message_names_both_folders_and_says_why():
     routes[2]["destination"] = "JSON/BISSELL/IN"
     assert problems({"routes": routes}, root="/r") == [
         "routes[2].destination: /r/JSON/BISSELL/IN is inside the hot folder /r/JSON, so the files delivered there "
-        "would be taken again; choose a folder outside it"]
+        "would be taken again; choose a folder outside it"
+    ]
     routes[2]["destination"] = "JSON.OLD/IN"  # a sibling whose name starts like the hot folder's is outside it
     assert build({"routes": routes}, "x", root="/r").routes[2].destination == "JSON.OLD/IN"
 
 
 def test_the_hot_folder_as_root_has_every_delivery_folder_inside_it():
     msgs = problems({"paths": {"hot": "."}}, root="/r")
-    assert [m.split(":")[0] for m in msgs] == ["paths.archive", "paths.failed"] + [f"routes[{i}].destination"
-                                                                                   for i in range(6)]
+    assert [m.split(":")[0] for m in msgs] == ["paths.archive", "paths.failed"] + [
+        f"routes[{i}].destination" for i in range(6)
+    ]
 
 
 @pytest.mark.parametrize("key, name", [("archive", "archive"), ("failed", "failed")])
 def test_the_hot_folder_inside_the_archive_or_failed_folder_is_refused(key, name):
     assert problems({"paths": {key: "DATA", "hot": "DATA/JSON"}}, root="/r") == [
         f"paths.hot: /r/DATA/JSON is inside the {name} folder /r/DATA (paths.{key}), where a folder is made for each "
-        "client, named after the files; keep the hot folder outside it"]
+        "client, named after the files; keep the hot folder outside it"
+    ]
 
 
 def test_the_hot_folder_is_checked_under_the_root_that_overrides_the_files():
@@ -273,6 +285,7 @@ def test_config_error_text_names_file_and_key():
 
 
 # --- loading files --------------------------------------------------------------------------------
+
 
 def test_load_without_file_is_builtin(tmp_path):
     c = load(None, tmp_path)
@@ -306,7 +319,8 @@ def test_a_destination_reaching_the_hot_folder_through_a_symlink_is_refused_at_l
         load(p, root)
     assert e.value.problems == [
         f"routes[0].destination: {root}/SYNC/IN ({root}/JSON/IN on disk) is inside the hot folder {root}/JSON, "
-        "so the files delivered there would be taken again; choose a folder outside it"]
+        "so the files delivered there would be taken again; choose a folder outside it"
+    ]
 
 
 def test_a_hot_folder_that_is_a_symlink_to_the_archive_is_refused_at_load(tmp_path):
@@ -316,8 +330,9 @@ def test_a_hot_folder_that_is_a_symlink_to_the_archive_is_refused_at_load(tmp_pa
         load(None, tmp_path)
     assert e.value.source == "built-in configuration"
     (msg,) = e.value.problems
-    assert msg.startswith(f"paths.archive: {tmp_path}/JSON_STORE is the hot folder {tmp_path}/JSON "
-                          f"({tmp_path}/JSON_STORE on disk)")
+    assert msg.startswith(
+        f"paths.archive: {tmp_path}/JSON_STORE is the hot folder {tmp_path}/JSON ({tmp_path}/JSON_STORE on disk)"
+    )
 
 
 def test_file_without_routes_keeps_seed_rules(tmp_path):

@@ -46,10 +46,14 @@ def a_crash_left(root: Path, client: str, name: str, data: bytes) -> Path:
 
 # --- exFAT: no hard links, no RENAME_NOREPLACE, modes always 0777 ----------------------------------
 
+
 def failed_entries_shortened(root: Path, name: str) -> list[Path]:
     """Failed copies of a name too long to keep whole (its reason file has it whole)."""
-    return [p for p in (root / "JSON_FAILED/RANK").iterdir()
-            if not p.name.endswith(".reason.txt") and read_reason(p)["name"] == name]
+    return [
+        p
+        for p in (root / "JSON_FAILED/RANK").iterdir()
+        if not p.name.endswith(".reason.txt") and read_reason(p)["name"] == name
+    ]
 
 
 @pytest.mark.root
@@ -101,6 +105,7 @@ def test_a_data_root_on_exfat_works_end_to_end(exfat, file_mode):
 
 # --- a service that is not root, on files that other users own ------------------------------------
 
+
 def run_as(uid: int, root: Path, *args: str) -> subprocess.CompletedProcess:
     """`json-workflow ARGS` run by `uid`, without any privilege, on an interpreter that user may run."""
     user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
@@ -110,10 +115,18 @@ def run_as(uid: int, root: Path, *args: str) -> subprocess.CompletedProcess:
     # A pyenv interpreter under /root is closed to other users; the system's of the same version is not.
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin")):
-        probe = subprocess.run([*user, python, "-c", "import json_workflow.cli"], env=env, cwd=root, capture_output=True)
+        probe = subprocess.run(
+            [*user, python, "-c", "import json_workflow.cli"], env=env, cwd=root, capture_output=True
+        )
         if python and probe.returncode == 0:
-            return subprocess.run([*user, python, "-m", "json_workflow", *args], env=env, cwd=root,
-                                  capture_output=True, text=True, timeout=60)
+            return subprocess.run(
+                [*user, python, "-m", "json_workflow", *args],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
     pytest.skip(f"no Python that uid {uid} may run with this one's packages")
 
 
@@ -206,6 +219,7 @@ def test_folders_the_user_may_not_use_are_a_clear_error(root, tmp_path):
 
 # --- a job file hard-linked from outside the data root --------------------------------------------
 
+
 def test_a_hard_linked_input_never_shares_its_mode_nor_its_inode_with_the_outside(config, root, outside):
     inputs = {  # name: (bytes, mode of the outside file)
         "good.json": (job("RANK", "X", 1), 0o664),  # the configured mode: the original itself would do
@@ -225,8 +239,11 @@ def test_a_hard_linked_input_never_shares_its_mode_nor_its_inode_with_the_outsid
     for name, (data, mode) in inputs.items():
         after = os.stat(outside / name)
         assert (outside / name).read_bytes() == data
-        assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before[name].st_ino, mode | stat.S_IFREG,
-                                                                    before[name].st_mtime_ns)
+        assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (
+            before[name].st_ino,
+            mode | stat.S_IFREG,
+            before[name].st_mtime_ns,
+        )
         assert after.st_nlink == 1  # the hot folder's link is gone, and no other took its place
         if name.startswith("good"):
             kept = root / "JSON_STORE/RANK" / name
@@ -238,6 +255,7 @@ def test_a_hard_linked_input_never_shares_its_mode_nor_its_inode_with_the_outsid
 
 
 # --- special files --------------------------------------------------------------------------------
+
 
 def test_a_fifo_named_like_a_job_is_set_aside_without_waiting_for_a_writer(root):
     # With flush = "file" every new file is fsynced, and opening a FIFO to do so waited for a writer forever.

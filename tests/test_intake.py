@@ -12,9 +12,23 @@ from json_workflow.pipeline import run_once
 from json_workflow.samples import job
 
 IGNORED = [
-    ".hidden.json", ".x.json.swp", "~lock.json", "~$report.json", "x.tmp", "x.json.tmp", "x.part",
-    "x.json.part", "x.swp", "x.crdownload", "x.json.crdownload", "notes.txt", "x.xml", "README", "x.jsonl",
-    "x.json.bak", "json",
+    ".hidden.json",
+    ".x.json.swp",
+    "~lock.json",
+    "~$report.json",
+    "x.tmp",
+    "x.json.tmp",
+    "x.part",
+    "x.json.part",
+    "x.swp",
+    "x.crdownload",
+    "x.json.crdownload",
+    "notes.txt",
+    "x.xml",
+    "README",
+    "x.jsonl",
+    "x.json.bak",
+    "json",
 ]
 TAKEN = ["a.json", "B.JSON", "c.Json", "d.e.json", "not~first.json"]
 

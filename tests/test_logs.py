@@ -134,8 +134,11 @@ def test_logrotate_under_load_loses_no_line(root, tmp_path):
                 subprocess.run(rotate, check=True, capture_output=True, timeout=10)
             time.sleep(0.01)  # spread the drops over a few seconds, so rotations fall between batches
         wanted = {f"Successfully processed RANK/{name} " for name in names}
-        wait_for(lambda: all(line in every_logged_line(folder) for line in wanted), timeout=20,
-                 what="every file's line in the log, rotated or not")
+        wait_for(
+            lambda: all(line in every_logged_line(folder) for line in wanted),
+            timeout=20,
+            what="every file's line in the log, rotated or not",
+        )
     finally:
         assert service.stop() == 0
     assert len(list(folder.glob("*.gz"))) >= 3  # rotations happened under load, and compressed

@@ -73,13 +73,29 @@ def test_non_ascii_utf8_is_accepted():
         (doc({"JobCategory": "X"}), "validate", "JobDetails.ClientCode is missing"),
         (doc({"ClientCode": 5, "JobCategory": "X"}), "validate", "JobDetails.ClientCode must be a non-empty string"),
         (doc({"ClientCode": None, "JobCategory": "X"}), "validate", "JobDetails.ClientCode must be a non-empty string"),
-        (doc({"ClientCode": ["RANK"], "JobCategory": "X"}), "validate", "JobDetails.ClientCode must be a non-empty string"),
+        (
+            doc({"ClientCode": ["RANK"], "JobCategory": "X"}),
+            "validate",
+            "JobDetails.ClientCode must be a non-empty string",
+        ),
         (doc({"ClientCode": "", "JobCategory": "X"}), "validate", "JobDetails.ClientCode must be a non-empty string"),
         (doc({"ClientCode": "  ", "JobCategory": "X"}), "validate", "JobDetails.ClientCode must be a non-empty string"),
         (doc({"ClientCode": "RANK"}), "validate", "JobDetails.JobCategory is missing"),
-        (doc({"ClientCode": "RANK", "JobCategory": ""}), "validate", "JobDetails.JobCategory must be a non-empty string"),
-        (doc({"ClientCode": "RANK", "JobCategory": 3}), "validate", "JobDetails.JobCategory must be a non-empty string"),
-        (doc({"ClientCode": "RANK", "JobCategory": {}}), "validate", "JobDetails.JobCategory must be a non-empty string"),
+        (
+            doc({"ClientCode": "RANK", "JobCategory": ""}),
+            "validate",
+            "JobDetails.JobCategory must be a non-empty string",
+        ),
+        (
+            doc({"ClientCode": "RANK", "JobCategory": 3}),
+            "validate",
+            "JobDetails.JobCategory must be a non-empty string",
+        ),
+        (
+            doc({"ClientCode": "RANK", "JobCategory": {}}),
+            "validate",
+            "JobDetails.JobCategory must be a non-empty string",
+        ),
         (job("LOREAL", "X", 1), "validate", "does not match its client folder"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -94,7 +110,9 @@ def test_top_level_string_reason_reads_well():
     assert rejected(b'"RANK"').reason == "top level is a JSON string, expected an object"
 
 
-@pytest.mark.parametrize("code", ["../x", "a/b", "/abs", "..", ".", ".hidden", "a\\b", "x\x00y", "tab\there", " RANK", "RANK ", "A" * 101])
+@pytest.mark.parametrize(
+    "code", ["../x", "a/b", "/abs", "..", ".", ".hidden", "a\\b", "x\x00y", "tab\there", " RANK", "RANK ", "A" * 101]
+)
 @pytest.mark.parametrize("folder", [None, "RANK"])
 def test_unsafe_client_code_is_rejected(code, folder):
     r = rejected(job(code, "X", 1), folder)
@@ -114,7 +132,9 @@ def test_unsafe_folder_names(name):
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(constant):
-    raw = doc({"ClientCode": "RANK", "JobCategory": "X"}).replace(b'"X"}', b'"X", "Quantity": ' + constant.encode() + b"}")
+    raw = doc({"ClientCode": "RANK", "JobCategory": "X"}).replace(
+        b'"X"}', b'"X", "Quantity": ' + constant.encode() + b"}"
+    )
     r = rejected(raw)
     assert (r.stage, r.reason) == ("parse", f"invalid JSON: {constant} is not a JSON number")
 
@@ -123,8 +143,11 @@ def test_nan_and_infinity_are_not_json(constant):
 def test_a_number_over_pythons_digit_limit_is_rejected_not_raised(where):
     number = b"9" * 5000
     details = doc({"ClientCode": "RANK", "JobCategory": "X"})
-    raw = (details.replace(b'"X"}', b'"X", "Quantity": ' + number + b"}") if where == "JobDetails"
-           else b'{"Big": ' + number + b", " + details[1:])
+    raw = (
+        details.replace(b'"X"}', b'"X", "Quantity": ' + number + b"}")
+        if where == "JobDetails"
+        else b'{"Big": ' + number + b", " + details[1:]
+    )
     r = rejected(raw)
     assert r.stage == "parse" and r.reason.startswith("invalid JSON: Exceeds the limit (4300 digits)")
 
@@ -141,7 +164,9 @@ def test_a_lone_surrogate_in_a_field_we_keep_is_rejected(field, surrogate):
     r.reason.encode("utf-8")
 
 
-@pytest.mark.parametrize("code", ["RA\u200bNK", "\u202eKNAR", "RANK\ufeff", "RA\u00a0NK", "RA\u2028NK", "RA\U000e0041NK"])
+@pytest.mark.parametrize(
+    "code", ["RA\u200bNK", "\u202eKNAR", "RANK\ufeff", "RA\u00a0NK", "RA\u2028NK", "RA\U000e0041NK"]
+)
 def test_invisible_characters_make_a_client_code_unsafe(code):
     assert not is_safe_folder_name(code)
     r = rejected(doc({"ClientCode": code, "JobCategory": "X"}), None)

@@ -13,11 +13,22 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    CELTRA, mounted_tmpfs, FAILED_NAME, FIXED_NOW, FIXED_STAMP, drop, expected_places, failed_entries, files, find, leftovers,
-    make_config, read_reason,
+    CELTRA,
+    FAILED_NAME,
+    FIXED_NOW,
+    FIXED_STAMP,
+    drop,
+    expected_places,
+    failed_entries,
+    files,
+    find,
+    leftovers,
+    make_config,
+    mounted_tmpfs,
+    read_reason,
 )
-from json_workflow.config import SEED_ROUTES, build
 from json_workflow import deliver, durable
+from json_workflow.config import SEED_ROUTES, build
 from json_workflow.durable import Barrier
 from json_workflow.errors import WorkflowError
 from json_workflow.journal import Journal
@@ -94,11 +105,13 @@ def test_rank_celtra_job_ends_in_exactly_three_places(config, root):
     drop(root, "RANK", "rank_celtra.json", data)
     run(config)
     found = [rel for rel in files(root) if not rel.startswith("JSON_PARSER_STATE")]
-    assert sorted(found) == sorted([
-        "JSON_STORE/RANK/rank_celtra.json",
-        "SYNC/MAKE/Monday Rank/rank_celtra.json",
-        f"{CELTRA}/rank_celtra.json",
-    ])
+    assert sorted(found) == sorted(
+        [
+            "JSON_STORE/RANK/rank_celtra.json",
+            "SYNC/MAKE/Monday Rank/rank_celtra.json",
+            f"{CELTRA}/rank_celtra.json",
+        ]
+    )
     assert {files(root)[rel] for rel in found} == {data}
 
 
@@ -143,8 +156,10 @@ def test_utf8_bom_job_is_delivered_with_its_bom(config, root):
 
 # --- 2. bad inputs --------------------------------------------------------------------------------
 
+
 def details(d) -> bytes:
     import json
+
     return json.dumps({"JobSpecification": {"JobDetails": d}}).encode()
 
 
@@ -156,15 +171,35 @@ BAD = [
     ("top-level-array", "RANK", b"[1, 2, 3]", "validate", "top level is a JSON array"),
     ("no-jobdetails", "RANK", b'{"JobSpecification": {}}', "validate", "no JobSpecification.JobDetails object"),
     ("clientcode-missing", "RANK", details({"JobCategory": "X"}), "validate", "ClientCode is missing"),
-    ("clientcode-number", "RANK", details({"ClientCode": 7, "JobCategory": "X"}), "validate",
-     "ClientCode must be a non-empty string"),
-    ("clientcode-empty", "RANK", details({"ClientCode": "", "JobCategory": "X"}), "validate",
-     "ClientCode must be a non-empty string"),
+    (
+        "clientcode-number",
+        "RANK",
+        details({"ClientCode": 7, "JobCategory": "X"}),
+        "validate",
+        "ClientCode must be a non-empty string",
+    ),
+    (
+        "clientcode-empty",
+        "RANK",
+        details({"ClientCode": "", "JobCategory": "X"}),
+        "validate",
+        "ClientCode must be a non-empty string",
+    ),
     ("jobcategory-missing", "RANK", details({"ClientCode": "RANK"}), "validate", "JobCategory is missing"),
-    ("jobcategory-empty", "RANK", details({"ClientCode": "RANK", "JobCategory": " "}), "validate",
-     "JobCategory must be a non-empty string"),
-    ("jobcategory-list", "RANK", details({"ClientCode": "RANK", "JobCategory": ["CELTRA"]}), "validate",
-     "JobCategory must be a non-empty string"),
+    (
+        "jobcategory-empty",
+        "RANK",
+        details({"ClientCode": "RANK", "JobCategory": " "}),
+        "validate",
+        "JobCategory must be a non-empty string",
+    ),
+    (
+        "jobcategory-list",
+        "RANK",
+        details({"ClientCode": "RANK", "JobCategory": ["CELTRA"]}),
+        "validate",
+        "JobCategory must be a non-empty string",
+    ),
     ("wrong-client-folder", "LOREAL", job("RANK", "PRODUCTION", 4), "validate", "does not match its client folder"),
     ("unsafe-dotdot-x", "RANK", job("../x", "X", 1), "validate", "not a safe folder name"),
     ("unsafe-a/b", "RANK", job("a/b", "X", 1), "validate", "not a safe folder name"),
@@ -213,7 +248,13 @@ def test_bad_input_goes_to_failed_with_reason(case, config, root, outside):
     assert (root / "JSON_STORE/LOREAL/good.json").read_bytes() == good
     assert (root / "CLIENT-STORES/LOREAL/IN/good.json").read_bytes() == good
     # nothing anywhere but the configured folders, nothing outside root
-    assert {p.name for p in root.iterdir()} <= {"JSON", "JSON_STORE", "JSON_FAILED", "JSON_PARSER_STATE", "CLIENT-STORES"}
+    assert {p.name for p in root.iterdir()} <= {
+        "JSON",
+        "JSON_STORE",
+        "JSON_FAILED",
+        "JSON_PARSER_STATE",
+        "CLIENT-STORES",
+    }
     assert sorted(p.name for p in root.parent.iterdir()) == ["outside", "root"]
     assert list(outside.iterdir()) == []
     assert not Path("/abs").exists()
@@ -320,6 +361,7 @@ def test_failed_name_without_fixed_clock_has_a_timestamp_prefix(config, root):
 
 # --- 4. a backlog ---------------------------------------------------------------------------------
 
+
 def test_fifty_good_and_five_bad_all_reach_the_right_places(config, root):
     good = {}
     for folder, name, data, valid in backlog(50, seed=7, bad_every=0):
@@ -353,6 +395,7 @@ def test_fifty_good_and_five_bad_all_reach_the_right_places(config, root):
 
 
 # --- 5. destinations in trouble -------------------------------------------------------------------
+
 
 def trouble_records(caplog):
     return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]
@@ -574,6 +617,7 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
 def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configured_mode():
     def info(mode, device, links=1):
         return os.stat_result((stat.S_IFREG | mode, 0, device, links, 0, 0, 10, 0, 0, 0))
+
     assert deliver._movable(info(0o664, 7), 7, 0o664)
     assert not deliver._movable(info(0o664, 7), 8, 0o664)  # another filesystem
     assert not deliver._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
@@ -623,6 +667,7 @@ def test_folder_named_like_a_job_does_not_break_the_failed_folder(config, root, 
 
 # --- 6. no temporaries survive --------------------------------------------------------------------
 
+
 def test_no_temporary_survives_good_bad_and_pending_runs(config, root):
     (root / "CLIENT-STORES/LOREAL").mkdir(parents=True)
     (root / "CLIENT-STORES/LOREAL/IN").write_bytes(b"blocker")
@@ -639,6 +684,7 @@ def test_no_temporary_survives_good_bad_and_pending_runs(config, root):
 
 # --- 7. permissions and flush modes ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("file_mode, dir_mode", [(0o640, 0o750), (0o664, 0o775), (0o777, 0o777)])
 @pytest.mark.parametrize("flush", ["filesystem", "file"])
 def test_created_files_and_folders_get_configured_modes(file_mode, dir_mode, flush, root):
@@ -654,8 +700,14 @@ def test_created_files_and_folders_get_configured_modes(file_mode, dir_mode, flu
         root / "JSON_FAILED/RANK" / f"{FIXED_STAMP}_bad.json.reason.txt",
     ]
     created_dirs = [
-        root / "JSON_STORE", root / "JSON_STORE/RANK", root / "SYNC", root / "SYNC/MAKE",
-        root / "SYNC/MAKE/Monday Rank", root / CELTRA, root / "JSON_FAILED", root / "JSON_FAILED/RANK",
+        root / "JSON_STORE",
+        root / "JSON_STORE/RANK",
+        root / "SYNC",
+        root / "SYNC/MAKE",
+        root / "SYNC/MAKE/Monday Rank",
+        root / CELTRA,
+        root / "JSON_FAILED",
+        root / "JSON_FAILED/RANK",
     ]
     for f in created_files:
         assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
@@ -672,6 +724,7 @@ def test_existing_destination_folder_mode_is_left_alone(config, root):
 
 
 # --- run-level behaviour ----------------------------------------------------------------------------
+
 
 def test_missing_hot_folder_raises_a_clear_error(tmp_path):
     config = build({}, "t", root=tmp_path / "nothing")
@@ -723,8 +776,8 @@ def test_log_lines_for_each_file(config, root, caplog):
 
 
 def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
-    from json_workflow.pipeline import Pipeline, Summary, exclusive
     from json_workflow.intake import scan
+    from json_workflow.pipeline import Pipeline, Summary, exclusive
 
     blocker = root / "SYNC/MAKE/Monday Rank"
     blocker.parent.mkdir(parents=True)

@@ -61,7 +61,8 @@ def test_names_that_are_not_utf8_are_delivered_failed_logged_and_counted(root):
     assert (reason["file"], reason["name"], reason["stage"]) == ("RANK/bad \\xe9.json", "bad \\xe9.json", "parse")
     # A client folder whose name is not UTF-8 cannot match a ClientCode: its file is failed, not a crash.
     (client_failed,) = names_in(root / "JSON_FAILED" / os.fsdecode(b"CLI\xc9NT")) - {
-        n for n in names_in(root / "JSON_FAILED" / os.fsdecode(b"CLI\xc9NT")) if n.endswith(b".reason.txt")}
+        n for n in names_in(root / "JSON_FAILED" / os.fsdecode(b"CLI\xc9NT")) if n.endswith(b".reason.txt")
+    }
     assert client_failed.endswith(b"_x.json")
     assert leftovers(root) == []
     log = (root / "JSON_PARSER_LOGS/json_workflow.log").read_bytes() if (root / "JSON_PARSER_LOGS").exists() else b""
@@ -82,16 +83,24 @@ def test_the_cli_shows_such_names_without_failing(root):
     assert retried.returncode == 0, retried.stderr
     assert "bad \\xe9.json" in retried.stdout and "Retried 1 files" in retried.stdout
     assert b"bad \xe9.json" in names_in(root / "JSON/RANK")
-    explained = cli("explain", "--root", str(root), os.fsdecode(os.path.join(os.fsencode(root / "JSON/RANK"),
-                                                                                b"bad \xe9.json")))
+    explained = cli(
+        "explain", "--root", str(root), os.fsdecode(os.path.join(os.fsencode(root / "JSON/RANK"), b"bad \xe9.json"))
+    )
     assert explained.returncode == 0, explained.stderr
     assert "bad \\xe9.json" in explained.stdout and "rejected at parse" in explained.stdout
 
 
-@pytest.mark.parametrize("field, text", [
-    ("Quantity", "NaN"), ("Quantity", "-Infinity"), ("Quantity", "9" * 5000),
-    ("ClientCode", '"\\ud800"'), ("JobCategory", '"\\udfff"'), ("Title", '"a\\ud83d"'),
-])
+@pytest.mark.parametrize(
+    "field, text",
+    [
+        ("Quantity", "NaN"),
+        ("Quantity", "-Infinity"),
+        ("Quantity", "9" * 5000),
+        ("ClientCode", '"\\ud800"'),
+        ("JobCategory", '"\\udfff"'),
+        ("Title", '"a\\ud83d"'),
+    ],
+)
 def test_poison_content_fails_its_file_and_the_run_goes_on(root, field, text):
     data = with_detail(field, text)
     if field == "ClientCode":
@@ -199,8 +208,9 @@ def test_a_file_that_kills_every_run_is_set_aside_and_the_others_go_on(root):
     (root / "JSON/RANK/020-poison.json").write_bytes(poison)
     codes = []
     for _ in range(8):
-        done = subprocess.run([sys.executable, "-c", KILLED_BY_MARKER, str(root)], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_BY_MARKER, str(root)], capture_output=True, text=True, timeout=120
+        )
         codes.append(done.returncode)
         if done.returncode == 0:
             break

@@ -20,7 +20,9 @@ from json_workflow.samples import job
 FIELDS = ["ClientCode", "JobCategory", "StudioCode"]
 word = st.text(alphabet="aAbB", min_size=1, max_size=2)
 when_value = st.one_of(word, st.sampled_from(["1", "2"]))
-detail_value = st.one_of(word, word, word, st.integers(0, 3), st.none(), st.lists(word, max_size=2), st.just({"a": "a"}))
+detail_value = st.one_of(
+    word, word, word, st.integers(0, 3), st.none(), st.lists(word, max_size=2), st.just({"a": "a"})
+)
 details_strategy = st.dictionaries(st.sampled_from(FIELDS + ["Other"]), detail_value, max_size=4)
 
 
@@ -28,7 +30,7 @@ def case_variants(value) -> st.SearchStrategy[str]:
     """The value itself under random case, so that rules built from it often match."""
     text = str(value)
     return st.lists(st.booleans(), min_size=len(text), max_size=len(text)).map(
-        lambda flips: "".join(c.swapcase() if f else c for c, f in zip(text, flips))
+        lambda flips: "".join(c.swapcase() if f else c for c, f in zip(text, flips, strict=False))
     )
 
 
@@ -39,11 +41,14 @@ def rule_tables(draw, details):
     table = {}
     any_field = st.sampled_from(FIELDS + ["Other"])
     own_field = st.sampled_from(sorted(details)) if details else any_field
-    for field in draw(st.lists(st.one_of(own_field, own_field, own_field, any_field), min_size=1, max_size=3, unique=True)):
+    for field in draw(
+        st.lists(st.one_of(own_field, own_field, own_field, any_field), min_size=1, max_size=3, unique=True)
+    ):
         value = details.get(field)
         near = case_variants(value) if isinstance(value, str | int) and not isinstance(value, bool) else when_value
         table[draw(st.one_of(st.just(field), case_variants(field)))] = draw(
-            st.lists(st.one_of(near, near, when_value), min_size=1, max_size=3))
+            st.lists(st.one_of(near, near, when_value), min_size=1, max_size=3)
+        )
     return table
 
 
@@ -55,8 +60,11 @@ def canonical(when: dict[str, list[str]]) -> dict[str, list[str]]:
 
 def config_of(tables: list[dict[str, list[str]]]):
     """A configuration of one rule per table: r0 sends to D0, r1 to D1, ..."""
-    return build({"routes": [{"name": f"r{i}", "destination": f"D{i}", "when": t} for i, t in enumerate(tables)]},
-                 "test", root="/r")
+    return build(
+        {"routes": [{"name": f"r{i}", "destination": f"D{i}", "when": t} for i, t in enumerate(tables)]},
+        "test",
+        root="/r",
+    )
 
 
 def oracle_fires(when: dict[str, list[str]], details: dict) -> bool:
@@ -91,8 +99,7 @@ def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
     config = config_of(tables)
     router = Router(config)
     for details in jobs:
-        one = Job(client=data.draw(st.sampled_from(["A", "B"])), category="X", studio=None, title=None,
-                  details=details)
+        one = Job(client=data.draw(st.sampled_from(["A", "B"])), category="X", studio=None, title=None, details=details)
         expected = Router(config).plan(one)
         assert router.plan(one) == expected
         fired = {name for d in expected if not d.is_archive for name in d.reasons}
@@ -122,13 +129,21 @@ def test_safe_folder_name_is_exactly_one_plain_component(name):
 
 
 @settings(max_examples=200, deadline=None)
-@given(raw=st.one_of(
-    st.binary(max_size=200),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                 lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(
-                     ["JobSpecification", "JobDetails", "ClientCode", "JobCategory", "x"]), c, max_size=3),
-                 max_leaves=10).map(lambda d: json.dumps(d).encode()),
-))
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["JobSpecification", "JobDetails", "ClientCode", "JobCategory", "x"]), c, max_size=3
+                )
+            ),
+            max_leaves=10,
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
 def test_parse_job_returns_a_job_or_rejects_never_crashes(raw):
     try:
         j = parse_job(raw, None)
@@ -143,13 +158,30 @@ def test_parse_job_returns_a_job_or_rejects_never_crashes(raw):
 LOCATIONS = [None, "RANK", "LOREAL", "ACME", "CELTRA"]
 CODES = ["RANK", "rank", "LOREAL", "ACME", "CELTRA", "OLIVER", "../x", "a/b", "ABSOLUTE", "..", "../../outside", ""]
 SAFE_CODES = {"RANK", "rank", "LOREAL", "ACME", "CELTRA", "OLIVER"}
-CORRUPTIONS = ["none", "none", "bom", "upper_ext", "truncate", "empty", "latin1", "array", "nodetails", "nocategory", "deep"]
+CORRUPTIONS = [
+    "none",
+    "none",
+    "bom",
+    "upper_ext",
+    "truncate",
+    "empty",
+    "latin1",
+    "array",
+    "nodetails",
+    "nocategory",
+    "deep",
+]
 GOOD_CORRUPTIONS = {"none", "bom", "upper_ext"}
 
 inputs = st.lists(
-    st.tuples(st.sampled_from(LOCATIONS), st.sampled_from(CODES), st.sampled_from(["CELTRA", "PRODUCTION"]),
-              st.sampled_from(CORRUPTIONS)),
-    min_size=1, max_size=12,
+    st.tuples(
+        st.sampled_from(LOCATIONS),
+        st.sampled_from(CODES),
+        st.sampled_from(["CELTRA", "PRODUCTION"]),
+        st.sampled_from(CORRUPTIONS),
+    ),
+    min_size=1,
+    max_size=12,
 )
 
 
@@ -171,7 +203,7 @@ def make_bytes(code: str, category: str, corruption: str, n: int) -> bytes:
 
 def all_files(top: Path) -> dict[str, bytes]:
     out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirnames, filenames in os.walk(top):
         for n in filenames:
             p = os.path.join(dirpath, n)
             out[os.path.relpath(p, top)] = b"<link>" if os.path.islink(p) else Path(p).read_bytes()
@@ -195,8 +227,11 @@ def test_any_mix_is_archived_or_failed_exactly_once_and_stays_in_root(spec):
             folder = root / "JSON" / location if location else root / "JSON"
             folder.mkdir(exist_ok=True)
             (folder / name).write_bytes(data)
-            good = (corruption in GOOD_CORRUPTIONS and code in SAFE_CODES
-                    and (location is None or location.lower() == code.lower()))
+            good = (
+                corruption in GOOD_CORRUPTIONS
+                and code in SAFE_CODES
+                and (location is None or location.lower() == code.lower())
+            )
             dropped[name] = (location, code, data, good)
 
         summary = run_once(config)

@@ -70,8 +70,12 @@ def test_staged_copies_are_published_and_taken_ones_not_delivered_again(root):
     waiting.write_bytes(data)
     # The Monday copy was published before the crash and a downstream tool has already taken it.
     j = journal(root)
-    j.plan([(str(claim), str(waiting), str(archive / "a.json"), "copy"),
-            (str(claim), str(route / ".a.json.1-2.jwtmp"), str(route / "a.json"), "copy")])
+    j.plan(
+        [
+            (str(claim), str(waiting), str(archive / "a.json"), "copy"),
+            (str(claim), str(route / ".a.json.1-2.jwtmp"), str(route / "a.json"), "copy"),
+        ]
+    )
     j.staged([str(claim)])
     j.close()
     summary = run_once(build({}, "t", root=root))
@@ -91,8 +95,9 @@ def test_staged_failed_file_is_published_once(root):
     reason.write_text("reason: invalid JSON\n")
     final = failed / "20240305_060708_bad.json"
     j = journal(root)
-    j.plan([(str(claim), str(temp), str(final), "failed"),
-            (str(claim), str(reason), str(final) + ".reason.txt", "reason")])
+    j.plan(
+        [(str(claim), str(temp), str(final), "failed"), (str(claim), str(reason), str(final) + ".reason.txt", "reason")]
+    )
     j.staged([str(claim)])
     j.close()
     summary = run_once(build({}, "t", root=root))
@@ -109,7 +114,9 @@ def test_planned_entries_of_a_removed_claim_are_forgotten_and_temporaries_remove
     stray = archive / ".a.json.1-1.jwtmp"
     stray.write_bytes(b"x")
     j = journal(root)
-    j.plan([(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")])
+    j.plan(
+        [(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")]
+    )
     j.close()
     run_once(build({}, "t", root=root))
     assert not stray.exists()
@@ -221,7 +228,7 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
     assert set(consumer.seen) == rank_names
     for name, (client, data) in expected_good.items():
         assert (root / "JSON_STORE" / client / name).read_bytes() == data
-    for name, (client, data) in expected_bad.items():
+    for name, (_client, data) in expected_bad.items():
         (failed,) = failed_entries(root, name)
         assert failed.read_bytes() == data
     assert not any((root / "JSON").rglob("*.json"))

@@ -16,8 +16,10 @@ from test_service import Service, drop_atomically, wait_for
 
 def quick_events_only(path, root, watch="inotify"):
     """A configuration whose periodic scan is too far off to help: only events take files in time."""
-    path.write_text(f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = 600\n'
-                    "retry_max_seconds = 1\nshutdown_timeout = 10\n")
+    path.write_text(
+        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = 600\n'
+        "retry_max_seconds = 1\nshutdown_timeout = 10\n"
+    )
     return path
 
 
@@ -45,8 +47,11 @@ def test_a_replaced_hot_folder_is_watched_again(root, tmp_path, watch):
         wait_for(lambda: "was remounted or replaced: watching it again" in service.text(), what="the log to say so")
         wait_for(lambda: "Periodic scan #1 complete" in service.text(), what="the scan after the re-watch")
         drop_atomically(root, "RANK", "after.json", job("RANK", "X", 1))
-        wait_for(lambda: (root / "JSON_STORE/RANK/after.json").exists(), timeout=10,
-                 what="a file in the new hot folder, long before the periodic scan")
+        wait_for(
+            lambda: (root / "JSON_STORE/RANK/after.json").exists(),
+            timeout=10,
+            what="a file in the new hot folder, long before the periodic scan",
+        )
     finally:
         assert service.stop() == 0
 
@@ -73,17 +78,26 @@ def test_a_remounted_hot_folder_is_watched_again(share, tmp_path):
         drop_beside(share / "RANK", "before.json", job("RANK", "X", 1))
         wait_for(lambda: (root / "JSON_STORE/RANK/before.json").exists(), what="a file before the remount")
         subprocess.run(["umount", str(share)], check=True, timeout=10)  # the NAS goes away ...
-        wait_for(lambda: "lost its inotify watch" in service.text() or "was remounted" in service.text(),
-                 what="the log to say the watch was lost")
+        wait_for(
+            lambda: "lost its inotify watch" in service.text() or "was remounted" in service.text(),
+            what="the log to say the watch was lost",
+        )
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(share)], check=True, timeout=10)
-        wait_for(lambda: "was remounted or replaced: watching it again" in service.text(),
-                 what="the log to say the share is watched again")  # ... and is back
+        wait_for(
+            lambda: "was remounted or replaced: watching it again" in service.text(),
+            what="the log to say the share is watched again",
+        )  # ... and is back
         # Each re-watch scans once; wait for those scans, so that only an event can take the next file.
-        wait_for(lambda: service.text().count("Periodic scan #") >= service.text().count("watching it again"),
-                 what="the scans after the re-watch")
+        wait_for(
+            lambda: service.text().count("Periodic scan #") >= service.text().count("watching it again"),
+            what="the scans after the re-watch",
+        )
         drop_beside(share / "RANK", "after.json", job("RANK", "X", 2))
-        wait_for(lambda: (root / "JSON_STORE/RANK/after.json").exists(), timeout=10,
-                 what="a file after the remount, taken by its event")
+        wait_for(
+            lambda: (root / "JSON_STORE/RANK/after.json").exists(),
+            timeout=10,
+            what="a file after the remount, taken by its event",
+        )
     finally:
         assert service.stop() == 0
 

@@ -13,8 +13,15 @@ from json_workflow.report_sample import sample_figures
 
 TITLE = "JSON Workflow Daily Report"
 SECTIONS = ["cards", "performance", "clients", "destinations", "hours", "errors", "reconciliation"]
-HEADINGS = ["Key metrics", "Performance", "Client breakdown", "Destination breakdown", "Hourly activity",
-            "Last errors", "Reconciliation"]
+HEADINGS = [
+    "Key metrics",
+    "Performance",
+    "Client breakdown",
+    "Destination breakdown",
+    "Hourly activity",
+    "Last errors",
+    "Reconciliation",
+]
 
 
 def figures(**changes) -> DayFigures:
@@ -24,18 +31,41 @@ def figures(**changes) -> DayFigures:
 
 def large_figures() -> DayFigures:
     """A busy day on which the clocks went back: 40 clients, 25 destinations, 25 hours, 10 long errors."""
-    clients = [ClientFigures(f"CLIENT-WITH-A-LONG-NAME-{i:02d}", 1000 + i, 990 + i, i, i % 3,
-                             [("PRODUCTION", 600), ("CAMPAIGN", 300), ("CELTRA", 100 + i)]) for i in range(40)]
-    hours = [(f"{h:02d}:00 {zone}", 50 * h) for h, zone in
-             [(h, "BST") for h in range(2)] + [(1, "GMT")] + [(h, "GMT") for h in range(2, 24)]]
+    clients = [
+        ClientFigures(
+            f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
+            1000 + i,
+            990 + i,
+            i,
+            i % 3,
+            [("PRODUCTION", 600), ("CAMPAIGN", 300), ("CELTRA", 100 + i)],
+        )
+        for i in range(40)
+    ]
+    hours = [
+        (f"{h:02d}:00 {zone}", 50 * h)
+        for h, zone in [(h, "BST") for h in range(2)] + [(1, "GMT")] + [(h, "GMT") for h in range(2, 24)]
+    ]
     long = "Celtra - Create_Rename - Project_Design File - with a deliberately long folder name"
     return figures(
-        processed=41_000, archived=40_990, errors=10, success_rate=100 * 40_990 / 41_000, clients=clients,
-        destinations=[(f"/data/PRODUCTION/SYNC/MAKE/{long} {i}/IN/", 500 + i) for i in range(25)], hours=hours,
-        last_errors=[Problem(f"23:{i:02d}:00", f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
-                             f"CLIENT-WITH-A-LONG-NAME-{i:02d}/{'very_long_file_name_' * 6}{i}.json",
-                             "parse: " + "Expecting ',' delimiter: line 1 column 2 (char 1) " * 4) for i in range(10)],
-        unaccounted=[f"CLIENT-WITH-A-LONG-NAME-01/{'lost_file_' * 8}{i}.json" for i in range(5)])
+        processed=41_000,
+        archived=40_990,
+        errors=10,
+        success_rate=100 * 40_990 / 41_000,
+        clients=clients,
+        destinations=[(f"/data/PRODUCTION/SYNC/MAKE/{long} {i}/IN/", 500 + i) for i in range(25)],
+        hours=hours,
+        last_errors=[
+            Problem(
+                f"23:{i:02d}:00",
+                f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
+                f"CLIENT-WITH-A-LONG-NAME-{i:02d}/{'very_long_file_name_' * 6}{i}.json",
+                "parse: " + "Expecting ',' delimiter: line 1 column 2 (char 1) " * 4,
+            )
+            for i in range(10)
+        ],
+        unaccounted=[f"CLIENT-WITH-A-LONG-NAME-01/{'lost_file_' * 8}{i}.json" for i in range(5)],
+    )
 
 
 class Rows(HTMLParser):
@@ -96,7 +126,11 @@ def test_the_header_shows_date_uptime_time_zone_and_generated_time_or_that_no_se
 
 def test_cards_show_processed_errors_success_rate_and_batches_in_their_colours():
     assert cells(render.html(figures(), TITLE), "cards") == [
-        "247 Files processed", "2 Errors", "99.2% Success rate", "25 Batches"]
+        "247 Files processed",
+        "2 Errors",
+        "99.2% Success rate",
+        "25 Batches",
+    ]
     text = render.text(figures(), TITLE)
     assert re.search(r"Files processed: +247\nErrors: +2\nSuccess rate: +99.2%\nBatches: +25\n", text)
 
@@ -119,9 +153,13 @@ def test_a_success_rate_short_of_100_never_reads_100_percent():
 def test_performance_shows_times_batch_size_scans_and_sources():
     f = figures(scans_abandoned=4, scans_slow=2)
     rows = Rows(render.html(f, TITLE)).sections["performance"]
-    assert rows == [["Average processing time", "0.15 s"], ["Average batch size", "9.88 files"],
-                    ["Periodic scans", "145 completed, 3 skipped, 4 abandoned"], ["Slow scans", "2"],
-                    ["Files by source", "PERIODIC 12 · REALTIME 229 · STARTUP 6"]]
+    assert rows == [
+        ["Average processing time", "0.15 s"],
+        ["Average batch size", "9.88 files"],
+        ["Periodic scans", "145 completed, 3 skipped, 4 abandoned"],
+        ["Slow scans", "2"],
+        ["Files by source", "PERIODIC 12 · REALTIME 229 · STARTUP 6"],
+    ]
     text = render.text(f, TITLE)
     assert "145 completed, 3 skipped, 4 abandoned" in text and "PERIODIC 12, REALTIME 229, STARTUP 6" in text
     assert "abandoned" not in render.text(figures(), TITLE) + render.html(figures(), TITLE)
@@ -136,8 +174,10 @@ def test_each_client_shows_its_counts_and_categories_in_the_html_and_the_text():
         categories = ", ".join(f"{name} ({count})" for name, count in c.categories)
         assert row == [f"{c.client} {categories}", str(c.processed), str(c.routed), str(c.highlighted), str(c.errors)]
         errors = f"{c.errors} error{'' if c.errors == 1 else 's'}"
-        assert f"{c.client}: {c.processed} processed, {c.routed} routed, {c.highlighted} Celtra, {errors}\n" \
-               f"    {categories}\n" in text
+        assert (
+            f"{c.client}: {c.processed} processed, {c.routed} routed, {c.highlighted} Celtra, {errors}\n"
+            f"    {categories}\n" in text
+        )
 
 
 def test_the_highlight_column_is_absent_when_highlight_is_empty():
@@ -164,8 +204,12 @@ def test_each_hour_has_a_bar_proportional_to_the_busiest_and_quiet_hours_none():
     html = render.html(f, TITLE)
     rows = [row for row in Rows(html).sections["hours"] if row[0]]  # the bars' own rows have no label
     assert [(row[0], row[-1]) for row in rows] == [(label, str(count)) for label, count in f.hours]
-    widths = [int(w) for w in re.findall(r'<table role="presentation" width="(\d+)%"', html.split('id="hours"')[1]
-                                         .split('id="errors"')[0])]
+    widths = [
+        int(w)
+        for w in re.findall(
+            r'<table role="presentation" width="(\d+)%"', html.split('id="hours"')[1].split('id="errors"')[0]
+        )
+    ]
     assert widths == [round(count * 100 / 52) for _, count in f.hours if count]
     assert html.count('bgcolor="#FFC407" height="12"') == sum(1 for _, count in f.hours if count)
     text = render.text(f, TITLE)

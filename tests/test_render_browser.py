@@ -14,25 +14,28 @@ import shutil
 import subprocess
 
 import pytest
-from test_render import SECTIONS, TITLE, figures, large_figures
 
 from json_workflow import render
+from test_render import SECTIONS, TITLE, figures, large_figures
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
-                                reason="chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
+)
 
-PROBE = """<script>
-addEventListener("load", function () {
-  var rects = {};
-  %s.forEach(function (id) { rects[id] = document.getElementById(id).getBoundingClientRect().height; });
-  parent.postMessage(JSON.stringify({
+PROBE = f"""<script>
+addEventListener("load", function () {{
+  var rects = {{}};
+  {json.dumps(SECTIONS)}.forEach(function (id) {{
+    rects[id] = document.getElementById(id).getBoundingClientRect().height;
+  }});
+  parent.postMessage(JSON.stringify({{
     scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
     innerWidth: window.innerWidth, heights: rects,
     cardTops: Array.prototype.map.call(document.querySelectorAll(".card-cell"),
-                                       function (e) { return e.getBoundingClientRect().top; })
-  }), "*");
-});
-</script>""" % json.dumps(SECTIONS)
+                                       function (e) {{ return e.getBoundingClientRect().top; }})
+  }}), "*");
+}});
+</script>"""
 FRAME = """<!DOCTYPE html><html><body style="margin:0">
 <iframe src="report.html" width="%d" height="900" style="border:0;display:block"></iframe>
 <pre id="probe"></pre>
@@ -46,9 +49,22 @@ def measure(tmp_path, html: str, width: int) -> dict:
     frame = tmp_path / f"frame-{width}.html"
     frame.write_text(FRAME % width, encoding="utf-8")
     dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--window-size={width},900", "--virtual-time-budget=2000", "--dump-dom", frame.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True).stdout
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--window-size={width},900",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            frame.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     probe = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert probe and probe[1], f"the probe did not report; chromium printed:\n{dom[-2000:]}"
     return json.loads(probe[1])

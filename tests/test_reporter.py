@@ -73,8 +73,18 @@ def test_the_report_is_one_multipart_alternative_message_with_the_days_figures(r
     assert msg["To"] == "ops@example.com, lead@example.com" and msg["From"] == "twist@example.com"
     text, html = (p.get_content() for p in msg.iter_parts())
     for part in (text, html):
-        for expected in ("RANK", "LOREAL", "BISSELL", "OLIVER", "Monday Rank", "LOREAL/IN", "BISSELL-WRIKE/IN",
-                         "Celtra - Create_Rename", "broken.json", "invalid JSON"):
+        for expected in (
+            "RANK",
+            "LOREAL",
+            "BISSELL",
+            "OLIVER",
+            "Monday Rank",
+            "LOREAL/IN",
+            "BISSELL-WRIKE/IN",
+            "Celtra - Create_Rename",
+            "broken.json",
+            "invalid JSON",
+        ):
             assert expected in part, expected
     assert "4" in text and "75.0%" in text  # 4 processed, 3 of 4 archived
     assert PASSWORD not in caplog.text
@@ -268,8 +278,11 @@ def test_the_service_sends_a_missed_report_at_start_and_not_again_after_a_restar
     yesterday = datetime.datetime.now(UTC).date() - datetime.timedelta(days=1)
     day_of_work(root, at(yesterday, 9))  # it ran yesterday; the service was down at midnight
     config = tmp_path / "service.toml"
-    config.write_text(open(_config_file(tmp_path, root, port, alerts=False)).read().replace(
-        f'root = "{root}"', f'root = "{root}"\nstable_seconds = 1\nscan_interval = 60'))
+    config.write_text(
+        open(_config_file(tmp_path, root, port, alerts=False))
+        .read()
+        .replace(f'root = "{root}"', f'root = "{root}"\nstable_seconds = 1\nscan_interval = 60')
+    )
     env = {"JW_TEST_SMTP_PASSWORD": PASSWORD}
     first = Service(root, config, env).start()
     try:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import FIXED_NOW, mounted_tmpfs, FIXED_STAMP, drop, failed_entries, files, make_config
+from conftest import FIXED_NOW, FIXED_STAMP, drop, failed_entries, files, make_config, mounted_tmpfs
 from json_workflow.deliver import fit_name, original_name
 from json_workflow.pipeline import run_once
 from json_workflow.retry import retry
@@ -90,20 +90,25 @@ def test_retry_restores_a_shortened_name_whole(config, root, name):
 
 
 LONG = "j" * 245 + ".json"
-KEPT = fit_name(LONG)[:-len(".json")]  # what JSON_FAILED keeps of its stem: a hostile name may start with it
+KEPT = fit_name(LONG)[: -len(".json")]  # what JSON_FAILED keeps of its stem: a hostile name may start with it
 
 
-@pytest.mark.parametrize("name, line", [
-    ("x.json", "name: ../../outside/x.json"),
-    ("x.json", "name: other.json"),  # another file's reason file
-    ("x.json", ""),  # an older reason file, without the name
-    (LONG, f"name: {KEPT}/../../../outside/x.json"),
-    (LONG, f"name: {KEPT}\\x00.json"),
-    (LONG, f"name: {KEPT}\\ud800.json"),  # no file name's bytes make this
-    (LONG, f"name: {KEPT}{'j' * 100}.json"),  # too long for a folder entry
-], ids=["escape", "another-file", "no-name-line", "long-escape", "long-nul", "long-surrogate", "long-too-long"])
-def test_retry_keeps_the_failed_files_own_name_unless_the_reason_file_names_it_plainly(config, root, outside,
-                                                                                        name, line):
+@pytest.mark.parametrize(
+    "name, line",
+    [
+        ("x.json", "name: ../../outside/x.json"),
+        ("x.json", "name: other.json"),  # another file's reason file
+        ("x.json", ""),  # an older reason file, without the name
+        (LONG, f"name: {KEPT}/../../../outside/x.json"),
+        (LONG, f"name: {KEPT}\\x00.json"),
+        (LONG, f"name: {KEPT}\\ud800.json"),  # no file name's bytes make this
+        (LONG, f"name: {KEPT}{'j' * 100}.json"),  # too long for a folder entry
+    ],
+    ids=["escape", "another-file", "no-name-line", "long-escape", "long-nul", "long-surrogate", "long-too-long"],
+)
+def test_retry_keeps_the_failed_files_own_name_unless_the_reason_file_names_it_plainly(
+    config, root, outside, name, line
+):
     drop(root, "RANK", name, b"{bad")
     run_once(config, clock=lambda: FIXED_NOW)
     (failed,) = [p for p in (root / "JSON_FAILED/RANK").iterdir() if not p.name.endswith(".reason.txt")]
@@ -131,7 +136,6 @@ def test_retried_file_is_processed_by_the_next_run(config, root):
     list(retry(config))
     assert run_once(config).archived == 1
     assert (root / "SYNC/MAKE/Monday Rank/r.json").read_bytes() == job("RANK", "X", 1)
-
 
 
 @pytest.fixture

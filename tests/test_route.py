@@ -118,22 +118,27 @@ def test_plan_archive_first_then_rules():
 
 def test_plan_delivers_once_to_a_folder_chosen_by_two_rules():
     config = build(
-        {"routes": [
-            {"name": "a", "destination": "OUT", "when": {"ClientCode": "X"}},
-            {"name": "b", "destination": "OUT", "when": {"JobCategory": "Y"}},
-        ]},
-        "t", root="/r",
+        {
+            "routes": [
+                {"name": "a", "destination": "OUT", "when": {"ClientCode": "X"}},
+                {"name": "b", "destination": "OUT", "when": {"JobCategory": "Y"}},
+            ]
+        },
+        "t",
+        root="/r",
     )
     dests = plan(parse_job(job("X", "Y", 1), None), config)
     assert [(d.folder, d.reasons) for d in dests] == [(ROOT / "JSON_STORE/X", ("archive",)), (ROOT / "OUT", ("a", "b"))]
     assert routed_names(dests) == ["a + b"]
 
 
-@pytest.mark.parametrize("client, category",
-                         [("RANK", "CELTRA"), ("OLIVER", "CELTRA"), ("LOREAL", "X"), ("BISSELL", "CELTRA")])
+@pytest.mark.parametrize(
+    "client, category", [("RANK", "CELTRA"), ("OLIVER", "CELTRA"), ("LOREAL", "X"), ("BISSELL", "CELTRA")]
+)
 def test_plan_with_lower_case_field_names_is_the_plan_of_the_canonical_ones(client, category):
-    lower = build({"routes": [{**r, "when": {f.lower(): v for f, v in r["when"].items()}} for r in SEED_ROUTES]},
-                  "t", root="/r")
+    lower = build(
+        {"routes": [{**r, "when": {f.lower(): v for f, v in r["when"].items()}} for r in SEED_ROUTES]}, "t", root="/r"
+    )
     one = parse_job(job(client, category, 1), client)
     assert plan(one, lower) == plan(one, CONFIG)
     assert {str(d.folder.relative_to(ROOT)) for d in plan(one, lower)} == expected_places(client, category)
@@ -146,6 +151,8 @@ def test_plan_unrouted_client_is_archive_only():
 
 
 def test_plan_absolute_destination_stays_absolute():
-    config = build({"routes": [{"name": "m", "destination": "/mnt/share/IN", "when": {"ClientCode": "X"}}]}, "t", root="/r")
+    config = build(
+        {"routes": [{"name": "m", "destination": "/mnt/share/IN", "when": {"ClientCode": "X"}}]}, "t", root="/r"
+    )
     dests = plan(parse_job(job("X", "Y", 1), None), config)
     assert dests[1].folder == Path("/mnt/share/IN")

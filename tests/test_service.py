@@ -55,7 +55,9 @@ class Service:
     def start(self) -> Service:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "json_workflow", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env={**os.environ, **(self.env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"),
+            env={**os.environ, **(self.env or {})},
         )
         try:
             wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
@@ -115,7 +117,7 @@ def test_slow_writer_is_taken_only_when_complete(service, root):
         f.write(data[: len(data) // 2])
         f.flush()
         time.sleep(3)
-        f.write(data[len(data) // 2:])
+        f.write(data[len(data) // 2 :])
     wait_for(lambda: (root / "JSON_STORE/LOREAL/slow.json").exists(), what="the archive copy")
     assert (root / "JSON_STORE/LOREAL/slow.json").read_bytes() == data
     assert failed_entries(root, "slow.json") == []
@@ -126,10 +128,15 @@ def test_last_of_five_versions_wins_everywhere(service, root):
         drop_atomically(root, "RANK", "v.json", job("RANK", "CELTRA", version))
         time.sleep(0.05)
     last = job("RANK", "CELTRA", 4)
-    places = [root / "JSON_STORE/RANK/v.json", root / RANK_ROUTE / "v.json",
-              root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File/v.json"]
-    wait_for(lambda: all(p.exists() and p.read_bytes() == last for p in places) and
-             not (root / "JSON/RANK/v.json").exists(), what="the last version everywhere")
+    places = [
+        root / "JSON_STORE/RANK/v.json",
+        root / RANK_ROUTE / "v.json",
+        root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File/v.json",
+    ]
+    wait_for(
+        lambda: all(p.exists() and p.read_bytes() == last for p in places) and not (root / "JSON/RANK/v.json").exists(),
+        what="the last version everywhere",
+    )
     time.sleep(0)  # nothing more may arrive: the service has no older version left to publish
     assert all(p.read_bytes() == last for p in places)
 
@@ -170,8 +177,9 @@ def test_destination_that_is_a_file_keeps_files_pending_until_fixed(service, roo
 
 def test_sighup_applies_a_new_rule_and_keeps_the_old_ones_on_a_broken_file(service, root, tmp_path):
     config = service.config
-    config.write_text(config.read_text() + '[[routes]]\nname = "Acme"\ndestination = "ACME/IN"\n'
-                      'when = { ClientCode = "ACME" }\n')
+    config.write_text(
+        config.read_text() + '[[routes]]\nname = "Acme"\ndestination = "ACME/IN"\nwhen = { ClientCode = "ACME" }\n'
+    )
     service.process.send_signal(signal.SIGHUP)
     wait_for(lambda: "Configuration reloaded" in service.text(), what="the reload")
     drop_atomically(root, "ACME", "a.json", job("ACME", "X", 1))
@@ -203,8 +211,11 @@ def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp
     consumer.start()
     config = write_config(tmp_path / "config.toml", root, watch, "batch_size = 50\n")
     first = Service(root, config).start()
-    wait_for(lambda: len(list((root / "JSON_STORE").rglob("*.json"))) > 500 if (root / "JSON_STORE").exists() else False,
-             timeout=60, what="part of the backlog")
+    wait_for(
+        lambda: len(list((root / "JSON_STORE").rglob("*.json"))) > 500 if (root / "JSON_STORE").exists() else False,
+        timeout=60,
+        what="part of the backlog",
+    )
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     second = Service(root, config).start()
     try:
@@ -217,7 +228,7 @@ def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp
     assert {n for n, count in consumer.seen.items() if count > 1} == set()
     for name, (client, data) in good.items():
         assert (root / "JSON_STORE" / client / name).read_bytes() == data
-    for name, (client, data) in bad.items():
+    for name, (_client, data) in bad.items():
         (failed,) = failed_entries(root, name)
         assert failed.read_bytes() == data
     assert leftovers(root) == []
@@ -280,8 +291,11 @@ def test_sighup_storm_while_files_arrive_never_stalls_intake(root, tmp_path):
         for n, name in enumerate(names):
             drop_atomically(root, "RANK", name, job("RANK", "X", n))
             time.sleep(0.01)
-        wait_for(lambda: all((root / "JSON_STORE/RANK" / name).exists() for name in names), timeout=60,
-                 what="every file, between reloads")
+        wait_for(
+            lambda: all((root / "JSON_STORE/RANK" / name).exists() for name in names),
+            timeout=60,
+            what="every file, between reloads",
+        )
         stop.set()
         sender.join()
         assert service.text().count("Configuration reloaded") >= 1

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import drop
 from json_workflow.config import build
-from json_workflow.samples import job
 from json_workflow.intake import candidate_at
 from json_workflow.pipeline import Pipeline, Summary, exclusive
+from json_workflow.samples import job
 from json_workflow.service import Service
 from json_workflow.stability import StabilityTracker
 
@@ -112,16 +112,16 @@ def test_stats_line_counts_today_by_source_errors_and_success_and_survives_a_res
     with in_process(root, stable_seconds=0) as second:  # a restart: the figures come from SQLite
         second._log_stats()
     lines = [m for m in messages(caplog) if m.startswith("Stats:")]
-    assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), "
-                         "1 errors, 90.0% success"]
+    assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), 1 errors, 90.0% success"]
 
 
 def test_a_reload_refuses_new_routes_into_the_hot_folder_that_stays_until_a_restart(root, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
     cfg = tmp_path / "c.toml"
     # Valid on its own (its hot folder is IN), but paths change only at a restart: JSON stays the hot folder.
-    cfg.write_text('[paths]\nhot = "IN"\n[[routes]]\nname = "loop"\ndestination = "JSON/OUT"\n'
-                   'when = { ClientCode = "RANK" }\n')
+    cfg.write_text(
+        '[paths]\nhot = "IN"\n[[routes]]\nname = "loop"\ndestination = "JSON/OUT"\nwhen = { ClientCode = "RANK" }\n'
+    )
     with in_process(root, stable_seconds=0) as s:
         s.config_path, s.root = str(cfg), str(root)
         running = s.config

@@ -141,6 +141,7 @@ def test_a_writer_reopening_the_file_during_the_check_never_kills_the_process(tm
     # The read lease's break is signalled with SIGIO, whose default action ends the process.
     path = tmp_path / "a.json"
     path.write_bytes(b"{}")
-    done = subprocess.run([sys.executable, "-c", CHECK_BESIDE_A_WRITER, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_BESIDE_A_WRITER, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr

@@ -41,16 +41,44 @@ def test_each_file_gets_one_row_with_its_fields_outcome_and_destinations(root):
     drop(root, "RANK", "good.json", job("RANK", "CELTRA", 1, title="Spring <launch>"))
     drop(root, "LOREAL", "bad.json", b"{broken")
     run_once(make_config(root), clock=lambda: NOON)
-    got = rows(root, "SELECT name, client, source, outcome, category, studio, title, stage, reason, received,"
-                     " finished FROM files ORDER BY name")
+    got = rows(
+        root,
+        "SELECT name, client, source, outcome, category, studio, title, stage, reason, received,"
+        " finished FROM files ORDER BY name",
+    )
     assert got == [
-        ("LOREAL/bad.json", "LOREAL", "STARTUP", "failed", None, None, None, "parse",
-         "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2", NOON, NOON),
-        ("RANK/good.json", "RANK", "STARTUP", "archived", "CELTRA", "RANK_STUDIO", "Spring <launch>", None, None, NOON, NOON),
+        (
+            "LOREAL/bad.json",
+            "LOREAL",
+            "STARTUP",
+            "failed",
+            None,
+            None,
+            None,
+            "parse",
+            "invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+            NOON,
+            NOON,
+        ),
+        (
+            "RANK/good.json",
+            "RANK",
+            "STARTUP",
+            "archived",
+            "CELTRA",
+            "RANK_STUDIO",
+            "Spring <launch>",
+            None,
+            None,
+            NOON,
+            NOON,
+        ),
     ]
     routed = rows(root, "SELECT rule, folder FROM routed ORDER BY rule")
-    assert routed == [("Celtra (eligible client)", str(root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File")),
-                      ("Monday Rank", str(root / "SYNC/MAKE/Monday Rank"))]
+    assert routed == [
+        ("Celtra (eligible client)", str(root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File")),
+        ("Monday Rank", str(root / "SYNC/MAKE/Monday Rank")),
+    ]
 
 
 def test_figures_of_a_day_match_what_was_processed(root):
@@ -129,8 +157,9 @@ def test_a_row_opened_before_a_crash_is_closed_by_the_recovery(root):
     claim.write_bytes(data)
     (root / "JSON_PARSER_STATE").mkdir()
     journal = Journal(root / "JSON_PARSER_STATE")
-    crashed = Delivery(Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")),
-                       source="STARTUP")
+    crashed = Delivery(
+        Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="STARTUP"
+    )
     with journal.transaction() as db:  # what the crashed run wrote when it claimed the file
         stats.received(db, [crashed], NOON - 5)
     journal.close()
@@ -170,7 +199,9 @@ def test_prune_drops_finished_rows_past_retention_and_keeps_waiting_ones(root):
         gone = stats.prune(db, 90, NOON)
     assert gone == 1
     assert sorted(rows(root, "SELECT name, outcome FROM files")) == [
-        ("LOREAL/new.json", "archived"), ("RANK/waits.json", "pending")]
+        ("LOREAL/new.json", "archived"),
+        ("RANK/waits.json", "pending"),
+    ]
     assert rows(root, "SELECT COUNT(*) FROM routed") == [(1,)]
 
 
@@ -204,13 +235,17 @@ def test_a_row_of_a_file_published_before_a_crash_is_closed_without_a_second_row
     (archive / "a.json").write_bytes(data)  # published just before the kill
     (root / "JSON_PARSER_STATE").mkdir()
     journal = Journal(root / "JSON_PARSER_STATE")
-    crashed = Delivery(Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")),
-                       source="REALTIME")
-    journal.plan([(str(claim), str(archive / ".a.json.1-1.jwtmp"), str(archive / "a.json"), "copy")],
-                 also=lambda db: stats.received(db, [crashed], NOON - 5))
+    crashed = Delivery(
+        Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="REALTIME"
+    )
+    journal.plan(
+        [(str(claim), str(archive / ".a.json.1-1.jwtmp"), str(archive / "a.json"), "copy")],
+        also=lambda db: stats.received(db, [crashed], NOON - 5),
+    )
     journal.staged([str(claim)])
     journal.close()
     run_once(make_config(root), clock=lambda: NOON)
     assert rows(root, "SELECT outcome, received, finished, source FROM files") == [
-        ("archived", NOON - 5, NOON, "REALTIME")]
+        ("archived", NOON - 5, NOON, "REALTIME")
+    ]
     assert not claim.exists()

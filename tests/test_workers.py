@@ -10,14 +10,17 @@ import pytest
 from json_workflow.workers import MIN_ITEMS, Workers, cpu_contended, next_count
 
 
-@pytest.mark.parametrize("count, busy, expected", [
-    (1, 1.0, 1),    # one thread keeps a core busy: stay at one
-    (10, 1.9, 4),   # ten threads on two cores, busy with each other: far fewer
-    (2, 1.0, 1),    # two threads under the GIL keep one core busy: back to one
-    (1, 0.1, 7),    # one thread mostly waiting (a network share): more
-    (4, 0.01, 10),  # never more than the limit
-    (3, 50.0, 1),   # never fewer than one
-])
+@pytest.mark.parametrize(
+    "count, busy, expected",
+    [
+        (1, 1.0, 1),  # one thread keeps a core busy: stay at one
+        (10, 1.9, 4),  # ten threads on two cores, busy with each other: far fewer
+        (2, 1.0, 1),  # two threads under the GIL keep one core busy: back to one
+        (1, 0.1, 7),  # one thread mostly waiting (a network share): more
+        (4, 0.01, 10),  # never more than the limit
+        (3, 50.0, 1),  # never fewer than one
+    ],
+)
 def test_next_count(count, busy, expected):
     assert next_count(count, busy, limit=10) == expected
 
@@ -27,11 +30,17 @@ def test_no_more_threads_while_other_programs_hold_the_cpus():
     assert next_count(10, 1.9, limit=10, contended=True) == 4  # fewer is still fine
 
 
-@pytest.mark.parametrize("text, contended", [
-    ("some avg10=35.50 avg60=3.16 avg300=2.09 total=770595644\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", True),
-    ("some avg10=0.14 avg60=3.16 avg300=2.09 total=770595644\n", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "text, contended",
+    [
+        (
+            "some avg10=35.50 avg60=3.16 avg300=2.09 total=770595644\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            True,
+        ),
+        ("some avg10=0.14 avg60=3.16 avg300=2.09 total=770595644\n", False),
+        ("", False),
+    ],
+)
 def test_cpu_pressure_is_read_from_the_kernels_file(tmp_path, text, contended):
     pressure = tmp_path / "cpu"
     pressure.write_text(text)

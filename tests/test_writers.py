@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -57,8 +56,7 @@ def share(tmp_path):
     behind, root = tmp_path / "behind", tmp_path / "root"
     (behind / "RANK").mkdir(parents=True)
     (root / "JSON").mkdir(parents=True)
-    for mounted in _mounted(["bindfs", str(behind)], root / "JSON"):
-        yield behind, root
+    yield from ((behind, root) for _ in _mounted(["bindfs", str(behind)], root / "JSON"))
 
 
 @pytest.mark.root
@@ -93,7 +91,7 @@ def rewrite_in_place(path: Path, versions: list[bytes], stop: threading.Event) -
             f.write(data[: len(data) // 2])
             f.flush()
             time.sleep(0.005)  # half written, for long enough to be read so by anyone who does not wait
-            f.write(data[len(data) // 2:])
+            f.write(data[len(data) // 2 :])
         time.sleep(0.0005)
 
 
@@ -108,11 +106,16 @@ def test_in_place_rewrites_never_fail_as_half_written_and_the_last_version_is_de
         writer.start()
         writer.join(timeout=60)
         last = versions[-1]
-        wait_for(lambda: not (root / "JSON/RANK/v.json").exists()
-                 and (root / "JSON_STORE/RANK/v.json").exists()
-                 and (root / "JSON_STORE/RANK/v.json").read_bytes() == last
-                 and (root / RANK_ROUTE / "v.json").read_bytes() == last, timeout=30,
-                 what="the last version in the archive and the sync folder")
+        wait_for(
+            lambda: (
+                not (root / "JSON/RANK/v.json").exists()
+                and (root / "JSON_STORE/RANK/v.json").exists()
+                and (root / "JSON_STORE/RANK/v.json").read_bytes() == last
+                and (root / RANK_ROUTE / "v.json").read_bytes() == last
+            ),
+            timeout=30,
+            what="the last version in the archive and the sync folder",
+        )
     finally:
         stop.set()
         assert service.stop() == 0

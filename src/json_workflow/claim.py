@@ -62,8 +62,10 @@ class Claims:
         except FileExistsError:
             pass
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            raise WorkflowError(f"the claim area {folder} is a symlink or not a folder; json-workflow never "
-                                "follows a link out of the hot folder: remove it (it is made again as a folder)")
+            raise WorkflowError(
+                f"the claim area {folder} is a symlink or not a folder; json-workflow never "
+                "follows a link out of the hot folder: remove it (it is made again as a folder)"
+            )
 
     def forget_folders(self) -> None:
         """Make the claim folders again before the next claim (the hot folder was remounted, say)."""
@@ -143,7 +145,11 @@ class Claims:
                         continue
                     name, path = inside[0], os.path.join(entry.path, inside[0])
                 if number.isdigit() and name:
-                    found.append((number, Candidate(path, client, os.path.islink(path), name=name,
-                                                    origin=str(origin_folder / name))))
+                    found.append(
+                        (
+                            number,
+                            Candidate(path, client, os.path.islink(path), name=name, origin=str(origin_folder / name)),
+                        )
+                    )
         found.sort(key=lambda item: item[0])
         yield from (candidate for _, candidate in found)

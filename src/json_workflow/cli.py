@@ -20,11 +20,16 @@ from json_workflow.names import shown
 PROGRESS_MIN_FILES = 500
 
 config_option = click.option(
-    "--config", "config_path", envvar=CONFIG_ENV, type=click.Path(dir_okay=False),
+    "--config",
+    "config_path",
+    envvar=CONFIG_ENV,
+    type=click.Path(dir_okay=False),
     help=f"TOML configuration file (default: built-in; env {CONFIG_ENV}).",
 )
 root_option = click.option(
-    "--root", envvar=ROOT_ENV, type=click.Path(file_okay=False),
+    "--root",
+    envvar=ROOT_ENV,
+    type=click.Path(file_okay=False),
     help=f"Data root, overriding the configuration's root (env {ROOT_ENV}).",
 )
 
@@ -104,8 +109,8 @@ def _setup_logging(config: Config, console_level: int) -> None:
 def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
     """Show each file's fields and every place it would go, and why. Changes nothing."""
     from json_workflow.deliver import UNKNOWN_CLIENT
-    from json_workflow.parse import parse_job
     from json_workflow.intake import read_job_file
+    from json_workflow.parse import parse_job
     from json_workflow.route import plan
 
     config = load_config(config_path, root)
@@ -128,8 +133,12 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
             click.echo(f"  cannot read: {e.strerror}")
             unreadable += 1
             continue
-        for key, value in (("ClientCode", job.client), ("JobCategory", job.category),
-                           ("StudioCode", job.studio), ("Title", job.title)):
+        for key, value in (
+            ("ClientCode", job.client),
+            ("JobCategory", job.category),
+            ("StudioCode", job.studio),
+            ("Title", job.title),
+        ):
             click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
         for dest in plan(job, config):
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
@@ -152,9 +161,14 @@ def check_config(config_path: str | None, root: str | None) -> None:
     click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
     click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
     email = config.email
-    mailed = f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}" if email.enabled \
+    mailed = (
+        f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}"
+        if email.enabled
         else "written to the logs folder only (email not enabled)"
-    click.echo(f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days")
+    )
+    click.echo(
+        f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days"
+    )
     click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
         when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())
@@ -196,8 +210,11 @@ def _open_statistics(config: Config):
     from json_workflow.reporter import Reporter
 
     if not (config.state / DATABASE).is_file():
-        click.echo(f"json-workflow: no statistics yet: {config.state / DATABASE} does not exist "
-                   "(nothing has run on this root)", err=True)
+        click.echo(
+            f"json-workflow: no statistics yet: {config.state / DATABASE} does not exist "
+            "(nothing has run on this root)",
+            err=True,
+        )
         sys.exit(1)
     try:
         return Reporter(config)
@@ -220,8 +237,9 @@ def _day(value: str | None, config: Config):
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint="--date") from None
 
 
-date_option = click.option("--date", "date", metavar="YYYY-MM-DD",
-                           help="The day, in the configured time zone (email.timezone); default today.")
+date_option = click.option(
+    "--date", "date", metavar="YYYY-MM-DD", help="The day, in the configured time zone (email.timezone); default today."
+)
 
 
 @main.command()
@@ -268,8 +286,7 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     day = _day(date, config)
     reporter = _open_statistics(config)
     try:
-        fig = figures.build(reporter.db, day, config.email.zone, time.time(), reporter.present,
-                            config.report.highlight)
+        fig = figures.build(reporter.db, day, config.email.zone, time.time(), reporter.present, config.report.highlight)
     finally:
         reporter.close()
     click.echo(json.dumps(fig.as_dict(), indent=2) if as_json else render.text(fig, config.report.title))

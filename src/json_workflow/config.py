@@ -7,14 +7,24 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from json_workflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
 ROOT_ENV = "JSON_WORKFLOW_ROOT"
@@ -45,7 +55,7 @@ def _one_or_many(value: Any) -> Any:
     raise ValueError("expected a string or a list of strings")
 
 
-def _mode(allowed: int):
+def _mode(allowed: int) -> Callable[[Any], Any]:
     """A permission mode within `allowed` bits, from TOML octal (0o664) or a string ("0664")."""
 
     def check(value: Any) -> Any:
@@ -62,8 +72,10 @@ def _mode(allowed: int):
 def _no_parent(value: str) -> str:
     # A ".." climbs out of the folder it is written under, and json-workflow creates the folders below it.
     if ".." in value.split("/"):
-        raise ValueError('expected a folder relative to root, or an absolute one, with no ".." in it '
-                         "(it can lead out of the data root)")
+        raise ValueError(
+            'expected a folder relative to root, or an absolute one, with no ".." in it '
+            "(it can lead out of the data root)"
+        )
     return value
 
 
@@ -90,8 +102,7 @@ class Rule(_Strict):
         for field in when:
             first = seen.setdefault(field.casefold(), field)
             if first != field:
-                raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); "
-                                 "keep one")
+                raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); keep one")
         return when
 
 
@@ -156,8 +167,10 @@ class Email(_Strict):
     def secret_problems(self) -> list[str]:
         """What is wrong with the password's environment variable, checked where mail is sent."""
         if self.enabled and self.username and not os.environ.get(self.password_env):
-            return [f"email.password_env: the environment variable {self.password_env} is not set or empty "
-                    "(it holds the SMTP password for email.username; set it in the service's environment)"]
+            return [
+                f"email.password_env: the environment variable {self.password_env} is not set or empty "
+                "(it holds the SMTP password for email.username; set it in the service's environment)"
+            ]
         return []
 
     @property
@@ -247,7 +260,7 @@ _MESSAGES = {
 }
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     # Pydantic adds a "[function-after]" step to loc for validators; it means nothing to an operator.
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
@@ -286,22 +299,29 @@ def _feeding_hot(config: Config, resolve: Callable[[Path], Path]) -> list[str]:
         real = resolve(folder)
         if real.is_relative_to(hot):
             where = "the hot folder" if real == hot else "inside the hot folder"
-            problems.append(f"{key}: {_shown(folder, real)} is {where} {_shown(config.hot, hot)}, so the files "
-                            "delivered there would be taken again; choose a folder outside it")
+            problems.append(
+                f"{key}: {_shown(folder, real)} is {where} {_shown(config.hot, hot)}, so the files "
+                "delivered there would be taken again; choose a folder outside it"
+            )
     # The archive and failed folder get a folder per client, named after the files: one could be the hot folder.
     for key, name, folder in (("paths.archive", "archive", config.archive), ("paths.failed", "failed", config.failed)):
         real = resolve(folder)
         if real != hot and hot.is_relative_to(real):
-            problems.append(f"paths.hot: {_shown(config.hot, hot)} is inside the {name} folder {_shown(folder, real)} "
-                            f"({key}), where a folder is made for each client, named after the files; "
-                            "keep the hot folder outside it")
+            problems.append(
+                f"paths.hot: {_shown(config.hot, hot)} is inside the {name} folder {_shown(folder, real)} "
+                f"({key}), where a folder is made for each client, named after the files; "
+                "keep the hot folder outside it"
+            )
     return problems
 
 
 def _delivered_to(config: Config) -> list[tuple[str, Path]]:
     """Every folder files are delivered to, with its key path: archive, failed folder, each destination."""
-    return [("paths.archive", config.archive), ("paths.failed", config.failed),
-            *((f"routes[{i}].destination", config.folder(rule.destination)) for i, rule in enumerate(config.routes))]
+    return [
+        ("paths.archive", config.archive),
+        ("paths.failed", config.failed),
+        *((f"routes[{i}].destination", config.folder(rule.destination)) for i, rule in enumerate(config.routes)),
+    ]
 
 
 def _shown(path: Path, real: Path) -> str:

@@ -223,17 +223,20 @@ def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> boo
     The mode was set when the file was read, unless we may not (not its owner) or another link shares
     it (outside the data root, say): then it is copied, so that no other name shares the archived file.
     """
-    return (info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode
-            and info.st_nlink == 1)
+    return (
+        info is not None and info.st_dev == archive_device and stat.S_IMODE(info.st_mode) == mode and info.st_nlink == 1
+    )
 
 
 def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
     """Write the file's temporaries; on trouble remove them all and return it if it is new."""
     mode = folders.config.permissions.file_mode
+    error: OSError
     for c in d.copies:
         folder = os.path.dirname(c.temp)
         try:
             if c.kind == "copy":
+                assert d.data is not None  # read before any copy is planned
                 durable.write_new(c.temp, d.data, mode)
             elif c.kind == MOVE:
                 pass  # the claimed original: its mode was set when it was read
@@ -280,7 +283,7 @@ def _link_or_copy(path: str, temp: str, mode: int) -> bool:
 
 
 def reason_file(d: Delivery, now: float) -> bytes:
-    """The reason file's content; it quotes input (a ClientCode, an OS error's file name), so it never fails to encode."""
+    """The reason file's content; it quotes input (a ClientCode, an OS error's name), so it never fails to encode."""
     assert d.rejection is not None
     when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(now))
     return (

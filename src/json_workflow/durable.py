@@ -65,7 +65,7 @@ def _new_file(path: str, mode: int) -> Iterator[int]:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def write_new(path: str, data: bytes, mode: int) -> None:
@@ -278,7 +278,7 @@ def _syncfs_all(folders: list[str]) -> None:
     for folder in folders:
         fd = _open_folder(folder)
         try:
-            if _syncfs(fd) != 0:
+            if _syncfs(fd) != 0:  # type: ignore[misc]  # not None: checked where per_file is set
                 err = ctypes.get_errno()
                 raise OSError(err, os.strerror(err), folder)
         finally:

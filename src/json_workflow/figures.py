@@ -85,7 +85,7 @@ def local_day(now: float, zone: ZoneInfo) -> datetime.date:
 
 
 def duration(seconds: float) -> str:
-    """"1 day, 5 hours", "3 hours, 2 minutes", "4 minutes"."""
+    """ "1 day, 5 hours", "3 hours, 2 minutes", "4 minutes"."""
     minutes = int(seconds // 60)
     days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
     parts = [(days, "day"), (hours, "hour")] if days else [(hours, "hour"), (minutes, "minute")]
@@ -93,39 +93,62 @@ def duration(seconds: float) -> str:
     return text or "under a minute"
 
 
-def build(db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float, present: Present,
-          highlight: str = "Celtra") -> DayFigures:
+def build(
+    db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float, present: Present, highlight: str = "Celtra"
+) -> DayFigures:
     """Every figure of one day, from the rows as they are now."""
     start, end = day_window(day, zone)
     window = (start, end)
     processed, archived, errors, average = db.execute(
         f"SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0),"
-        f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}", window).fetchone()
+        f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}",
+        window,
+    ).fetchone()
     sources = {source: count for source, count, _ in _by_source(db, window)}
     batches, average_batch = db.execute(
-        "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window).fetchone()
-    scans = dict(db.execute("SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome",
-                            window).fetchall())
+        "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window
+    ).fetchone()
+    scans = dict(
+        db.execute("SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome", window).fetchall()
+    )
     slow = db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow", window).fetchone()[0]
 
     def local(ts: float, fmt: str) -> str:
         return datetime.datetime.fromtimestamp(ts, zone).strftime(fmt)
 
     return DayFigures(
-        day=day, timezone=zone.key, generated=local(now, "%Y-%m-%d %H:%M %Z"), uptime=_uptime(db, now),
-        processed=processed, archived=archived, errors=errors,
+        day=day,
+        timezone=zone.key,
+        generated=local(now, "%Y-%m-%d %H:%M %Z"),
+        uptime=_uptime(db, now),
+        processed=processed,
+        archived=archived,
+        errors=errors,
         success_rate=100.0 * archived / processed if processed else 100.0,
-        batches=batches, average_seconds=average, average_batch=average_batch,
-        scans_completed=scans.get("completed", 0), scans_skipped=scans.get("skipped", 0),
-        scans_abandoned=scans.get("abandoned", 0), scans_slow=slow, sources=sources, highlight=highlight,
-        clients=_clients(db, window, highlight), destinations=db.execute(
+        batches=batches,
+        average_seconds=average,
+        average_batch=average_batch,
+        scans_completed=scans.get("completed", 0),
+        scans_skipped=scans.get("skipped", 0),
+        scans_abandoned=scans.get("abandoned", 0),
+        scans_slow=slow,
+        sources=sources,
+        highlight=highlight,
+        clients=_clients(db, window, highlight),
+        destinations=db.execute(
             f"SELECT folder, COUNT(DISTINCT file) AS n FROM routed JOIN files ON files.id = routed.file"
-            f" WHERE {DONE} GROUP BY folder ORDER BY n DESC, folder", window).fetchall(),
+            f" WHERE {DONE} GROUP BY folder ORDER BY n DESC, folder",
+            window,
+        ).fetchall(),
         hours=_hours(db, start, end, zone),
-        last_errors=[Problem(local(ts, "%H:%M:%S"), client or "_unknown", name, f"{stage}: {reason}")
-                     for ts, client, name, stage, reason in db.execute(
-                         "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed'"
-                         " AND finished >= ? AND finished < ? ORDER BY finished DESC, id DESC LIMIT 10", window)],
+        last_errors=[
+            Problem(local(ts, "%H:%M:%S"), client or "_unknown", name, f"{stage}: {reason}")
+            for ts, client, name, stage, reason in db.execute(
+                "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed'"
+                " AND finished >= ? AND finished < ? ORDER BY finished DESC, id DESC LIMIT 10",
+                window,
+            )
+        ],
         **_reconciliation(db, window, present),
     )
 
@@ -145,13 +168,16 @@ def stats_line(db: sqlite3.Connection, now: float, zone: ZoneInfo) -> str:
 
 def _by_source(db: sqlite3.Connection, window: tuple[float, float]) -> list[tuple[str, int, int]]:
     """(source, files processed, of which failed) within the window."""
-    return db.execute(f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE}"
-                      " GROUP BY source ORDER BY source", window).fetchall()
+    return db.execute(
+        f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE} GROUP BY source ORDER BY source",
+        window,
+    ).fetchall()
 
 
 def _uptime(db: sqlite3.Connection, now: float) -> str | None:
-    row = db.execute("SELECT started FROM runs WHERE mode = 'service' AND stopped IS NULL"
-                     " ORDER BY started DESC LIMIT 1").fetchone()
+    row = db.execute(
+        "SELECT started FROM runs WHERE mode = 'service' AND stopped IS NULL ORDER BY started DESC LIMIT 1"
+    ).fetchone()
     return duration(now - row[0]) if row else None
 
 
@@ -161,32 +187,42 @@ def _clients(db: sqlite3.Connection, window: tuple[float, float], highlight: str
         "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
         " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
         " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
-        f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c", (highlight or "\0", *window))
+        f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
+        (highlight or "\0", *window),
+    )
     for client, processed, errors, routed, highlighted in rows:
         clients[client] = ClientFigures(client, processed, routed, highlighted if highlight else 0, errors)
     for client, category, count in db.execute(
-            "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
-            f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2", window):
+        "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
+        f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+        window,
+    ):
         clients[client].categories.append((category, count))
     return list(clients.values())
 
 
 def _hours(db: sqlite3.Connection, start: float, end: float, zone: ZoneInfo) -> list[tuple[str, int]]:
-    counts = dict(db.execute(
-        f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
-        (start, start, end)).fetchall())
+    counts = dict(
+        db.execute(
+            f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
+            (start, start, end),
+        ).fetchall()
+    )
     length = round((end - start) / 3600)
     # On the days the clocks change, an hour is skipped or repeated: the zone's name tells them apart.
     fmt = "%H:%M" if length == 24 else "%H:%M %Z"
-    return [(datetime.datetime.fromtimestamp(start + hour * 3600, zone).strftime(fmt), counts.get(hour, 0))
-            for hour in range(length)]
+    return [
+        (datetime.datetime.fromtimestamp(start + hour * 3600, zone).strftime(fmt), counts.get(hour, 0))
+        for hour in range(length)
+    ]
 
 
 def _reconciliation(db: sqlite3.Connection, window: tuple[float, float], present: Present) -> dict:
     received = archived = failed = pending = 0
     unaccounted = []
     for name, claim, outcome in db.execute(
-            "SELECT name, claim, outcome FROM files WHERE received >= ? AND received < ? ORDER BY received", window):
+        "SELECT name, claim, outcome FROM files WHERE received >= ? AND received < ? ORDER BY received", window
+    ):
         received += 1
         if outcome == "archived":
             archived += 1
@@ -196,5 +232,10 @@ def _reconciliation(db: sqlite3.Connection, window: tuple[float, float], present
             pending += 1
         else:
             unaccounted.append(name)
-    return {"received": received, "received_archived": archived, "received_failed": failed,
-            "pending": pending, "unaccounted": unaccounted}
+    return {
+        "received": received,
+        "received_archived": archived,
+        "received_failed": failed,
+        "pending": pending,
+        "unaccounted": unaccounted,
+    }

@@ -60,7 +60,8 @@ def unreadable(path: Path, error: sqlite3.Error) -> StoreError:
     return StoreError(
         f"cannot read the journal {path}: {error}. It is damaged or not a SQLite database. Stop json-workflow, "
         f"move the file aside (sqlite3's .recover may rescue its statistics) and start again: a new journal is "
-        f"made, and files left in the claim area are processed again from the start")
+        f"made, and files left in the claim area are processed again from the start"
+    )
 
 
 class Journal:
@@ -107,9 +108,13 @@ class Journal:
         # Bytes that are not UTF-8 can only come from the file's name and client folder, which the claim's
         # path holds too: when it is plain ASCII, so are they, and the configured folders are text.
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)",
-                           (row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3])
-                            for row in entries))
+            db.executemany(
+                "INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)",
+                (
+                    row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3])
+                    for row in entries
+                ),
+            )
             if also:
                 also(db)
 
@@ -146,8 +151,9 @@ class Journal:
         """How many times `claim` was restarted (see `restart`)."""
         if claim not in self._attempted:
             return 0
-        return self.query(lambda db: db.execute("SELECT count FROM attempts WHERE claim = ?",
-                                                (stored(claim),)).fetchone()[0])
+        return self.query(
+            lambda db: db.execute("SELECT count FROM attempts WHERE claim = ?", (stored(claim),)).fetchone()[0]
+        )
 
     def restart(self, claim: str) -> None:
         """Drop a claim's copies and count that its processing begins again after a crash; the count is kept
@@ -155,8 +161,10 @@ class Journal:
         self._attempted.add(claim)
         with self.transaction() as db:
             db.execute("DELETE FROM copies WHERE claim = ?", (stored(claim),))
-            db.execute("INSERT INTO attempts (claim, count) VALUES (?, 1)"
-                       " ON CONFLICT (claim) DO UPDATE SET count = count + 1", (stored(claim),))
+            db.execute(
+                "INSERT INTO attempts (claim, count) VALUES (?, 1) ON CONFLICT (claim) DO UPDATE SET count = count + 1",
+                (stored(claim),),
+            )
 
     def entries(self, claim: str) -> list[Entry]:
         with self._lock:

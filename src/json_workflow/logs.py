@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 LOGGER = "json_workflow"
 LOG_FILE = "json_workflow.log"
@@ -24,7 +25,7 @@ WRITE_OUT_CHARS = 1 << 16
 log = logging.getLogger(LOGGER)
 
 
-def _buffered(stream):
+def _buffered(stream: TextIO) -> TextIO:
     """A block-buffered writer on the stream's descriptor (stderr is line-buffered: a write per line)."""
     try:
         fd = os.dup(stream.fileno())
@@ -67,15 +68,16 @@ class _Tee(logging.Handler):
         self.console_level = console_level
         self.console = _buffered(sys.stderr)
         self.path = file
-        self.file = None
-        self._identity = None
+        self.file: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
         self._pending: list[str] = []  # lines not yet in the file, written out in one write
         self._pending_chars = 0
         if file is not None:
             self._open()
         self.setFormatter(_Formatter())
 
-    def _open(self) -> None:
+    def _open(self) -> TextIO:
+        assert self.path is not None  # only a handler with a file opens one
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -83,9 +85,11 @@ class _Tee(logging.Handler):
         self.file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
         info = os.fstat(self.file.fileno())
         self._identity = (info.st_dev, info.st_ino)
+        return self.file
 
     def _moved(self) -> bool:
         """Whether the path no longer names the open file (logrotate renamed or deleted it)."""
+        assert self.path is not None
         try:
             info = os.stat(self.path)
         except FileNotFoundError:
@@ -99,10 +103,9 @@ class _Tee(logging.Handler):
         self._pending_chars = 0
         # Checked just before writing, not when the lines were logged: a line written into a file
         # logrotate renamed is lost when it compresses and deletes that file.
-        if self.file is None or self._moved():
-            self._open()
-        self.file.write(text)
-        self.file.flush()
+        file = self._open() if self.file is None or self._moved() else self.file
+        file.write(text)
+        file.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -120,7 +123,8 @@ class _Tee(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             if self._pending:
                 try:
                     self._write_out()
@@ -128,13 +132,18 @@ class _Tee(logging.Handler):
                     # The pipeline flushes after every batch: a log it cannot write must not stop it.
                     self.console.write(f"json-workflow: cannot write {self.path}: {e}\n")
             self.console.flush()
+        finally:
+            self.release()
 
     def close(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             self.flush()
             if self.file is not None:
                 self.file.close()
             self.console.close()
+        finally:
+            self.release()
         super().close()
 
 

@@ -31,9 +31,9 @@ def send(email: Email, msg: EmailMessage) -> None:
     # Python 3.11's starttls() without a context does not check the certificate: always pass one.
     context = ssl.create_default_context(cafile=email.ca_file or None)
     try:
+        client: smtplib.SMTP
         if email.ssl:
-            client = smtplib.SMTP_SSL(email.smtp_host, email.smtp_port, timeout=email.timeout_seconds,
-                                      context=context)
+            client = smtplib.SMTP_SSL(email.smtp_host, email.smtp_port, timeout=email.timeout_seconds, context=context)
         else:
             client = smtplib.SMTP(email.smtp_host, email.smtp_port, timeout=email.timeout_seconds)
         with client:
@@ -54,5 +54,7 @@ def send(email: Email, msg: EmailMessage) -> None:
 
 
 def _answers(refused: dict) -> str:
-    return "; ".join(f"{who}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
-                     for who, (code, text) in refused.items())
+    return "; ".join(
+        f"{who}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+        for who, (code, text) in refused.items()
+    )

@@ -32,7 +32,7 @@ def shown(name: str) -> str:
     return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in name)
 
 
-def _unescape(match: re.Match) -> str:
+def _unescape(match: re.Match[str]) -> str:
     code = match.group(1)
     if code == "\\":
         return "\\"

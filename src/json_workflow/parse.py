@@ -45,7 +45,7 @@ _DECODER = json.JSONDecoder(parse_constant=_not_json)  # made once: json.loads w
 def parse_job(raw: bytes, folder: str | None) -> Job:
     """Parse and validate a job file found in client folder `folder` (None at the hot folder's top)."""
     if raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+        raw = raw[len(_BOM) :]
     if not raw.strip():
         raise Rejected("empty file")
     try:
@@ -86,7 +86,7 @@ def job_from_document(document: Any, folder: str | None) -> Job:
     )
 
 
-def _required(details: dict, key: str) -> str:
+def _required(details: dict[str, Any], key: str) -> str:
     value = details.get(key)
     if key not in details:
         raise Rejected(f"JobDetails.{key} is missing", "validate")
@@ -95,7 +95,7 @@ def _required(details: dict, key: str) -> str:
     return value if value.isascii() else _text(value, key)
 
 
-def _optional(details: dict, key: str) -> str | None:
+def _optional(details: dict[str, Any], key: str) -> str | None:
     value = details.get(key)
     if value is None:
         return None
@@ -108,8 +108,9 @@ def _text(value: str, key: str) -> str:
     try:
         value.encode()
     except UnicodeEncodeError as e:
-        raise Rejected(f"JobDetails.{key} is not valid Unicode text (a lone surrogate at position {e.start})",
-                       "validate") from None
+        raise Rejected(
+            f"JobDetails.{key} is not valid Unicode text (a lone surrogate at position {e.start})", "validate"
+        ) from None
     return value
 
 

@@ -103,8 +103,12 @@ class Pipeline:
         self.workers.close()
         self._flusher.shutdown()
 
-    def process(self, candidates: Iterable[tuple[Candidate, str]], progress: Callable[[int], None] | None = None,
-                summary: Summary | None = None) -> Summary:
+    def process(
+        self,
+        candidates: Iterable[tuple[Candidate, str]],
+        progress: Callable[[int], None] | None = None,
+        summary: Summary | None = None,
+    ) -> Summary:
         """Process (candidate, source) pairs; the run goes on whatever one file or one destination does."""
         started = time.perf_counter()
         summary = summary or Summary()
@@ -204,13 +208,15 @@ class Pipeline:
     def _stage(self, batch: list[tuple[Candidate, str]]) -> _Batch:
         """Claim, read, parse and route the batch, record its copies in the journal, write them."""
         now, started = self.clock(), time.perf_counter()
-        prepared = self.workers.map("prepare", lambda item: self._prepare(*item, now), batch)
+        prepared = self.workers.map("prepare", lambda item: self._prepare(item[0], item[1], now), batch)
         deliveries = [d for d in prepared if not d.vanished]
         _log_by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
         try:
-            self.journal.plan([(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
-                              also=lambda db: stats.received(db, deliveries, now))
+            self.journal.plan(
+                [(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
+                also=lambda db: stats.received(db, deliveries, now),
+            )
         except Exception as e:  # nothing is written yet: every file of the batch waits for the journal
             log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), e)
             for d in planned:
@@ -336,8 +342,14 @@ class Pipeline:
 
     def _unforeseen(self, d: Delivery, error: Exception, stage: str) -> Rejected:
         """The rejection for an error no rule foresaw, logged with its traceback for a bug report."""
-        log.error("[%s] Unexpected error handling %s at %s", d.source, d.candidate.display, stage,
-                  exc_info=error, extra={"worker": d.worker})
+        log.error(
+            "[%s] Unexpected error handling %s at %s",
+            d.source,
+            d.candidate.display,
+            stage,
+            exc_info=error,
+            extra={"worker": d.worker},
+        )
         return detached(Rejected(f"unexpected error ({type(error).__name__}: {error}); please report it", stage))
 
     def _trouble(self, trouble: DestinationError) -> None:
@@ -370,7 +382,12 @@ class Pipeline:
             summary.failed += 1
             log.error(
                 "[%s] Failed %s at %s: %s -> %s",
-                d.source, d.candidate.display, d.rejection.stage, d.rejection.reason, d.failed_as, extra=tag,
+                d.source,
+                d.candidate.display,
+                d.rejection.stage,
+                d.rejection.reason,
+                d.failed_as,
+                extra=tag,
             )
             return None
         summary.archived += 1
@@ -386,15 +403,23 @@ class Pipeline:
         # A newer file of the same name arrived while this one waited; delivering this one later would
         # overwrite the newer one, so it is set aside (never dropped) for an operator to look at.
         try:
-            where = deliver.set_aside(d, self.folders, "superseded by a newer file of the same name while its "
-                                      f"destination was unavailable ({d.pending})", self.clock())
+            where = deliver.set_aside(
+                d,
+                self.folders,
+                f"superseded by a newer file of the same name while its destination was unavailable ({d.pending})",
+                self.clock(),
+            )
         except OSError as e:
             log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
             d.left_claimed = True
             return
         self.claims.release(d.candidate)
-        log.warning("[%s] %s was superseded by a newer file of the same name while waiting -> %s",
-                    d.source, d.candidate.display, where)
+        log.warning(
+            "[%s] %s was superseded by a newer file of the same name while waiting -> %s",
+            d.source,
+            d.candidate.display,
+            where,
+        )
 
     def recover(self, summary: Summary) -> list[Delivery]:
         """Finish what a crash left claimed; returns the deliveries of the files processed afresh.
@@ -406,11 +431,16 @@ class Pipeline:
         done = []
         for candidate, restarts in recovery.recover(self.claims, self.journal, self.barrier, summary, self.clock()):
             if restarts >= CRASHES_BEFORE_SET_ASIDE:
-                log.error("[RECOVERY] json-workflow stopped %d times while processing %s; it is set aside unread",
-                          restarts, candidate.display)
+                log.error(
+                    "[RECOVERY] json-workflow stopped %d times while processing %s; it is set aside unread",
+                    restarts,
+                    candidate.display,
+                )
                 self._poisoned[candidate.origin] = Rejected(
                     f"json-workflow stopped unexpectedly {restarts} times while processing this file; it was set "
-                    "aside unread so that the other files go on (the log before those stops tells why)", "recovery")
+                    "aside unread so that the other files go on (the log before those stops tells why)",
+                    "recovery",
+                )
             self.journal.restart(candidate.path)
             done += self.process_batch([(candidate, RECOVERY)], summary)
         return done

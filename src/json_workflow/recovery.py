@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from json_workflow.pipeline import Summary
 
 
-def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, summary: Summary,
-            now: float) -> list[tuple[Candidate, int]]:
+def recover(
+    claims: Claims, journal: Journal, barrier: durable.Barrier, summary: Summary, now: float
+) -> list[tuple[Candidate, int]]:
     """Finish what a crash left claimed; returns the claimed files that must be processed afresh, each
     with the number of times its processing began alone after a crash (see Journal.restart)."""
     fresh = []
@@ -55,8 +56,15 @@ def _journaled(journal: Journal, claim: str) -> tuple[bool, list[Copy]]:
     return staged, [Copy(e.temp, e.final, e.kind) for e in entries]
 
 
-def _finish_staged(claims: Claims, journal: Journal, barrier: durable.Barrier, candidate: Candidate,
-                   copies: list[Copy], summary: Summary, now: float) -> None:
+def _finish_staged(
+    claims: Claims,
+    journal: Journal,
+    barrier: durable.Barrier,
+    candidate: Candidate,
+    copies: list[Copy],
+    summary: Summary,
+    now: float,
+) -> None:
     waiting = sum(os.path.lexists(c.temp) for c in copies)
     deliver.publish(copies, barrier, resume=True)
     barrier.flush()
@@ -69,5 +77,9 @@ def _finish_staged(claims: Claims, journal: Journal, barrier: durable.Barrier, c
     journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
     summary.failed += failed
     summary.archived += not failed
-    log.info("[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
-             candidate.display, waiting, len(copies))
+    log.info(
+        "[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
+        candidate.display,
+        waiting,
+        len(copies),
+    )

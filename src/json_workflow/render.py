@@ -10,8 +10,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from json_workflow.figures import DayFigures
 
-_env = Environment(loader=PackageLoader("json_workflow", "templates"), autoescape=select_autoescape(["html"]),
-                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+_env = Environment(
+    loader=PackageLoader("json_workflow", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 # Mail clients drop <style> or ignore most of it; only @media rules can't be inlined, so they stay.
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 

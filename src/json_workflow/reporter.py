@@ -31,8 +31,12 @@ ALERT_FILES = 50  # files listed by name in one alert; the rest are counted
 class Reporter:
     """Owns its own connection to the journal's database (it runs beside the pipeline's thread)."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time,
-                 send: Callable[[Email, EmailMessage], None] = mail.send):
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        send: Callable[[Email, EmailMessage], None] = mail.send,
+    ):
         self.config, self.clock, self.send = config, clock, send
         path = config.state / DATABASE
         self.db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
@@ -70,15 +74,19 @@ class Reporter:
     def _due_at(self, day: datetime.date) -> datetime.datetime:
         """When the report of `day` is due: report_time on the next day, local time."""
         hour, minute = map(int, self.config.email.report_time.split(":"))
-        return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(hour, minute),
-                                         self.config.email.zone)
+        return datetime.datetime.combine(
+            day + datetime.timedelta(days=1), datetime.time(hour, minute), self.config.email.zone
+        )
 
     def plan(self, now: float) -> str:
         """What happens to today's report, for the log."""
         email = self.config.email
         today = figures.local_day(now, email.zone)
-        how = f"mailed to {', '.join(email.recipients)}" if email.enabled else \
-            f"written to {self.report_file(today).parent} (email is not enabled)"
+        how = (
+            f"mailed to {', '.join(email.recipients)}"
+            if email.enabled
+            else f"written to {self.report_file(today).parent} (email is not enabled)"
+        )
         return f"Daily report for {today} due at {self._due_at(today):%Y-%m-%d %H:%M %Z}, {how}"
 
     def due_days(self, now: float) -> list[datetime.date]:
@@ -100,8 +108,9 @@ class Reporter:
     def _reports(self, now: float) -> None:
         for day in self.due_days(now):
             delivery = self.deliver(day, now, send=self.config.email.enabled)
-            self.db.execute("INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)",
-                            (day.isoformat(), now, delivery))
+            self.db.execute(
+                "INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)", (day.isoformat(), now, delivery)
+            )
             log.info("Daily report for %s: %s", day.isoformat(), delivery)
 
     def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
@@ -154,10 +163,13 @@ class Reporter:
         since = setting["alert_since"]
         failed = self.db.execute(
             "SELECT finished, name, stage, reason FROM files WHERE outcome = 'failed' AND finished > ?"
-            " AND finished <= ? ORDER BY finished", (since, now)).fetchall()
+            " AND finished <= ? ORDER BY finished",
+            (since, now),
+        ).fetchall()
         troubles = self.db.execute(
             "SELECT folder, COUNT(*), MIN(at), MAX(error) FROM troubles WHERE at > ? AND at <= ? GROUP BY folder",
-            (since, now)).fetchall()
+            (since, now),
+        ).fetchall()
         if failed or troubles:
             subject, text = self._alert_text(failed, troubles, since)
             self.send(email, mail.message(email, subject, text))
@@ -171,16 +183,20 @@ class Reporter:
             return datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
 
         parts = [f"{len(failed)} files failed"] * bool(failed) + [f"{len(troubles)} destinations in trouble"] * bool(
-            troubles)
+            troubles
+        )
         lines = [f"json-workflow on {self.config.hot}, since {at(since)} {self.config.email.timezone}:", ""]
         if troubles:
             lines.append("Destinations in trouble (their files wait in the hot folder and are retried):")
-            lines += [f"  {folder}: {error} (first at {at(first)}, {count} times)"
-                      for folder, count, first, error in troubles]
+            lines += [
+                f"  {folder}: {error} (first at {at(first)}, {count} times)" for folder, count, first, error in troubles
+            ]
             lines.append("")
         if failed:
-            lines.append(f"Failed files (in {self.config.failed}, each with a .reason.txt; "
-                         "`json-workflow retry` puts them back):")
+            lines.append(
+                f"Failed files (in {self.config.failed}, each with a .reason.txt; "
+                "`json-workflow retry` puts them back):"
+            )
             lines += [f"  {at(ts)}  {name}  {stage}: {reason}" for ts, name, stage, reason in failed[:ALERT_FILES]]
             if len(failed) > ALERT_FILES:
                 lines.append(f"  ... and {len(failed) - ALERT_FILES} more")

@@ -80,7 +80,7 @@ class Router:
         self.archive = config.archive
         self.table = [(rule.name, _accepted(rule), config.folder(rule.destination)) for rule in config.routes]
         self.fields = sorted({field for _, when, _ in self.table for field in when})
-        self._plans: dict[tuple, tuple[Destination, ...]] = {}
+        self._plans: dict[tuple[str | None, ...], tuple[Destination, ...]] = {}
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 # The seed's clients, weighted roughly as its daily report shows them.
 CLIENT_MIX = {
-    "RANK": 30, "LOREAL": 10, "BISSELL": 7, "RECKITTBENCKISER": 5, "OLIVER": 4, "CELTRA": 3,
-    "CIBC": 3, "ADIDAS": 3, "PAYPAL": 2, "BAYER": 2, "3M": 2, "ACME": 2,
+    "RANK": 30,
+    "LOREAL": 10,
+    "BISSELL": 7,
+    "RECKITTBENCKISER": 5,
+    "OLIVER": 4,
+    "CELTRA": 3,
+    "CIBC": 3,
+    "ADIDAS": 3,
+    "PAYPAL": 2,
+    "BAYER": 2,
+    "3M": 2,
+    "ACME": 2,
 }
 CATEGORIES = ["PRODUCTION", "CAMPAIGN", "ORDER", "SOCIAL", "DIGITAL", "CELTRA"]
 
 
 def job(client: str, category: str, number: int, size: int = 0, title: str | None = None) -> bytes:
     """One job file as TWIST writes it, padded with realistic detail to about `size` bytes."""
-    document = {
+    document: dict[str, Any] = {
         "JobSpecification": {
             "JobDetails": {
                 "ClientCode": client,
@@ -29,9 +40,10 @@ def job(client: str, category: str, number: int, size: int = 0, title: str | Non
         }
     }
     raw = json.dumps(document, indent=2).encode()
+    deliverables: list[dict[str, Any]] = document["JobSpecification"]["Deliverables"]
     item = 0
     while len(raw) < size:
-        document["JobSpecification"]["Deliverables"].append(
+        deliverables.append(
             {"Item": item, "Format": "A4 portrait", "Channel": "print", "Copy": "Lorem ipsum dolor sit amet " * 2}
         )
         item += 1

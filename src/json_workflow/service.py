@@ -52,12 +52,18 @@ class Service:
         self.rescan_requested = False
         self.queue: deque[tuple[str, str]] = deque()
         self.attempts: Counter[str] = Counter()
-        self.scans = Counter()
+        self.scans: Counter[str] = Counter()
         self.missed_streak = 0
         self._scan_thread: threading.Thread | None = None
         self.watcher: Watcher | None = None
         self.hot_identity: tuple[int, int] | None = None  # the hot folder watched: (device, inode)
         self.unwatchable: tuple[int, int] | None = None  # a hot folder that could not be watched, said once
+
+    @property
+    def watching(self) -> Watcher:
+        """The watcher, once `_start_up` has started it."""
+        assert self.watcher is not None, "the watcher is started by _start_up"
+        return self.watcher
 
     # --- signals: flags only (a handler runs between any two bytecodes: it must take no lock) ------
     def _on_stop(self, signum, frame) -> None:
@@ -123,9 +129,13 @@ class Service:
         sd_notify("READY=1")
         log.info("Watching %s (%s) with a %gs periodic scan", config.hot, self.watcher.mode, config.scan_interval)
         now, beat = time.monotonic(), watchdog_interval()
-        self.due = {"scan": now + config.scan_interval, "stats": now + STATS_SECONDS,
-                    "intake": now + INTAKE_CHECK_SECONDS, "beat": now if beat else float("inf")}
-        self.beat = beat
+        self.due = {
+            "scan": now + config.scan_interval,
+            "stats": now + STATS_SECONDS,
+            "intake": now + INTAKE_CHECK_SECONDS,
+            "beat": now if beat else float("inf"),
+        }
+        self.beat = beat or 0.0
         return self._startup_scan()
 
     def _step(self, startup: Iterator[tuple[Candidate, str]]) -> float:
@@ -159,8 +169,10 @@ class Service:
             self.pipeline.folders.forget_trouble()  # retry time: try the troubled folders again
         self.queue.extend(self.tracker.ready())
         size = self.config.batch_size
-        batch = [(candidate_at(self.config.hot, path), source)
-                 for path, source in (self.queue.popleft() for _ in range(min(size, len(self.queue))))]
+        batch = [
+            (candidate_at(self.config.hot, path), source)
+            for path, source in (self.queue.popleft() for _ in range(min(size, len(self.queue))))
+        ]
         if len(batch) < size:
             batch += itertools.islice(startup, size - len(batch))
         return batch
@@ -203,8 +215,10 @@ class Service:
         """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
         self.stopping.wait()
         time.sleep(self.config.shutdown_timeout)
-        log.error("Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
-                  self.config.shutdown_timeout)
+        log.error(
+            "Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
+            self.config.shutdown_timeout,
+        )
         logging.shutdown()
         os._exit(0)
 
@@ -242,8 +256,9 @@ class Service:
             log.warning("Periodic scan skipped: the previous one is still running")
             return
         self.scans["started"] += 1
-        self._scan_thread = threading.Thread(target=self._periodic_scan, args=(self.scans["started"],),
-                                             name="scan", daemon=True)
+        self._scan_thread = threading.Thread(
+            target=self._periodic_scan, args=(self.scans["started"],), name="scan", daemon=True
+        )
         self._scan_thread.start()
 
     def _periodic_scan(self, number: int) -> None:
@@ -255,7 +270,7 @@ class Service:
 
     def _scan_once(self, number: int) -> None:
         config, started = self.config, time.monotonic()
-        reported = self.watcher.take_reported()
+        reported = self.watching.take_reported()
         found = missed = 0
         for candidate in scan(config.hot):
             if time.monotonic() - started > config.scan_timeout:
@@ -274,14 +289,17 @@ class Service:
         seconds = time.monotonic() - started
         self._scanned("completed", seconds, found, slow=seconds > config.slow_scan_seconds)
         if seconds > config.slow_scan_seconds:
-            log.warning("Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds,
-                        config.slow_scan_seconds)
-        log.info("Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)",
-                 number, found, missed, seconds)
+            log.warning(
+                "Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds, config.slow_scan_seconds
+            )
+        log.info(
+            "Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)", number, found, missed, seconds
+        )
         self._check_events(missed)
 
-    def _scanned(self, outcome: str, seconds: float | None = None, found: int | None = None,
-                 slow: bool = False) -> None:
+    def _scanned(
+        self, outcome: str, seconds: float | None = None, found: int | None = None, slow: bool = False
+    ) -> None:
         self.scans[outcome] += 1
         self.scans["slow"] += slow
         now = time.time()
@@ -290,37 +308,49 @@ class Service:
     def _check_intake(self) -> None:
         """Watch again when the hot folder was remounted or replaced, or its watch ended (a NAS reboot)."""
         hot, identity = self.config.hot, _identity(self.config.hot)
-        if identity == self.hot_identity and self.watcher.alive():
+        if identity == self.hot_identity and self.watching.alive():
             return
         if identity is None:
             if self.hot_identity is not None:
                 log.error("Hot folder %s is gone (an unmounted share?); files are taken again once it is back", hot)
                 self.hot_identity = None
             return
-        how = "is back" if self.hot_identity is None else \
-            "was remounted or replaced" if identity != self.hot_identity else f"lost its {self.watcher.mode} watch"
+        how = (
+            "is back"
+            if self.hot_identity is None
+            else "was remounted or replaced"
+            if identity != self.hot_identity
+            else f"lost its {self.watching.mode} watch"
+        )
         try:
-            watcher = self._watcher(self.watcher.mode)
+            watcher = self._watcher(self.watching.mode)
         except OSError as e:  # tried again every second; said once
             if self.unwatchable != identity:
                 log.error("Hot folder %s %s but cannot be watched yet: %s", hot, how, e)
                 self.unwatchable = identity
             return
-        old, self.watcher, self.hot_identity, self.unwatchable = self.watcher, watcher, identity, None
+        old, self.watcher, self.hot_identity, self.unwatchable = self.watching, watcher, identity, None
         old.stop()
         self.pipeline.claims.forget_folders()
         self.pipeline.folders.forget_trouble()
         self.rescan_requested = True
-        log.warning("Hot folder %s %s: watching it again (%s), the claim area is made again, and it is scanned",
-                    hot, how, watcher.mode)
+        log.warning(
+            "Hot folder %s %s: watching it again (%s), the claim area is made again, and it is scanned",
+            hot,
+            how,
+            watcher.mode,
+        )
 
     def _check_events(self, missed: int) -> None:
         """Switch to polling when scans keep finding files no event reported (a network share)."""
         self.missed_streak = self.missed_streak + 1 if missed else 0
-        if self.missed_streak >= MISSED_SCANS_BEFORE_POLLING and self.watcher.mode == "inotify":
-            log.warning("%d periodic scans in a row found files that no event reported: events are not "
-                        "arriving (a network share?). Switching to polling.", self.missed_streak)
-            old, self.watcher = self.watcher, self._watcher("polling")
+        if self.missed_streak >= MISSED_SCANS_BEFORE_POLLING and self.watching.mode == "inotify":
+            log.warning(
+                "%d periodic scans in a row found files that no event reported: events are not "
+                "arriving (a network share?). Switching to polling.",
+                self.missed_streak,
+            )
+            old, self.watcher = self.watching, self._watcher("polling")
             old.stop()
 
     # --- housekeeping --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 _lease_breaks_ignored = False
 
 
@@ -55,8 +54,20 @@ def writer_has_open(fd: int) -> bool | None:
 # Filesystems whose files other hosts (or a process behind a FUSE mount) may write: a lease sees only
 # this kernel's writers there. statfs(2) f_type values: NFS, SMB, CIFS, SMB2, FUSE, Ceph, AFS, 9P, Coda,
 # GFS2, OCFS2, Lustre.
-_SHARED_FILESYSTEMS = {0x6969, 0x517B, 0xFF534D42, 0xFE534D42, 0x65735546, 0x00C36400, 0x5346414F, 0x01021997,
-                       0x73757245, 0x01161970, 0x7461636F, 0x0BD00BD0}
+_SHARED_FILESYSTEMS = {
+    0x6969,
+    0x517B,
+    0xFF534D42,
+    0xFE534D42,
+    0x65735546,
+    0x00C36400,
+    0x5346414F,
+    0x01021997,
+    0x73757245,
+    0x01161970,
+    0x7461636F,
+    0x0BD00BD0,
+}
 _libc = ctypes.CDLL(None, use_errno=True)
 _local: dict[int, bool] = {}  # device -> is it a filesystem only this kernel writes
 

@@ -68,8 +68,9 @@ def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
         if d.source == "RECOVERY":  # its row was opened before the crash
             row = db.execute("SELECT id FROM files WHERE claim = ? AND outcome IS NULL", (stored(c.path),)).fetchone()
         if row is None and waiting:  # a file that waited for its destination is the same file taken again
-            row = db.execute("SELECT id FROM files WHERE name = ? AND outcome = 'pending' AND inode = ?",
-                             (c.display, _inode(c.path))).fetchone()
+            row = db.execute(
+                "SELECT id FROM files WHERE name = ? AND outcome = 'pending' AND inode = ?", (c.display, _inode(c.path))
+            ).fetchone()
         if row is not None:
             db.execute("UPDATE files SET claim = ?, outcome = NULL WHERE id = ?", (stored(c.path), row[0]))
             d.row = row[0]
@@ -99,30 +100,58 @@ def finished(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
             outcome, stage, reason = FAILED, rejection.stage, rejection.reason
         else:
             outcome, stage, reason = ARCHIVED, None, None
-            routed += [(d.row, rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive
-                       for rule in dest.reasons]
-        rows.append((outcome, now, d.seconds, job.client if job else None, job.category if job else None,
-                     job.studio if job else None, job.title if job else None, stage, reason, inode, d.row))
+            routed += [
+                (d.row, rule, str(dest.folder))
+                for dest in d.destinations
+                if not dest.is_archive
+                for rule in dest.reasons
+            ]
+        rows.append(
+            (
+                outcome,
+                now,
+                d.seconds,
+                job.client if job else None,
+                job.category if job else None,
+                job.studio if job else None,
+                job.title if job else None,
+                stage,
+                reason,
+                inode,
+                d.row,
+            )
+        )
     db.executemany(
         "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
-        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode) WHERE id = ?", rows)
+        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode) WHERE id = ?",
+        rows,
+    )
     db.executemany("INSERT INTO routed (file, rule, folder) VALUES (?, ?, ?)", routed)
 
 
 def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float) -> None:
     """Close the row of a file that a crash left staged and the next start finished."""
-    db.execute("UPDATE files SET outcome = ?, finished = ? WHERE claim = ? AND outcome IS NULL",
-               (outcome, now, stored(claim)))
+    db.execute(
+        "UPDATE files SET outcome = ?, finished = ? WHERE claim = ? AND outcome IS NULL", (outcome, now, stored(claim))
+    )
 
 
 def batch(db: sqlite3.Connection, size: int, seconds: float, now: float) -> None:
     db.execute("INSERT INTO batches (at, size, seconds) VALUES (?, ?, ?)", (now, size, seconds))
 
 
-def scan(db: sqlite3.Connection, outcome: str, now: float, seconds: float | None = None,
-         found: int | None = None, slow: bool = False) -> None:
-    db.execute("INSERT INTO scans (at, outcome, seconds, found, slow) VALUES (?, ?, ?, ?, ?)",
-               (now, outcome, seconds, found, int(slow)))
+def scan(
+    db: sqlite3.Connection,
+    outcome: str,
+    now: float,
+    seconds: float | None = None,
+    found: int | None = None,
+    slow: bool = False,
+) -> None:
+    db.execute(
+        "INSERT INTO scans (at, outcome, seconds, found, slow) VALUES (?, ?, ?, ?, ?)",
+        (now, outcome, seconds, found, int(slow)),
+    )
 
 
 def trouble(db: sqlite3.Connection, folder: str, error: str, now: float) -> None:
@@ -132,7 +161,9 @@ def trouble(db: sqlite3.Connection, folder: str, error: str, now: float) -> None
 def run_started(db: sqlite3.Connection, mode: str, now: float) -> int:
     """A new run (service or --once); a run left without a stop ended in a crash, at the latest now."""
     db.execute("UPDATE runs SET stopped = ? WHERE stopped IS NULL", (now,))
-    return db.execute("INSERT INTO runs (started, mode) VALUES (?, ?)", (now, mode)).lastrowid
+    row = db.execute("INSERT INTO runs (started, mode) VALUES (?, ?)", (now, mode)).lastrowid
+    assert row is not None  # an INSERT always has one
+    return row
 
 
 def run_stopped(db: sqlite3.Connection, run: int, now: float) -> None:

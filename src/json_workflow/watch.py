@@ -18,10 +18,11 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from watchdog.events import FileCreatedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 from watchdog.observers.inotify_c import InotifyConstants as IN
-from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 from watchdog.observers.polling import PollingObserver
 
 from json_workflow.intake import is_job_name
@@ -31,8 +32,10 @@ from json_workflow.stability import StabilityTracker
 REALTIME = "REALTIME"
 _MASK = IN.IN_CLOSE_WRITE | IN.IN_MOVED_TO | IN.IN_CREATE | IN.IN_DELETE_SELF | IN.IN_ONLYDIR | IN.IN_DONT_FOLLOW
 
+_Event = TypeVar("_Event")
 
-def _safely(handle: Callable[[object], None], event: object) -> None:
+
+def _safely(handle: Callable[[_Event], None], event: _Event) -> None:
     try:
         handle(event)
     except Exception:
@@ -45,8 +48,9 @@ class Watcher:
 
     mode = "inotify"
 
-    def __init__(self, hot: Path, tracker: StabilityTracker,
-                 on_folder: Callable[[str], None], on_overflow: Callable[[], None]):
+    def __init__(
+        self, hot: Path, tracker: StabilityTracker, on_folder: Callable[[str], None], on_overflow: Callable[[], None]
+    ):
         self.hot = str(hot)
         self.tracker = tracker
         self.on_folder = on_folder
@@ -112,7 +116,7 @@ class InotifyWatcher(Watcher):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fd = InotifyFD.get_instance()
-        self._watches: dict[int, str] = {}
+        self._watches: dict[WatchDescriptor, str] = {}
         self._top: int | None = None
 
     def start(self) -> None:
@@ -129,7 +133,7 @@ class InotifyWatcher(Watcher):
             pass  # gone again, or a file: the periodic scan has the last word
 
     def _add(self, path: str, top: bool) -> int:
-        wd = self._fd.add_callback(os.fsencode(path), _MASK, _Folder(self, path, top), id(self))
+        wd = self._fd.add_callback(os.fsencode(path), Mask(_MASK), _Folder(self, path, top), CallbackId(id(self)))
         with self._lock:
             self._watches[wd] = path
         return wd
@@ -145,7 +149,7 @@ class InotifyWatcher(Watcher):
     def stop(self) -> None:
         with self._lock:
             watches, self._watches = list(self._watches), {}
-        self._fd.remove_callbacks([(wd, id(self)) for wd in watches])
+        self._fd.remove_callbacks([(wd, CallbackId(id(self))) for wd in watches])
 
 
 class _PollingHandler(FileSystemEventHandler):
@@ -156,7 +160,7 @@ class _PollingHandler(FileSystemEventHandler):
         _safely(self._on_event, event)
 
     def _on_event(self, event: FileSystemEvent) -> None:
-        relative = os.path.relpath(event.dest_path or event.src_path, self.watcher.hot).split(os.sep)
+        relative = os.path.relpath(os.fsdecode(event.dest_path or event.src_path), self.watcher.hot).split(os.sep)
         # A job is in the hot folder or one client folder down; the claim area and hidden folders are not.
         if isinstance(event, FileCreatedEvent) or event.event_type == "moved":
             if len(relative) <= 2 and not any(p.startswith(".") for p in relative) and is_job_name(relative[-1]):
@@ -186,7 +190,8 @@ class PollingWatcher(Watcher):
         self._observer.join(timeout=10)
 
 
-def make_watcher(mode: str, hot: Path, tracker: StabilityTracker,
-                 on_folder: Callable[[str], None], on_overflow: Callable[[], None]) -> Watcher:
+def make_watcher(
+    mode: str, hot: Path, tracker: StabilityTracker, on_folder: Callable[[str], None], on_overflow: Callable[[], None]
+) -> Watcher:
     kind = PollingWatcher if mode == "polling" else InotifyWatcher
     return kind(hot, tracker, on_folder, on_overflow)
