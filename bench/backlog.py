@@ -37,7 +37,7 @@ from pathlib import Path
 
 from json_workflow import config as config_module
 from json_workflow import samples
-from json_workflow.durable import TEMP_SUFFIX
+from json_workflow.delivery.durable import TEMP_SUFFIX
 from json_workflow.errors import Rejected
 from json_workflow.parse import parse_job
 from json_workflow.route import plan

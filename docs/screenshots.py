@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from json_workflow import render
-from json_workflow.report_sample import sample_figures
+from json_workflow.reporting import render
+from json_workflow.reporting.sample import sample_figures
 
 DOCS = Path(__file__).resolve().parent
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, drop, failed_entries, files, leftovers, mounted_tmpfs, read_reason
-from json_workflow.pipeline import run_once
+from json_workflow.delivery.pipeline import run_once
 from json_workflow.samples import job
 
 NOBODY, TWIST = 65534, 12345  # the service's user, and the user that owns the job files

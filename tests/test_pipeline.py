@@ -27,13 +27,14 @@ from conftest import (
     mounted_tmpfs,
     read_reason,
 )
-from json_workflow import deliver, durable
 from json_workflow.config import SEED_ROUTES, build
-from json_workflow.durable import Barrier
+from json_workflow.delivery import durable
+from json_workflow.delivery import stages as deliver
+from json_workflow.delivery.durable import Barrier
+from json_workflow.delivery.pipeline import run_once
 from json_workflow.errors import WorkflowError
-from json_workflow.journal import Journal
-from json_workflow.pipeline import run_once
 from json_workflow.samples import backlog, job
+from json_workflow.store.journal import Journal
 
 
 def run(config):
@@ -776,8 +777,8 @@ def test_log_lines_for_each_file(config, root, caplog):
 
 
 def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
-    from json_workflow.intake import scan
-    from json_workflow.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.intake.scan import scan
 
     blocker = root / "SYNC/MAKE/Monday Rank"
     blocker.parent.mkdir(parents=True)
@@ -805,8 +806,8 @@ def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root
 
     A rejected file's exception is kept without its traceback: its frames would hold the whole batch.
     """
-    from json_workflow.intake import scan
-    from json_workflow.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.intake.scan import scan
 
     drop(root, "RANK", "good.json", job("RANK", "X", 1))
     drop(root, "RANK", "bad.json", b"{")

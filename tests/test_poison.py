@@ -12,8 +12,8 @@ import pytest
 
 from conftest import FIXED_NOW, cli, failed_entries, leftovers, read_reason
 from json_workflow.config import build
-from json_workflow.intake import scan
-from json_workflow.pipeline import Pipeline, exclusive, run_once
+from json_workflow.delivery.pipeline import Pipeline, exclusive, run_once
+from json_workflow.intake.scan import scan
 from json_workflow.samples import job
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
@@ -150,7 +150,7 @@ def test_an_error_no_one_foresaw_fails_that_file_only(root, monkeypatch):
 
 
 def test_an_error_while_writing_fails_the_file_when_it_is_taken_again(root, monkeypatch):
-    from json_workflow import deliver
+    from json_workflow.delivery import stages as deliver
 
     write = deliver.write
 
@@ -187,7 +187,8 @@ def test_an_error_while_writing_fails_the_file_when_it_is_taken_again(root, monk
 # hang the watchdog ends): the run is started through this wrapper.
 KILLED_BY_MARKER = """
 import os, signal, sys
-from json_workflow import parse, pipeline
+from json_workflow import parse
+from json_workflow.delivery import pipeline
 real = parse.parse_job
 def parse_job(raw, folder):
     if b"KILLS-THE-PROCESS" in raw:

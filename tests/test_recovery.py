@@ -13,9 +13,9 @@ from pathlib import Path
 
 from conftest import drop, failed_entries, leftovers
 from json_workflow.config import build
-from json_workflow.journal import Journal
-from json_workflow.pipeline import run_once
+from json_workflow.delivery.pipeline import run_once
 from json_workflow.samples import backlog, job
+from json_workflow.store.journal import Journal
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
 

@@ -7,9 +7,9 @@ import datetime
 import re
 from html.parser import HTMLParser
 
-from json_workflow import render
-from json_workflow.figures import ClientFigures, DayFigures, Problem
-from json_workflow.report_sample import sample_figures
+from json_workflow.reporting import render
+from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
+from json_workflow.reporting.sample import sample_figures
 
 TITLE = "JSON Workflow Daily Report"
 SECTIONS = ["cards", "performance", "clients", "destinations", "hours", "errors", "reconciliation"]

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from json_workflow import render
+from json_workflow.reporting import render
 from test_render import SECTIONS, TITLE, figures, large_figures
 
 pytestmark = pytest.mark.skipif(

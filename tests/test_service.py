@@ -253,9 +253,9 @@ def test_systemd_hears_ready_watchdog_and_stopping(root, tmp_path):
 
 def test_switches_to_polling_when_scans_keep_finding_files_events_missed(root):
     from json_workflow.config import build
+    from json_workflow.intake.stability import StabilityTracker
     from json_workflow.service import MISSED_SCANS_BEFORE_POLLING
     from json_workflow.service import Service as InProcess
-    from json_workflow.stability import StabilityTracker
 
     service = InProcess(build({}, "test", root=root))
     service.tracker = StabilityTracker(1)

@@ -10,11 +10,11 @@ import pytest
 
 from conftest import drop
 from json_workflow.config import build
-from json_workflow.intake import candidate_at
-from json_workflow.pipeline import Pipeline, Summary, exclusive
+from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+from json_workflow.intake.scan import candidate_at
+from json_workflow.intake.stability import StabilityTracker
 from json_workflow.samples import job
 from json_workflow.service import Service
-from json_workflow.stability import StabilityTracker
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from json_workflow.stability import StabilityTracker, open_for_writing
+from json_workflow.intake.stability import StabilityTracker, open_for_writing
 
 
 class Clock:
@@ -117,7 +117,7 @@ def test_a_held_file_is_ignored_until_its_retry_time(tmp_path):
 
 CHECK_BESIDE_A_WRITER = """
 import os, sys, threading
-from json_workflow.stability import open_for_writing
+from json_workflow.intake.stability import open_for_writing
 
 path, stop = sys.argv[1], threading.Event()
 

@@ -9,12 +9,13 @@ import sqlite3
 from zoneinfo import ZoneInfo
 
 from conftest import cli, drop, make_config
-from json_workflow import figures, stats
-from json_workflow.deliver import Delivery
-from json_workflow.intake import Candidate
-from json_workflow.journal import Journal
-from json_workflow.pipeline import run_once
+from json_workflow.delivery.pipeline import run_once
+from json_workflow.delivery.stages import Delivery
+from json_workflow.intake.scan import Candidate
+from json_workflow.reporting import figures
 from json_workflow.samples import job
+from json_workflow.store import stats
+from json_workflow.store.journal import Journal
 
 UTC = ZoneInfo("UTC")
 LONDON = ZoneInfo("Europe/London")

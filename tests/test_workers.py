@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from json_workflow.workers import MIN_ITEMS, Workers, cpu_contended, next_count
+from json_workflow.delivery.workers import MIN_ITEMS, Workers, cpu_contended, next_count
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import CONFIG_ENV, ROOT_ENV, Config
 from json_workflow.errors import ConfigError, Rejected, StillWriting, WorkflowError
-from json_workflow.intake import scan
+from json_workflow.intake.scan import scan
 from json_workflow.names import shown
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
@@ -58,7 +58,7 @@ def main() -> None:
 @root_option
 def run(once: bool, config_path: str | None, root: str | None) -> None:
     """Run the service (watch the hot folder), or with --once process it and exit."""
-    from json_workflow.pipeline import check_hot_folder, run_once
+    from json_workflow.delivery.pipeline import check_hot_folder, run_once
 
     config = load_config(config_path, root, sends_mail=not once)
     if not once:
@@ -91,7 +91,7 @@ def _count_backlog(config: Config) -> int:
 
 
 def _setup_logging(config: Config, console_level: int) -> None:
-    from json_workflow.durable import make_folder
+    from json_workflow.delivery.durable import make_folder
 
     try:
         make_folder(config.logs, config.permissions.dir_mode, config.root)
@@ -108,8 +108,8 @@ def _setup_logging(config: Config, console_level: int) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
     """Show each file's fields and every place it would go, and why. Changes nothing."""
-    from json_workflow.deliver import UNKNOWN_CLIENT
-    from json_workflow.intake import read_job_file
+    from json_workflow.delivery.stages import UNKNOWN_CLIENT
+    from json_workflow.intake.scan import read_job_file
     from json_workflow.parse import parse_job
     from json_workflow.route import plan
 
@@ -181,7 +181,7 @@ def check_config(config_path: str | None, root: str | None) -> None:
 @click.argument("clients", nargs=-1)
 def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -> None:
     """Move failed files (of CLIENTS, or all) back into the hot folder under their original names."""
-    from json_workflow.retry import retry as retry_files
+    from json_workflow.delivery.retry import retry as retry_files
 
     config = load_config(config_path, root)
     moved = skipped = 0
@@ -206,8 +206,8 @@ def demo(directory: str | None) -> None:
 
 def _open_statistics(config: Config):
     """The Reporter over the journal's database, or exit 1 when nothing was ever recorded."""
-    from json_workflow.journal import DATABASE
-    from json_workflow.reporter import Reporter
+    from json_workflow.reporting.reporter import Reporter
+    from json_workflow.store.journal import DATABASE
 
     if not (config.state / DATABASE).is_file():
         click.echo(
@@ -227,7 +227,7 @@ def _day(value: str | None, config: Config):
     import datetime
     import time
 
-    from json_workflow.figures import local_day
+    from json_workflow.reporting.figures import local_day
 
     if value is None:
         return local_day(time.time(), config.email.zone)
@@ -280,7 +280,7 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     import json
     import time
 
-    from json_workflow import figures, render
+    from json_workflow.reporting import figures, render
 
     config = load_config(config_path, root)
     day = _day(date, config)

@@ -10,7 +10,7 @@ import click
 
 from json_workflow import config as config_module
 from json_workflow import logs
-from json_workflow.pipeline import run_once
+from json_workflow.delivery.pipeline import run_once
 from json_workflow.samples import job
 
 # (client folder or None for the top of the hot folder, file name, bytes, what the demo shows)
@@ -82,8 +82,8 @@ def _todays_report(config) -> Path:
     """Write today's report of the sandbox, as the service would at midnight."""
     import time
 
-    from json_workflow.figures import local_day
-    from json_workflow.reporter import Reporter
+    from json_workflow.reporting.figures import local_day
+    from json_workflow.reporting.reporter import Reporter
 
     reporter = Reporter(config)
     try:

@@ -17,17 +17,19 @@ from collections import Counter, deque
 from collections.abc import Iterator
 
 from json_workflow import config as config_module
-from json_workflow import figures, logs, stats
+from json_workflow import logs
 from json_workflow.config import Config
-from json_workflow.deliver import Delivery
+from json_workflow.delivery.pipeline import Pipeline, Summary, check_hot_folder, exclusive
+from json_workflow.delivery.stages import Delivery
 from json_workflow.errors import ConfigError, StillWriting
-from json_workflow.intake import Candidate, candidate_at, is_job_name, scan
+from json_workflow.intake.scan import Candidate, candidate_at, is_job_name, scan
+from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
+from json_workflow.intake.watch import Watcher, make_watcher
 from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
-from json_workflow.pipeline import Pipeline, Summary, check_hot_folder, exclusive
-from json_workflow.reporter import Reporter
-from json_workflow.stability import StabilityTracker, ignore_lease_breaks
-from json_workflow.watch import Watcher, make_watcher
+from json_workflow.reporting import figures
+from json_workflow.reporting.reporter import Reporter
+from json_workflow.store import stats
 
 STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60

@@ -16,18 +16,21 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from json_workflow import deliver, durable, logs, recovery, stats
-from json_workflow.claim import Claims
+from json_workflow import logs
 from json_workflow.config import Config
-from json_workflow.deliver import Delivery, Folders
+from json_workflow.delivery import durable, recovery
+from json_workflow.delivery import stages as deliver
+from json_workflow.delivery.stages import Delivery, Folders
+from json_workflow.delivery.workers import Workers
 from json_workflow.errors import DestinationError, Rejected, StillWriting, StoreError, WorkflowError, detached
-from json_workflow.intake import Candidate, read_job_file, scan
-from json_workflow.journal import Journal
+from json_workflow.intake.claim import Claims
+from json_workflow.intake.scan import Candidate, read_job_file, scan
+from json_workflow.intake.stability import ignore_lease_breaks
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
 from json_workflow.route import Router, routed_names
-from json_workflow.stability import ignore_lease_breaks
-from json_workflow.workers import Workers
+from json_workflow.store import stats
+from json_workflow.store.journal import Journal
 
 RECOVERY = "RECOVERY"
 # A file whose processing the process died in this many times in a row is set aside unread.

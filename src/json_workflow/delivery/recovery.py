@@ -11,15 +11,17 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from json_workflow import deliver, durable, stats
-from json_workflow.claim import Claims
-from json_workflow.deliver import Copy
-from json_workflow.intake import Candidate
-from json_workflow.journal import Journal
+from json_workflow.delivery import durable
+from json_workflow.delivery import stages as deliver
+from json_workflow.delivery.stages import Copy
+from json_workflow.intake.claim import Claims
+from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
+from json_workflow.store import stats
+from json_workflow.store.journal import Journal
 
 if TYPE_CHECKING:
-    from json_workflow.pipeline import Summary
+    from json_workflow.delivery.pipeline import Summary
 
 
 def recover(

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.deliver import REASON_SUFFIX, UNKNOWN_CLIENT, fit_name, original_name
-from json_workflow.intake import is_job_name
+from json_workflow.delivery import durable
+from json_workflow.delivery.stages import REASON_SUFFIX, UNKNOWN_CLIENT, fit_name, original_name
+from json_workflow.intake.scan import is_job_name
 from json_workflow.names import unshown
 
 NAME_LINE = "name: "

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from json_workflow import durable
 from json_workflow.config import Config
+from json_workflow.delivery import durable
 from json_workflow.errors import DestinationError, Rejected, WorkflowError
-from json_workflow.intake import Candidate
+from json_workflow.intake.scan import Candidate
 from json_workflow.names import shown
 from json_workflow.parse import Job
 from json_workflow.route import Destination

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from json_workflow.errors import Rejected, StillWriting
+from json_workflow.intake.stability import writer_has_open, writers_visible
 from json_workflow.names import shown
-from json_workflow.stability import writer_has_open, writers_visible
 
 # Editors and transfer tools write these beside the real file; they are never ours to touch.
 _TEMP_PREFIXES = (".", "~")

@@ -25,9 +25,9 @@ from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Ma
 from watchdog.observers.inotify_c import InotifyConstants as IN
 from watchdog.observers.polling import PollingObserver
 
-from json_workflow.intake import is_job_name
+from json_workflow.intake.scan import is_job_name
+from json_workflow.intake.stability import StabilityTracker
 from json_workflow.logs import log
-from json_workflow.stability import StabilityTracker
 
 REALTIME = "REALTIME"
 _MASK = IN.IN_CLOSE_WRITE | IN.IN_MOVED_TO | IN.IN_CREATE | IN.IN_DELETE_SELF | IN.IN_ONLYDIR | IN.IN_DONT_FOLLOW

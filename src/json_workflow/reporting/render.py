@@ -8,10 +8,10 @@ from __future__ import annotations
 import css_inline
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from json_workflow.figures import DayFigures
+from json_workflow.reporting.figures import DayFigures
 
 _env = Environment(
-    loader=PackageLoader("json_workflow", "templates"),
+    loader=PackageLoader("json_workflow.reporting", "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,

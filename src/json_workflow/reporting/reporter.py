@@ -16,12 +16,14 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
-from json_workflow import durable, figures, mail, render, stats
 from json_workflow.config import Config, Email
+from json_workflow.delivery import durable
 from json_workflow.errors import MailError
-from json_workflow.journal import DATABASE, unreadable
 from json_workflow.logs import log
 from json_workflow.names import unshown
+from json_workflow.reporting import figures, mail, render
+from json_workflow.store import stats
+from json_workflow.store.journal import DATABASE, unreadable
 
 CATCH_UP_DAYS = 7
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0

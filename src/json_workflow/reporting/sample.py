@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from json_workflow.figures import ClientFigures, DayFigures, Problem
+from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
 
 _HOURS = {7: 4, 8: 18, 9: 45, 10: 35, 11: 25, 12: 15, 13: 20, 14: 40, 15: 52, 16: 10, 17: 5}
 

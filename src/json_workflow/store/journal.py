@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from json_workflow import stats
 from json_workflow.errors import StoreError
 from json_workflow.logs import log
 from json_workflow.names import from_store, stored
+from json_workflow.store import stats
 
 DATABASE = "journal.sqlite3"
 

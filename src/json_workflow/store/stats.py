@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from json_workflow.names import shown, stored
 
 if TYPE_CHECKING:
-    from json_workflow.deliver import Delivery
+    from json_workflow.delivery.stages import Delivery
 
 ARCHIVED, FAILED, PENDING = "archived", "failed", "pending"
 

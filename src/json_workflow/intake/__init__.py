@@ -1,0 +1,1 @@
+"""Intake: what is in the hot folder, when a file is complete, and claiming it."""

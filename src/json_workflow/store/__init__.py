@@ -1,0 +1,1 @@
+"""The store: the journal of copies and the statistics, in one database."""
