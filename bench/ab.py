@@ -29,7 +29,7 @@ import logging, sys
 from pathlib import Path
 from json_workflow import logs
 from json_workflow.config import build
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.run import run_once
 root = Path(sys.argv[1])
 (root / "logs").mkdir()
 logs.setup(root / "logs", logging.ERROR)

@@ -11,13 +11,14 @@ import site
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import cli, drop, failed_entries, files, leftovers, mounted_tmpfs, read_reason
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.run import run_once
 from json_workflow.samples import job
 
 NOBODY, TWIST = 65534, 12345  # the service's user, and the user that owns the job files
@@ -42,6 +43,20 @@ def a_crash_left(root: Path, client: str, name: str, data: bytes) -> Path:
     path = folder / f"{1:020d}_{name}"
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture
+def open_tmp():
+    """A scratch folder (and a data root in it) that another user can reach: directly under the system's temp.
+
+    Not under pytest's tmp_path: pytest makes its pytest-of-<user> folder 0700 again whenever a session
+    starts, so another session running meanwhile would lock the other user out halfway through a test.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="jw-other-user-"))
+    os.chmod(folder, 0o755)
+    (folder / "root/JSON").mkdir(parents=True)
+    yield folder, folder / "root"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- exFAT: no hard links, no RENAME_NOREPLACE, modes always 0777 ----------------------------------
@@ -140,12 +155,10 @@ def owned_by(uid: int, path: Path, mode: int) -> Path:
 
 
 @pytest.mark.root
-def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chmod(root, tmp_path):
+def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chmod(open_tmp):
     # The service's user owns the data root and the sticky, world-writable hot folders; TWIST's user owns
     # the job files. fs.protected_hardlinks (on by default) refuses the service a link to them.
-    for folder in [tmp_path, *tmp_path.parents]:  # nobody must reach the data root (pytest-of-root is 0700)
-        if not os.stat(folder).st_mode & 0o001:
-            os.chmod(folder, os.stat(folder).st_mode | 0o001)
+    tmp_path, root = open_tmp
     for client in ("RANK", "LOREAL"):
         (root / "JSON" / client).mkdir()
     (root / "CLIENT-STORES/LOREAL").mkdir(parents=True)
@@ -200,10 +213,8 @@ def test_a_service_running_as_another_user_handles_files_it_may_not_link_nor_chm
 
 
 @pytest.mark.root
-def test_folders_the_user_may_not_use_are_a_clear_error(root, tmp_path):
-    for folder in [tmp_path, *tmp_path.parents]:
-        if not os.stat(folder).st_mode & 0o001:
-            os.chmod(folder, os.stat(folder).st_mode | 0o001)
+def test_folders_the_user_may_not_use_are_a_clear_error(open_tmp):
+    tmp_path, root = open_tmp
     os.chmod(root, 0o777)
     os.chmod(root / "JSON", 0o700)  # root's own: nobody may not list it
     for command in (["run", "--once"], ["run"]):

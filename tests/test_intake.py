@@ -7,8 +7,8 @@ import os
 import pytest
 
 from conftest import drop, snapshot
-from json_workflow.delivery.pipeline import run_once
 from json_workflow.intake.scan import is_job_name, scan
+from json_workflow.run import run_once
 from json_workflow.samples import job
 
 IGNORED = [

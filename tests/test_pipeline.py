@@ -28,11 +28,11 @@ from conftest import (
     read_reason,
 )
 from json_workflow.config import SEED_ROUTES, build
-from json_workflow.delivery import durable
-from json_workflow.delivery import stages as deliver
+from json_workflow.delivery import durable, stages
 from json_workflow.delivery.durable import Barrier
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.delivery.model import Copy, Kind
 from json_workflow.errors import WorkflowError
+from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
 from json_workflow.store.journal import Journal
 
@@ -611,7 +611,7 @@ def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outs
     archive = root / "archive"
     archive.mkdir()
     with pytest.raises(OSError):
-        deliver._move(deliver.Copy(str(claim), str(archive / "a.json"), deliver.MOVE), Barrier())
+        stages._move(Copy(str(claim), str(archive / "a.json"), Kind.MOVE), Barrier())
     assert os.listdir(archive) == []
 
 
@@ -619,11 +619,11 @@ def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configure
     def info(mode, device, links=1):
         return os.stat_result((stat.S_IFREG | mode, 0, device, links, 0, 0, 10, 0, 0, 0))
 
-    assert deliver._movable(info(0o664, 7), 7, 0o664)
-    assert not deliver._movable(info(0o664, 7), 8, 0o664)  # another filesystem
-    assert not deliver._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
-    assert not deliver._movable(info(0o664, 7, links=2), 7, 0o664)  # another hard link shares it
-    assert not deliver._movable(None, 7, 0o664)
+    assert stages._movable(info(0o664, 7), 7, 0o664)
+    assert not stages._movable(info(0o664, 7), 8, 0o664)  # another filesystem
+    assert not stages._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
+    assert not stages._movable(info(0o664, 7, links=2), 7, 0o664)  # another hard link shares it
+    assert not stages._movable(None, 7, 0o664)
 
 
 def test_archive_outside_root_gets_client_folders(root, outside):
@@ -777,8 +777,10 @@ def test_log_lines_for_each_file(config, root, caplog):
 
 
 def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
-    from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.delivery.model import Summary
+    from json_workflow.delivery.pipeline import Pipeline
     from json_workflow.intake.scan import scan
+    from json_workflow.run import exclusive
 
     blocker = root / "SYNC/MAKE/Monday Rank"
     blocker.parent.mkdir(parents=True)
@@ -792,9 +794,10 @@ def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
         (claimed,) = [pipeline.claims.claim(c) for c, _ in batch]
         drop(root, "RANK", "v.json", new)  # the newer version arrives while the old one is claimed
         summary = Summary()
-        pipeline.process_batch([(claimed, "STARTUP")], summary)
+        pipeline.submit([(claimed, "STARTUP")], summary)
+        pipeline.drain(summary)
         pipeline.close()
-    assert summary.pending == 1
+    assert (summary.pending, summary.failed) == (0, 1)  # it is in the failed folder, counted there
     assert (root / "JSON/RANK/v.json").read_bytes() == new
     (aside,) = failed_entries(root, "v.json")
     assert aside.read_bytes() == old
@@ -806,8 +809,10 @@ def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root
 
     A rejected file's exception is kept without its traceback: its frames would hold the whole batch.
     """
-    from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+    from json_workflow.delivery.model import Summary
+    from json_workflow.delivery.pipeline import Pipeline
     from json_workflow.intake.scan import scan
+    from json_workflow.run import exclusive
 
     drop(root, "RANK", "good.json", job("RANK", "X", 1))
     drop(root, "RANK", "bad.json", b"{")

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import FIXED_NOW, cli, failed_entries, leftovers, read_reason
 from json_workflow.config import build
-from json_workflow.delivery.pipeline import Pipeline, exclusive, run_once
+from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.intake.scan import scan
+from json_workflow.run import exclusive, run_once
 from json_workflow.samples import job
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
@@ -150,16 +151,16 @@ def test_an_error_no_one_foresaw_fails_that_file_only(root, monkeypatch):
 
 
 def test_an_error_while_writing_fails_the_file_when_it_is_taken_again(root, monkeypatch):
-    from json_workflow.delivery import stages as deliver
+    from json_workflow.delivery import stages
 
-    write = deliver.write
+    write = stages.write
 
     def buggy(d, *args):
         if d.candidate.name == "7.json" and d.rejection is None:  # a bug in making its copies
             raise TypeError("a case no one foresaw")
         return write(d, *args)
 
-    monkeypatch.setattr(deliver, "write", buggy)
+    monkeypatch.setattr(stages, "write", buggy)
     (root / "JSON/RANK").mkdir()
     for n in range(10):
         (root / "JSON/RANK" / f"{n}.json").write_bytes(job("RANK", "X", n))
@@ -188,13 +189,13 @@ def test_an_error_while_writing_fails_the_file_when_it_is_taken_again(root, monk
 KILLED_BY_MARKER = """
 import os, signal, sys
 from json_workflow import parse
-from json_workflow.delivery import pipeline
+from json_workflow.delivery import prepare
 real = parse.parse_job
 def parse_job(raw, folder):
     if b"KILLS-THE-PROCESS" in raw:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(raw, folder)
-pipeline.parse_job = parse_job
+prepare.parse_job = parse_job
 from json_workflow.cli import main
 main(["run", "--once", "--root", sys.argv[1]])
 """

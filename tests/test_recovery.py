@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import drop, failed_entries, leftovers
 from json_workflow.config import build
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
 from json_workflow.store.journal import Journal
 

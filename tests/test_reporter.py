@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import cli, drop, make_config
-from json_workflow.delivery.pipeline import run_once
 from json_workflow.reporting.reporter import Reporter
+from json_workflow.run import run_once
 from json_workflow.samples import job
 from smtp_server import PASSWORD, email_settings, smtp_server
 

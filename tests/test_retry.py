@@ -7,9 +7,9 @@ import os
 import pytest
 
 from conftest import FIXED_NOW, FIXED_STAMP, drop, failed_entries, files, make_config, mounted_tmpfs
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.delivery.failed import fit_name, original_name
 from json_workflow.delivery.retry import retry
-from json_workflow.delivery.stages import fit_name, original_name
+from json_workflow.run import run_once
 from json_workflow.samples import job
 
 

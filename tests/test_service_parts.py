@@ -10,9 +10,11 @@ import pytest
 
 from conftest import drop
 from json_workflow.config import build
-from json_workflow.delivery.pipeline import Pipeline, Summary, exclusive
+from json_workflow.delivery.model import Summary
+from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.intake.scan import candidate_at
 from json_workflow.intake.stability import StabilityTracker
+from json_workflow.run import exclusive
 from json_workflow.samples import job
 from json_workflow.service import Service
 
@@ -98,7 +100,8 @@ def _process(service, root, source: str, names: list[str], bad: bool = False) ->
     for name in names:
         drop(root, "RANK", name, b"{not json" if bad else job("RANK", "X", 1))
     batch = [(candidate_at(service.config.hot, str(root / "JSON/RANK" / n)), source) for n in names]
-    service.pipeline.process_batch(batch, Summary())
+    service.pipeline.submit(batch, Summary())
+    service.pipeline.drain(Summary())
 
 
 def test_stats_line_counts_today_by_source_errors_and_success_and_survives_a_restart(root, caplog):

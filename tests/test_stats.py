@@ -9,10 +9,10 @@ import sqlite3
 from zoneinfo import ZoneInfo
 
 from conftest import cli, drop, make_config
-from json_workflow.delivery.pipeline import run_once
-from json_workflow.delivery.stages import Delivery
+from json_workflow.delivery.model import Delivery
 from json_workflow.intake.scan import Candidate
 from json_workflow.reporting import figures
+from json_workflow.run import run_once
 from json_workflow.samples import job
 from json_workflow.store import stats
 from json_workflow.store.journal import Journal

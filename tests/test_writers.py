@@ -12,7 +12,7 @@ import pytest
 
 from conftest import _mounted, failed_entries, leftovers, read_reason
 from json_workflow.config import build
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.run import run_once
 from json_workflow.samples import job
 from test_service import RANK_ROUTE, Service, wait_for, write_config
 

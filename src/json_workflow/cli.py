@@ -58,7 +58,7 @@ def main() -> None:
 @root_option
 def run(once: bool, config_path: str | None, root: str | None) -> None:
     """Run the service (watch the hot folder), or with --once process it and exit."""
-    from json_workflow.delivery.pipeline import check_hot_folder, run_once
+    from json_workflow.run import check_hot_folder, run_once
 
     config = load_config(config_path, root, sends_mail=not once)
     if not once:
@@ -108,7 +108,7 @@ def _setup_logging(config: Config, console_level: int) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
     """Show each file's fields and every place it would go, and why. Changes nothing."""
-    from json_workflow.delivery.stages import UNKNOWN_CLIENT
+    from json_workflow.delivery.failed import UNKNOWN_CLIENT
     from json_workflow.intake.scan import read_job_file
     from json_workflow.parse import parse_job
     from json_workflow.route import plan

@@ -10,7 +10,7 @@ import click
 
 from json_workflow import config as config_module
 from json_workflow import logs
-from json_workflow.delivery.pipeline import run_once
+from json_workflow.run import run_once
 from json_workflow.samples import job
 
 # (client folder or None for the top of the hot folder, file name, bytes, what the demo shows)

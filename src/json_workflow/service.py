@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import Config
-from json_workflow.delivery.pipeline import Pipeline, Summary, check_hot_folder, exclusive
-from json_workflow.delivery.stages import Delivery
+from json_workflow.delivery.model import Delivery, Summary
+from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.errors import ConfigError, StillWriting
+from json_workflow.intake import Source
 from json_workflow.intake.scan import Candidate, candidate_at, is_job_name, scan
 from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
 from json_workflow.intake.watch import Watcher, make_watcher
@@ -29,9 +30,9 @@ from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
+from json_workflow.run import check_hot_folder, exclusive
 from json_workflow.store import stats
 
-STARTUP, PERIODIC = "STARTUP", "PERIODIC"
 STATS_SECONDS = 60
 REPORT_TICK_SECONDS = 30
 MISSED_SCANS_BEFORE_POLLING = 3
@@ -52,7 +53,7 @@ class Service:
         self.stop_requested = False
         self.reload_requested = False
         self.rescan_requested = False
-        self.queue: deque[tuple[str, str]] = deque()
+        self.queue: deque[tuple[str, Source]] = deque()
         self.attempts: Counter[str] = Counter()
         self.scans: Counter[str] = Counter()
         self.missed_streak = 0
@@ -121,7 +122,7 @@ class Service:
                 self.tracker.wake.wait(idle)
                 self.tracker.wake.clear()
 
-    def _start_up(self) -> Iterator[tuple[Candidate, str]]:
+    def _start_up(self) -> Iterator[tuple[Candidate, Source]]:
         """Watch, finish what a crash left, start the reporter; returns the startup scan, to be streamed."""
         config = self.config
         self.hot_identity = _identity(config.hot)
@@ -140,7 +141,7 @@ class Service:
         self.beat = beat or 0.0
         return self._startup_scan()
 
-    def _step(self, startup: Iterator[tuple[Candidate, str]]) -> float:
+    def _step(self, startup: Iterator[tuple[Candidate, Source]]) -> float:
         """One turn of the main loop: what is due, then one batch; returns how long to wait (0: go on)."""
         now, due = time.monotonic(), self.due
         if self.reload_requested:
@@ -165,10 +166,10 @@ class Service:
         logs.flush()
         return min(self.tracker.next_due(), *(when - now for when in due.values()))
 
-    def _next_batch(self, startup: Iterator[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
+    def _next_batch(self, startup: Iterator[tuple[Candidate, Source]]) -> list[tuple[Candidate, Source]]:
         """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
         if self.tracker.release_due():
-            self.pipeline.folders.forget_trouble()  # retry time: try the troubled folders again
+            self.pipeline.forget_trouble()  # retry time: try the troubled folders again
         self.queue.extend(self.tracker.ready())
         size = self.config.batch_size
         batch = [
@@ -179,20 +180,20 @@ class Service:
             batch += itertools.islice(startup, size - len(batch))
         return batch
 
-    def _process(self, batch: list[tuple[Candidate, str]]) -> None:
+    def _process(self, batch: list[tuple[Candidate, Source]]) -> None:
         """Hand a batch to the pipeline; it is finished with the next batch, or when the service is idle."""
         self._handle(self.pipeline.submit(batch, Summary()))
 
     def _handle(self, finished: list[Delivery]) -> None:
         """Retry later what waits for its destination, with a growing delay; forget what is done."""
         for d in finished:
-            if isinstance(d.pending, StillWriting) and not d.left_claimed:
+            if isinstance(d.waiting_on, StillWriting) and not d.left_claimed:
                 self.tracker.seen(d.candidate.origin, d.source)  # taken again once closed, or stable
-            elif d.pending is not None and not d.left_claimed:
+            elif d.waiting_on is not None and not d.left_claimed:
                 self.attempts[d.candidate.origin] += 1
                 delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
                 self.tracker.hold(d.candidate.origin, d.source, delay)
-            elif d.pending is None:
+            elif d.waiting_on is None:
                 self.attempts.pop(d.candidate.origin, None)
 
     def _report_loop(self) -> None:
@@ -233,9 +234,9 @@ class Service:
     def _new_folder(self, folder: str) -> None:
         # Files written right after mkdir can beat the new watch; look inside at once (watchdog#990).
         for candidate in scan_folder(folder):
-            self.tracker.seen(candidate, "REALTIME")
+            self.tracker.seen(candidate, Source.REALTIME)
 
-    def _startup_scan(self) -> Iterator[tuple[Candidate, str]]:
+    def _startup_scan(self) -> Iterator[tuple[Candidate, Source]]:
         """Stream the startup backlog: files at rest go straight to batches, young ones to the tracker."""
         log.info("Starting startup scan of %s", self.config.hot)
         found = 0
@@ -246,9 +247,9 @@ class Service:
             except FileNotFoundError:
                 continue
             if age >= self.config.stable_seconds and not candidate.symlink:
-                yield candidate, STARTUP
+                yield candidate, Source.STARTUP
             else:
-                self.tracker.seen(candidate.path, STARTUP)
+                self.tracker.seen(candidate.path, Source.STARTUP)
         log.info("Startup scan complete: %d files found", found)
 
     def _start_scan(self) -> None:
@@ -280,7 +281,7 @@ class Service:
                 log.error("Periodic scan #%d abandoned after %gs (scan_timeout)", number, config.scan_timeout)
                 return
             path = candidate.path
-            if path in self.tracker or self.tracker.is_held(path) or not self.tracker.seen(path, PERIODIC):
+            if path in self.tracker or self.tracker.is_held(path) or not self.tracker.seen(path, Source.PERIODIC):
                 continue
             found += 1
             try:
@@ -334,7 +335,7 @@ class Service:
         old, self.watcher, self.hot_identity, self.unwatchable = self.watching, watcher, identity, None
         old.stop()
         self.pipeline.claims.forget_folders()
-        self.pipeline.folders.forget_trouble()
+        self.pipeline.forget_trouble()
         self.rescan_requested = True
         log.warning(
             "Hot folder %s %s: watching it again (%s), the claim area is made again, and it is scanned",

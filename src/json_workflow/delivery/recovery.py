@@ -9,34 +9,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from json_workflow.delivery import durable
-from json_workflow.delivery import stages as deliver
-from json_workflow.delivery.stages import Copy
+from json_workflow.delivery import durable, stages
+from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.store import stats
 from json_workflow.store.journal import Journal
 
-if TYPE_CHECKING:
-    from json_workflow.delivery.pipeline import Summary
+
+@dataclass
+class Recovered:
+    """What recovery finished, and the claimed files to process afresh with how often each was restarted."""
+
+    archived: int = 0
+    failed: int = 0
+    fresh: list[tuple[Candidate, int]] = field(default_factory=list)
 
 
-def recover(
-    claims: Claims, journal: Journal, barrier: durable.Barrier, summary: Summary, now: float
-) -> list[tuple[Candidate, int]]:
-    """Finish what a crash left claimed; returns the claimed files that must be processed afresh, each
-    with the number of times its processing began alone after a crash (see Journal.restart)."""
-    fresh = []
+def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, now: float) -> Recovered:
+    """Finish what a crash left claimed; each file to process afresh comes with the number of times its
+    processing began alone after a crash (see Journal.restart)."""
+    recovered = Recovered()
     for candidate in claims.leftovers():
         staged, copies = _journaled(journal, candidate.path)
         if staged:
-            _finish_staged(claims, journal, barrier, candidate, copies, summary, now)
+            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now)
             continue
-        deliver.remove_temporaries(copies)  # planned, maybe half written: start again from the claim
-        fresh.append((candidate, journal.restarts(candidate.path)))
+        remove_temporaries(copies)  # planned, maybe half written: start again from the claim
+        recovered.fresh.append((candidate, journal.restarts(candidate.path)))
     for claim in journal.claims():
         if os.path.lexists(claim):
             continue
@@ -44,18 +47,18 @@ def recover(
         # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
         staged, copies = _journaled(journal, claim)
         if staged:
-            _finish_staged(claims, journal, barrier, Candidate(claim, None), copies, summary, now)
+            _finish_staged(claims, journal, barrier, Candidate(claim, None), copies, recovered, now)
         else:
-            deliver.remove_temporaries(copies)
+            remove_temporaries(copies)
             journal.forget([claim])
-    return fresh
+    return recovered
 
 
 def _journaled(journal: Journal, claim: str) -> tuple[bool, list[Copy]]:
     """The claim's copies from the journal, and whether all of them were staged (written and flushed)."""
     entries = journal.entries(claim)
     staged = bool(entries) and all(e.state == "staged" for e in entries)
-    return staged, [Copy(e.temp, e.final, e.kind) for e in entries]
+    return staged, [Copy(e.temp, e.final, Kind(e.kind)) for e in entries]
 
 
 def _finish_staged(
@@ -64,21 +67,22 @@ def _finish_staged(
     barrier: durable.Barrier,
     candidate: Candidate,
     copies: list[Copy],
-    summary: Summary,
+    recovered: Recovered,
     now: float,
 ) -> None:
+    """Publish a staged file's remaining copies and release its claim, as its batch would have."""
     waiting = sum(os.path.lexists(c.temp) for c in copies)
-    deliver.publish(copies, barrier, resume=True)
+    stages.publish(copies, barrier, resume=True)
     barrier.flush()
     claims.release(candidate)
     with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too
         barrier.add(os.path.dirname(candidate.path))
     barrier.flush()  # the claim's removal before the journal forgets it
-    failed = any(c.kind == "failed" for c in copies)
-    outcome = stats.FAILED if failed else stats.ARCHIVED
+    failed = any(c.kind == Kind.FAILED for c in copies)
+    outcome = Outcome.FAILED if failed else Outcome.ARCHIVED
     journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
-    summary.failed += failed
-    summary.archived += not failed
+    recovered.failed += failed
+    recovered.archived += not failed
     log.info(
         "[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
         candidate.display,

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from json_workflow.intake import Source
+
 _lease_breaks_ignored = False
 
 
@@ -139,7 +141,7 @@ class Waker:
 
 @dataclass
 class _Tracked:
-    source: str
+    source: Source
     size: int
     mtime_ns: int
     since: float  # when (size, mtime) last changed
@@ -153,7 +155,7 @@ class StabilityTracker:
         self.stable_seconds = stable_seconds
         self.clock = clock
         self._files: dict[str, _Tracked] = {}
-        self._held: dict[str, tuple[float, str]] = {}  # path -> (retry time, source)
+        self._held: dict[str, tuple[float, Source]] = {}  # path -> (retry time, source)
         self._lock = threading.Lock()
         self.wake = Waker()  # set when something may be ready now
 
@@ -163,7 +165,7 @@ class StabilityTracker:
     def __contains__(self, path: str) -> bool:
         return path in self._files
 
-    def seen(self, path: str, source: str, complete: bool = False) -> bool:
+    def seen(self, path: str, source: Source, complete: bool = False) -> bool:
         """Report `path`; `complete` when an event says its writer is done. False if already tracked."""
         with self._lock:
             if path in self._held:
@@ -177,7 +179,7 @@ class StabilityTracker:
             self.wake.set()
         return tracked is None
 
-    def hold(self, path: str, source: str, seconds: float) -> None:
+    def hold(self, path: str, source: Source, seconds: float) -> None:
         """Ignore `path` for `seconds` (its destination is in trouble), then take it again."""
         with self._lock:
             self._files.pop(path, None)
@@ -200,7 +202,7 @@ class StabilityTracker:
         with self._lock:
             self._files.pop(path, None)
 
-    def ready(self) -> list[tuple[str, str]]:
+    def ready(self) -> list[tuple[str, Source]]:
         """Take every tracked file that is complete now, as (path, source), oldest report first."""
         now = self.clock()
         with self._lock:

@@ -25,11 +25,11 @@ from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Ma
 from watchdog.observers.inotify_c import InotifyConstants as IN
 from watchdog.observers.polling import PollingObserver
 
+from json_workflow.intake import Source
 from json_workflow.intake.scan import is_job_name
 from json_workflow.intake.stability import StabilityTracker
 from json_workflow.logs import log
 
-REALTIME = "REALTIME"
 _MASK = IN.IN_CLOSE_WRITE | IN.IN_MOVED_TO | IN.IN_CREATE | IN.IN_DELETE_SELF | IN.IN_ONLYDIR | IN.IN_DONT_FOLLOW
 
 _Event = TypeVar("_Event")
@@ -61,7 +61,7 @@ class Watcher:
     def _report(self, path: str, complete: bool) -> None:
         with self._lock:
             self.reported.add(path)
-        self.tracker.seen(path, REALTIME, complete)
+        self.tracker.seen(path, Source.REALTIME, complete)
 
     def take_reported(self) -> set[str]:
         """The paths reported since the last call (to count what scans found that events missed)."""

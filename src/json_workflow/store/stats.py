@@ -12,12 +12,15 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from json_workflow.delivery.model import Outcome
+from json_workflow.intake import Source
 from json_workflow.names import shown, stored
 
 if TYPE_CHECKING:
-    from json_workflow.delivery.stages import Delivery
+    from json_workflow.delivery.model import Delivery
 
-ARCHIVED, FAILED, PENDING = "archived", "failed", "pending"
+# The outcomes a file's row is closed with; a file left claimed or vanished keeps its row open.
+RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS files (
@@ -65,7 +68,7 @@ def received(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
     for d in deliveries:
         c = d.candidate
         row = None
-        if d.source == "RECOVERY":  # its row was opened before the crash
+        if d.source == Source.RECOVERY:  # its row was opened before the crash
             row = db.execute("SELECT id FROM files WHERE claim = ? AND outcome IS NULL", (stored(c.path),)).fetchone()
         if row is None and waiting:  # a file that waited for its destination is the same file taken again
             row = db.execute(
@@ -91,15 +94,15 @@ def finished(db: sqlite3.Connection, deliveries: Iterable[Delivery], now: float)
     """Close the rows of files that are archived, failed or waiting again (not those left claimed)."""
     rows, routed = [], []
     for d in deliveries:
-        if d.row is None or d.left_claimed or d.vanished:  # a vanished file stays open: unaccounted for
+        outcome, job, rejection, inode = d.outcome, d.job, d.rejection, None
+        if d.row is None or outcome not in RECORDED:  # a vanished file stays open: unaccounted for
             continue
-        job, rejection, inode = d.job, d.rejection, None
-        if d.pending is not None and rejection is None:  # handed back to the hot folder: same inode there
-            outcome, stage, reason, inode = PENDING, "deliver", str(d.pending), _inode(d.candidate.origin)
+        if outcome == Outcome.PENDING:  # handed back to the hot folder: same inode there
+            stage, reason, inode = "deliver", str(d.waiting_on), _inode(d.candidate.origin)
         elif rejection is not None:
-            outcome, stage, reason = FAILED, rejection.stage, rejection.reason
+            stage, reason = rejection.stage, rejection.reason
         else:
-            outcome, stage, reason = ARCHIVED, None, None
+            stage, reason = None, None
             routed += [
                 (d.row, rule, str(dest.folder))
                 for dest in d.destinations

@@ -1,0 +1,71 @@
+"""One run: the hot folder checked, the state folder's lock held, what a crash left finished, every file once."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+
+from json_workflow.config import Config
+from json_workflow.delivery import durable
+from json_workflow.delivery.model import Summary
+from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.errors import WorkflowError
+from json_workflow.intake import Source
+from json_workflow.intake.scan import scan
+from json_workflow.intake.stability import ignore_lease_breaks
+from json_workflow.store import stats
+from json_workflow.store.journal import Journal
+
+
+def check_hot_folder(config: Config) -> None:
+    """Fail clearly when the hot folder is not there (a missing mount, a wrong root)."""
+    try:
+        with os.scandir(config.hot):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
+        raise WorkflowError(f"hot folder {config.hot} does not exist or is not a folder (paths.hot, root)") from None
+    except OSError as e:  # a user that may not list it, a share that does not answer
+        raise WorkflowError(f"hot folder {config.hot} cannot be read: {e.strerror} (paths.hot, root)") from None
+
+
+@contextlib.contextmanager
+def exclusive(config: Config) -> Iterator[Journal]:
+    """Hold the state folder's lock (one instance per hot folder) and open the journal."""
+    try:
+        durable.make_folder(config.state, config.permissions.dir_mode, config.root)
+        lock = open(config.state / "run.lock", "a")
+    except OSError as e:
+        raise WorkflowError(f"cannot use the state folder {config.state}: {e.strerror} (paths.state)") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkflowError(f"another json-workflow is processing {config.hot} (lock {lock.name})") from None
+        journal = Journal(config.state)
+        try:
+            yield journal
+        finally:
+            journal.close()
+
+
+def run_once(
+    config: Config, progress: Callable[[int], None] | None = None, clock: Callable[[], float] = time.time
+) -> Summary:
+    """Finish whatever a crash left, then process everything in the hot folder once."""
+    check_hot_folder(config)
+    ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
+    with exclusive(config) as journal:
+        pipeline = Pipeline(config, journal, clock)
+        with journal.transaction() as db:
+            run = stats.run_started(db, "once", clock())
+        try:
+            summary = Summary()
+            pipeline.recover(summary)
+            return pipeline.process(((candidate, Source.STARTUP) for candidate in scan(config.hot)), progress, summary)
+        finally:
+            pipeline.close()
+            pipeline.claims.tidy()
+            journal.record(lambda db: stats.run_stopped(db, run, clock()))
