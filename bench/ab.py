@@ -29,7 +29,10 @@ import logging, sys
 from pathlib import Path
 from json_workflow import logs
 from json_workflow.config import build
-from json_workflow.run import run_once
+try:
+    from json_workflow.run import run_once
+except ImportError:  # a build from before json_workflow/run.py
+    from json_workflow.pipeline import run_once
 root = Path(sys.argv[1])
 (root / "logs").mkdir()
 logs.setup(root / "logs", logging.ERROR)
