@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import time
 
 import pytest
 
 from conftest import drop
 from json_workflow.config import build
 from json_workflow.delivery.model import Summary
-from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.intake.scan import candidate_at
-from json_workflow.intake.stability import StabilityTracker
 from json_workflow.run import exclusive
 from json_workflow.samples import job
 from json_workflow.service import Service
@@ -25,14 +25,14 @@ def in_process(root, **settings):
     (root / "JSON/RANK").mkdir(exist_ok=True)  # folders made later would need the claim area too
     config = build(settings, "test", root=root)
     s = Service(config)
-    s.tracker = StabilityTracker(0)
+    s.tracker.stable_seconds = 0
     with exclusive(config) as journal:
-        s.pipeline = Pipeline(config, journal)
-        s.watcher = s._watcher("inotify")
+        s.attach(journal)
+        s.feeds.start()
         try:
             yield s
         finally:
-            s.watcher.stop()
+            s.feeds.stop()
             s.pipeline.close()
 
 
@@ -48,13 +48,13 @@ def messages(caplog) -> list[str]:
 
 def test_periodic_scan_reports_files_no_event_reported(service, root, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
-    service.watcher.stop()  # nothing reports events now
+    service.feeds.stop()  # nothing reports events now
     drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    service._periodic_scan(1)
+    service.feeds.periodic_scan(1)
     assert str(root / "JSON/RANK/a.json") in service.tracker
     assert any("Periodic scan #1 complete: 1 files found" in m for m in messages(caplog))
-    assert service.scans["completed"] == 1
-    service.watcher = service._watcher("inotify")
+    assert service.feeds.scans["completed"] == 1
+    service.feeds.start()
 
 
 def test_a_scan_past_scan_timeout_is_abandoned_and_logged(root, caplog):
@@ -62,37 +62,38 @@ def test_a_scan_past_scan_timeout_is_abandoned_and_logged(root, caplog):
     with in_process(root, scan_timeout=1e-9) as s:
         for n in range(5):
             drop(root, "RANK", f"{n}.json", job("RANK", "X", n))
-        s._periodic_scan(3)
-    assert s.scans["abandoned"] == 1
+        s.feeds.periodic_scan(3)
+    assert s.feeds.scans["abandoned"] == 1
     assert any("Periodic scan #3 abandoned" in m for m in messages(caplog))
 
 
 def test_a_slow_scan_is_logged_as_slow(root, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
     with in_process(root, slow_scan_seconds=1e-9) as s:
-        s._periodic_scan(1)
-    assert s.scans["slow"] == 1
+        s.feeds.periodic_scan(1)
+    assert s.feeds.scans["slow"] == 1
     assert any("was slow" in m for m in messages(caplog))
 
 
 def test_a_scan_due_while_one_runs_is_skipped_and_counted(service, caplog):
     caplog.set_level(logging.INFO, logger="json_workflow")
     release = threading.Event()
-    service._scan_thread = threading.Thread(target=release.wait)
-    service._scan_thread.start()
+    busy = threading.Thread(target=release.wait)
+    service.feeds._scan_thread = busy
+    busy.start()
     try:
-        service._start_scan()
+        service.feeds.start_scan()
     finally:
         release.set()
-        service._scan_thread.join()
-    assert service.scans["skipped"] == 1
+        busy.join()
+    assert service.feeds.scans["skipped"] == 1
     assert any("skipped" in m for m in messages(caplog))
 
 
 def test_an_inotify_overflow_asks_for_a_rescan(service):
-    assert service.rescan_requested is False
-    service.watcher.on_overflow()
-    assert service.rescan_requested is True
+    assert service.feeds.rescan_requested is False
+    service.feeds.watching.on_overflow()
+    assert service.feeds.rescan_requested is True
     assert service.tracker.wake.is_set()
 
 
@@ -132,3 +133,44 @@ def test_a_reload_refuses_new_routes_into_the_hot_folder_that_stays_until_a_rest
         assert s.config is running
     (failed,) = [m for m in messages(caplog) if m.startswith("Reload failed")]
     assert f"routes[0].destination: {root}/JSON/OUT is inside the hot folder {root}/JSON" in failed
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stepped_service_takes_the_backlog_then_events_then_scans_when_its_clock_says(root):
+    """The main loop's turns, in-process and on a clock of the test's own: nothing here waits for time."""
+    drop(root, "RANK", "old.json", job("RANK", "X", 1))
+    os.utime(root / "JSON/RANK/old.json", (0, 0))  # at rest long before the start: the startup scan takes it
+    clock = Clock()
+    config = build({"stable_seconds": 5, "scan_interval": 60}, "test", root=root)
+    service = Service(config, clock=clock)
+    with exclusive(config) as journal:
+        service.attach(journal)
+        startup = service.start_up(report=False)
+        try:
+            assert service.step(startup) == 0.0  # a batch was handed over
+            assert service.step(startup) > 0  # idle: it drained what was in flight
+            assert (root / "JSON_STORE/RANK/old.json").exists()
+
+            drop(root, "RANK", "new.json", job("RANK", "X", 2))  # closed after writing: complete at once
+            deadline = time.monotonic() + 10
+            while str(root / "JSON/RANK/new.json") not in service.tracker and time.monotonic() < deadline:
+                time.sleep(0.01)  # the watcher's thread reports the event
+            service.step(startup)
+            service.step(startup)
+            assert (root / "JSON_STORE/RANK/new.json").exists()
+
+            assert service.feeds.scans["started"] == 0
+            clock.now += 60  # the periodic scan is due
+            service.step(startup)
+            assert service.feeds.scans["started"] == 1
+        finally:
+            service.shut_down()

@@ -1,8 +1,8 @@
 """Service mode: recover, scan at startup, watch in real time, rescan periodically, process in batches.
 
-Three ways in (startup scan, watcher events, periodic scan) feed one StabilityTracker; the main loop
-takes what is complete and hands it to the pipeline at once, in batches of at most `batch_size`.
-Signal handlers only set flags; the main loop does the work.
+Three feeds (intake/feeds.py) fill one StabilityTracker; the main loop takes what is complete and
+hands it to the pipeline at once, in batches of at most `batch_size`. Signal handlers only set flags;
+the main loop does the work. A test can build a Service, `attach` a journal and `step` it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from json_workflow import config as config_module
 from json_workflow import logs
@@ -23,69 +24,71 @@ from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.errors import ConfigError, StillWriting
 from json_workflow.intake import Source
-from json_workflow.intake.scan import Candidate, candidate_at, is_job_name, scan
+from json_workflow.intake.feeds import Feeds
+from json_workflow.intake.scan import Candidate, candidate_at
 from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
-from json_workflow.intake.watch import Watcher, make_watcher
 from json_workflow.logs import log
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
 from json_workflow.run import check_hot_folder, exclusive
 from json_workflow.store import stats
+from json_workflow.store.journal import Journal
 
 STATS_SECONDS = 60
 REPORT_TICK_SECONDS = 30
-MISSED_SCANS_BEFORE_POLLING = 3
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0
 # Settings that shape the process itself; a reload reports them and keeps the running values.
 RESTART_KEYS = ("root", "paths", "workers", "watch")
 
+Startup = Iterator[tuple[Candidate, Source]]
+
 
 class Service:
     """One long-running json-workflow for one hot folder."""
 
-    def __init__(self, config: Config, config_path: str | None = None, root: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        root: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        make_pipeline: Callable[[Config, Journal], Pipeline] = Pipeline,
+    ):
         self.config = config
         self.config_path, self.root = config_path, root
+        self.clock = clock
+        self.make_pipeline = make_pipeline
         self.stopping = threading.Event()
         self.stop_requested = False
         self.reload_requested = False
-        self.rescan_requested = False
         self.queue: deque[tuple[str, Source]] = deque()
         self.attempts: Counter[str] = Counter()
-        self.scans: Counter[str] = Counter()
-        self.missed_streak = 0
-        self._scan_thread: threading.Thread | None = None
-        self.watcher: Watcher | None = None
-        self.hot_identity: tuple[int, int] | None = None  # the hot folder watched: (device, inode)
-        self.unwatchable: tuple[int, int] | None = None  # a hot folder that could not be watched, said once
+        self.tracker = StabilityTracker(config.stable_seconds, clock)
+        self.feeds = Feeds(config, self.tracker, self._record_scan, self._rewatched, clock)
+        self.due: dict[str, float] = {}
+        self.beat = 0.0
 
-    @property
-    def watching(self) -> Watcher:
-        """The watcher, once `_start_up` has started it."""
-        assert self.watcher is not None, "the watcher is started by _start_up"
-        return self.watcher
+    def attach(self, journal: Journal) -> None:
+        """Work with `journal` (the state folder's lock is held): the pipeline is made."""
+        self.journal = journal
+        self.pipeline = self.make_pipeline(self.config, journal)
 
     # --- signals: flags only (a handler runs between any two bytecodes: it must take no lock) ------
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         self.tracker.wake.set()
 
-    def _on_reload(self, signum, frame) -> None:
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
         self.tracker.wake.set()
 
-    def _on_overflow(self) -> None:
-        self.rescan_requested = True
-        self.tracker.wake.set()
-
-    # --- the main loop -------------------------------------------------------------------------
+    # --- the process -------------------------------------------------------------------------------
     def run(self) -> int:
         config = self.config
         check_hot_folder(config)
-        self.tracker = StabilityTracker(config.stable_seconds)
         ignore_lease_breaks()
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
@@ -93,45 +96,31 @@ class Service:
         log.info("json-workflow starting: hot folder %s, %d routes", config.hot, len(config.routes))
         threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
         with exclusive(config) as journal:
-            self.pipeline = Pipeline(config, journal)
+            self.attach(journal)
             with journal.transaction() as db:
                 run = stats.run_started(db, "service", time.time())
             try:
-                self._serve()
+                self._loop(self.start_up())
             finally:
                 self.stopping.set()  # the reporter stops, the shutdown guard starts counting
                 sd_notify("STOPPING=1")
                 journal.record(lambda db: stats.run_stopped(db, run, time.time()))
-                if self.watcher is not None:
-                    self.watcher.stop()
-                self._handle(self.pipeline.drain(Summary()))
-                self.pipeline.close()
-                self.pipeline.claims.tidy()
+                self.shut_down()
         log.info("json-workflow stopped")
         return 0
 
-    def _serve(self) -> None:
-        startup = self._start_up()
-        while not self.stop_requested:
-            try:
-                idle = self._step(startup)
-            except Exception:  # one bad turn must not end the service: the next one may go through
-                log.exception("Unexpected error in the main loop; it carries on in %gs", LOOP_ERROR_PAUSE)
-                idle = LOOP_ERROR_PAUSE
-            if idle > 0:
-                self.tracker.wake.wait(idle)
-                self.tracker.wake.clear()
-
-    def _start_up(self) -> Iterator[tuple[Candidate, Source]]:
+    def start_up(self, report: bool = True) -> Startup:
         """Watch, finish what a crash left, start the reporter; returns the startup scan, to be streamed."""
         config = self.config
-        self.hot_identity = _identity(config.hot)
-        self.watcher = self._watcher(config.watch)
+        self.feeds.start()
         self._handle(self.pipeline.recover(Summary()))
-        threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
+        if report:
+            threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
         sd_notify("READY=1")
-        log.info("Watching %s (%s) with a %gs periodic scan", config.hot, self.watcher.mode, config.scan_interval)
-        now, beat = time.monotonic(), watchdog_interval()
+        log.info(
+            "Watching %s (%s) with a %gs periodic scan", config.hot, self.feeds.watching.mode, config.scan_interval
+        )
+        now, beat = self.clock(), watchdog_interval()
         self.due = {
             "scan": now + config.scan_interval,
             "stats": now + STATS_SECONDS,
@@ -139,18 +128,29 @@ class Service:
             "beat": now if beat else float("inf"),
         }
         self.beat = beat or 0.0
-        return self._startup_scan()
+        return self.feeds.startup()
 
-    def _step(self, startup: Iterator[tuple[Candidate, Source]]) -> float:
+    def _loop(self, startup: Startup) -> None:
+        while not self.stop_requested:
+            try:
+                idle = self.step(startup)
+            except Exception:  # one bad turn must not end the service: the next one may go through
+                log.exception("Unexpected error in the main loop; it carries on in %gs", LOOP_ERROR_PAUSE)
+                idle = LOOP_ERROR_PAUSE
+            if idle > 0:
+                self.tracker.wake.wait(idle)
+                self.tracker.wake.clear()
+
+    def step(self, startup: Startup) -> float:
         """One turn of the main loop: what is due, then one batch; returns how long to wait (0: go on)."""
-        now, due = time.monotonic(), self.due
+        now, due = self.clock(), self.due
         if self.reload_requested:
             self._reload()
         if now >= due["intake"]:
-            self._check_intake()
+            self.feeds.check_intake()
             due["intake"] = now + INTAKE_CHECK_SECONDS
-        if self.rescan_requested or now >= due["scan"]:
-            self._start_scan()
+        if self.feeds.rescan_requested or now >= due["scan"]:
+            self.feeds.start_scan()
             due["scan"] = now + self.config.scan_interval
         if now >= due["stats"]:
             self._log_stats()
@@ -160,13 +160,21 @@ class Service:
             due["beat"] = now + self.beat
         batch = self._next_batch(startup)
         if batch:
-            self._process(batch)
+            self._handle(self.pipeline.submit(batch, Summary()))  # finished with the next batch, or when idle
             return 0.0
         self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
         logs.flush()
         return min(self.tracker.next_due(), *(when - now for when in due.values()))
 
-    def _next_batch(self, startup: Iterator[tuple[Candidate, Source]]) -> list[tuple[Candidate, Source]]:
+    def shut_down(self) -> None:
+        """Stop watching, finish the batches in flight, tidy the claim area."""
+        self.feeds.stop()
+        self._handle(self.pipeline.drain(Summary()))
+        self.pipeline.close()
+        self.pipeline.claims.tidy()
+
+    # --- batches -----------------------------------------------------------------------------------
+    def _next_batch(self, startup: Startup) -> list[tuple[Candidate, Source]]:
         """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
         if self.tracker.release_due():
             self.pipeline.forget_trouble()  # retry time: try the troubled folders again
@@ -180,10 +188,6 @@ class Service:
             batch += itertools.islice(startup, size - len(batch))
         return batch
 
-    def _process(self, batch: list[tuple[Candidate, Source]]) -> None:
-        """Hand a batch to the pipeline; it is finished with the next batch, or when the service is idle."""
-        self._handle(self.pipeline.submit(batch, Summary()))
-
     def _handle(self, finished: list[Delivery]) -> None:
         """Retry later what waits for its destination, with a growing delay; forget what is done."""
         for d in finished:
@@ -196,6 +200,16 @@ class Service:
             elif d.waiting_on is None:
                 self.attempts.pop(d.candidate.origin, None)
 
+    def _record_scan(self, outcome: str, seconds: float | None, found: int | None, slow: bool) -> None:
+        now = time.time()
+        self.journal.record(lambda db: stats.scan(db, outcome, now, seconds, found, slow))
+
+    def _rewatched(self) -> None:
+        """The hot folder was replaced: the claim area and destination folders are made again."""
+        self.pipeline.claims.forget_folders()
+        self.pipeline.forget_trouble()
+
+    # --- reports, reload, stats line, shutdown guard -----------------------------------------------
     def _report_loop(self) -> None:
         """The daily report and alerts, in a thread of their own: a slow mail server never holds up files."""
         reporter = Reporter(self.config)
@@ -214,150 +228,8 @@ class Service:
         except Exception:  # a bug here must not end reporting for the rest of the service's life
             log.exception("Reporter failed; trying again in %ds", REPORT_TICK_SECONDS)
 
-    def _shutdown_guard(self) -> None:
-        """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
-        self.stopping.wait()
-        time.sleep(self.config.shutdown_timeout)
-        log.error(
-            "Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
-            self.config.shutdown_timeout,
-        )
-        logging.shutdown()
-        os._exit(0)
-
-    # --- intake ------------------------------------------------------------------------------
-    def _watcher(self, mode: str) -> Watcher:
-        watcher = make_watcher(mode, self.config.hot, self.tracker, self._new_folder, self._on_overflow)
-        watcher.start()
-        return watcher
-
-    def _new_folder(self, folder: str) -> None:
-        # Files written right after mkdir can beat the new watch; look inside at once (watchdog#990).
-        for candidate in scan_folder(folder):
-            self.tracker.seen(candidate, Source.REALTIME)
-
-    def _startup_scan(self) -> Iterator[tuple[Candidate, Source]]:
-        """Stream the startup backlog: files at rest go straight to batches, young ones to the tracker."""
-        log.info("Starting startup scan of %s", self.config.hot)
-        found = 0
-        for candidate in scan(self.config.hot):
-            found += 1
-            try:
-                age = time.time() - os.lstat(candidate.path).st_mtime
-            except FileNotFoundError:
-                continue
-            if age >= self.config.stable_seconds and not candidate.symlink:
-                yield candidate, Source.STARTUP
-            else:
-                self.tracker.seen(candidate.path, Source.STARTUP)
-        log.info("Startup scan complete: %d files found", found)
-
-    def _start_scan(self) -> None:
-        self.rescan_requested = False
-        if self._scan_thread and self._scan_thread.is_alive():
-            self._scanned("skipped")
-            log.warning("Periodic scan skipped: the previous one is still running")
-            return
-        self.scans["started"] += 1
-        self._scan_thread = threading.Thread(
-            target=self._periodic_scan, args=(self.scans["started"],), name="scan", daemon=True
-        )
-        self._scan_thread.start()
-
-    def _periodic_scan(self, number: int) -> None:
-        try:
-            self._scan_once(number)
-        except OSError as e:  # the hot folder went away mid-scan (an unmounted share): the next scan tries again
-            self._scanned("abandoned")
-            log.error("Periodic scan #%d abandoned: %s", number, e)
-
-    def _scan_once(self, number: int) -> None:
-        config, started = self.config, time.monotonic()
-        reported = self.watching.take_reported()
-        found = missed = 0
-        for candidate in scan(config.hot):
-            if time.monotonic() - started > config.scan_timeout:
-                self._scanned("abandoned", time.monotonic() - started, found)
-                log.error("Periodic scan #%d abandoned after %gs (scan_timeout)", number, config.scan_timeout)
-                return
-            path = candidate.path
-            if path in self.tracker or self.tracker.is_held(path) or not self.tracker.seen(path, Source.PERIODIC):
-                continue
-            found += 1
-            try:
-                settled = time.time() - os.lstat(path).st_mtime > 2 * config.stable_seconds + 1
-            except FileNotFoundError:
-                continue
-            missed += settled and path not in reported
-        seconds = time.monotonic() - started
-        self._scanned("completed", seconds, found, slow=seconds > config.slow_scan_seconds)
-        if seconds > config.slow_scan_seconds:
-            log.warning(
-                "Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds, config.slow_scan_seconds
-            )
-        log.info(
-            "Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)", number, found, missed, seconds
-        )
-        self._check_events(missed)
-
-    def _scanned(
-        self, outcome: str, seconds: float | None = None, found: int | None = None, slow: bool = False
-    ) -> None:
-        self.scans[outcome] += 1
-        self.scans["slow"] += slow
-        now = time.time()
-        self.pipeline.journal.record(lambda db: stats.scan(db, outcome, now, seconds, found, slow))
-
-    def _check_intake(self) -> None:
-        """Watch again when the hot folder was remounted or replaced, or its watch ended (a NAS reboot)."""
-        hot, identity = self.config.hot, _identity(self.config.hot)
-        if identity == self.hot_identity and self.watching.alive():
-            return
-        if identity is None:
-            if self.hot_identity is not None:
-                log.error("Hot folder %s is gone (an unmounted share?); files are taken again once it is back", hot)
-                self.hot_identity = None
-            return
-        how = (
-            "is back"
-            if self.hot_identity is None
-            else "was remounted or replaced"
-            if identity != self.hot_identity
-            else f"lost its {self.watching.mode} watch"
-        )
-        try:
-            watcher = self._watcher(self.watching.mode)
-        except OSError as e:  # tried again every second; said once
-            if self.unwatchable != identity:
-                log.error("Hot folder %s %s but cannot be watched yet: %s", hot, how, e)
-                self.unwatchable = identity
-            return
-        old, self.watcher, self.hot_identity, self.unwatchable = self.watching, watcher, identity, None
-        old.stop()
-        self.pipeline.claims.forget_folders()
-        self.pipeline.forget_trouble()
-        self.rescan_requested = True
-        log.warning(
-            "Hot folder %s %s: watching it again (%s), the claim area is made again, and it is scanned",
-            hot,
-            how,
-            watcher.mode,
-        )
-
-    def _check_events(self, missed: int) -> None:
-        """Switch to polling when scans keep finding files no event reported (a network share)."""
-        self.missed_streak = self.missed_streak + 1 if missed else 0
-        if self.missed_streak >= MISSED_SCANS_BEFORE_POLLING and self.watching.mode == "inotify":
-            log.warning(
-                "%d periodic scans in a row found files that no event reported: events are not "
-                "arriving (a network share?). Switching to polling.",
-                self.missed_streak,
-            )
-            old, self.watcher = self.watching, self._watcher("polling")
-            old.stop()
-
-    # --- housekeeping --------------------------------------------------------------------------
     def _reload(self) -> None:
+        """Apply the configuration file again; keys that shape the process keep their running values."""
         self.reload_requested = False
         source = self.config_path or "built-in configuration"
         try:
@@ -373,7 +245,7 @@ class Service:
             return
         if kept:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
-        self.config = new
+        self.config = self.feeds.config = new
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds
@@ -382,22 +254,15 @@ class Service:
     def _log_stats(self) -> None:
         """Today's figures from the statistics rows, so a restart does not reset them."""
         zone = self.config.email.zone
-        log.info("%s", self.pipeline.journal.query(lambda db: figures.stats_line(db, time.time(), zone)))
+        log.info("%s", self.journal.query(lambda db: figures.stats_line(db, time.time(), zone)))
 
-
-def _identity(folder) -> tuple[int, int] | None:
-    """The folder's (device, inode): another after a remount or a replacement; None when it is gone."""
-    try:
-        info = os.stat(folder)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def scan_folder(folder: str) -> Iterator[str]:
-    """Job files directly in one client folder."""
-    try:
-        with os.scandir(folder) as entries:
-            yield from (e.path for e in entries if is_job_name(e.name) and not e.is_dir(follow_symlinks=False))
-    except OSError:
-        return
+    def _shutdown_guard(self) -> None:
+        """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
+        self.stopping.wait()
+        time.sleep(self.config.shutdown_timeout)
+        log.error(
+            "Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",
+            self.config.shutdown_timeout,
+        )
+        logging.shutdown()
+        os._exit(0)
