@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
 ROOT_ENV = "JSON_WORKFLOW_ROOT"
+# The failed folder of files from the top of the hot folder, whose client is not known.
+UNKNOWN_CLIENT = "_unknown"
 
 CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]
@@ -225,6 +227,10 @@ class Config(_Strict):
     def folder(self, path: str) -> Path:
         """Resolve a configured folder: relative paths are under root."""
         return self.root / path
+
+    def failed_folder(self, client_folder: str | None) -> Path:
+        """Where a rejected file of this client folder is set aside (`_unknown` for the top of the hot folder)."""
+        return self.failed / (client_folder or UNKNOWN_CLIENT)
 
     @property
     def hot(self) -> Path:

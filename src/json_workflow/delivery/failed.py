@@ -17,7 +17,6 @@ from json_workflow.delivery import durable
 from json_workflow.delivery.model import Delivery
 from json_workflow.names import shown
 
-UNKNOWN_CLIENT = "_unknown"
 REASON_SUFFIX = ".reason.txt"
 FAILED_PREFIX = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")
 

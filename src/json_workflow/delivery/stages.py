@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from json_workflow.delivery import durable
-from json_workflow.delivery.failed import REASON_SUFFIX, UNKNOWN_CLIENT, link_or_copy, place_unused, reason_file
+from json_workflow.delivery.failed import REASON_SUFFIX, link_or_copy, place_unused, reason_file
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Copy, Delivery, Kind
 from json_workflow.errors import DestinationError, Rejected
@@ -27,7 +27,7 @@ from json_workflow.errors import DestinationError, Rejected
 def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | None:
     """Decide every copy of the file and create the folders; returns new trouble to log, if any."""
     if d.rejection is not None:
-        folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
+        folder = folders.config.failed_folder(d.candidate.folder)
         targets = [folder]
     else:
         targets = [dest.folder for dest in d.destinations]
@@ -174,7 +174,7 @@ def _move(c: Copy, barrier: durable.Barrier) -> bool:
 def set_aside(d: Delivery, folders: Folders, reason: str, now: float) -> str:
     """Put a claimed file straight into the failed folder with its reason (outside any batch)."""
     d.rejection = Rejected(reason, "deliver")
-    folder = folders.config.failed / (d.candidate.folder or UNKNOWN_CLIENT)
+    folder = folders.config.failed_folder(d.candidate.folder)
     folders.ensure(folder)
     mode, name = folders.config.permissions.file_mode, d.candidate.name
     temp, reason_temp = durable.temp_name(folder, name), durable.temp_name(folder, name + REASON_SUFFIX)
