@@ -7,11 +7,10 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from conftest import drop, failed_entries, leftovers
+from conftest import Consumer, drop, failed_entries, leftovers
 from json_workflow.config import build
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
@@ -176,23 +175,6 @@ def test_archive_copy_across_a_mount_interrupted_by_a_crash_is_redone(root, bind
     assert (bind_archive / "RANK/a.json").read_bytes() == data
     assert os.listdir(bind_archive / "RANK") == ["a.json"]
     assert leftovers(root) == []
-
-
-class Consumer(threading.Thread):
-    """A downstream tool that takes (deletes) each file from a folder as soon as it appears."""
-
-    def __init__(self, folder: Path):
-        super().__init__(daemon=True)
-        self.folder, self.seen, self.stop = folder, {}, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if self.folder.is_dir():
-                for entry in os.scandir(self.folder):
-                    if not entry.name.startswith("."):
-                        self.seen[entry.name] = self.seen.get(entry.name, 0) + 1
-                        os.unlink(entry.path)
-            time.sleep(0.002)
 
 
 def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):

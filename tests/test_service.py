@@ -5,75 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import failed_entries, leftovers
+from conftest import (
+    RANK_ROUTE,
+    Consumer,
+    Service,
+    drop_atomically,
+    failed_entries,
+    leftovers,
+    read_or_none,
+    wait_for,
+    write_config,
+)
 from json_workflow.samples import backlog, job
-
-RANK_ROUTE = "SYNC/MAKE/Monday Rank"
-
-
-def wait_for(condition, timeout: float = 15, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def read_or_none(path: Path) -> bytes | None:
-    """The file's bytes, or None while it is elsewhere (claimed for a moment, say)."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "") -> Path:
-    path.write_text(
-        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = 2\n'
-        f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}"
-    )
-    return path
-
-
-class Service:
-    """json-workflow run as a subprocess, with its log."""
-
-    def __init__(self, root: Path, config: Path, env: dict | None = None):
-        self.root, self.config, self.env = root, config, env
-        self.log = root.parent / "service.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Service:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "json_workflow", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"),
-            env={**os.environ, **(self.env or {})},
-        )
-        try:
-            wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
-        except BaseException:
-            self.process.kill()  # never leave a service running behind a failed test
-            self.process.wait()
-            raise
-        return self
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
 
 
 @pytest.fixture(params=["inotify", "polling"])
@@ -86,18 +33,6 @@ def service(root, tmp_path, watch):
     s = Service(root, write_config(tmp_path / "config.toml", root, watch)).start()
     yield s
     s.stop(signal.SIGKILL) if s.process.poll() is None else None
-
-
-def drop_atomically(root: Path, client: str, name: str, data: bytes) -> Path:
-    """Write outside the hot folder, then rename in (what well-behaved exporters do)."""
-    staging = root.parent / "staging"
-    staging.mkdir(exist_ok=True)
-    (root / "JSON" / client).mkdir(parents=True, exist_ok=True)
-    temp = staging / name
-    temp.write_bytes(data)
-    target = root / "JSON" / client / name
-    os.rename(temp, target)
-    return target
 
 
 def test_atomic_drops_are_archived_and_routed(service, root):
@@ -194,8 +129,6 @@ def test_sighup_applies_a_new_rule_and_keeps_the_old_ones_on_a_broken_file(servi
 
 @pytest.mark.parametrize("watch", ["inotify"])
 def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp_path, watch):
-    from test_recovery import Consumer
-
     good, bad, rank = {}, {}, set()
     for client, name, data, valid in backlog(5000, seed=11, bad_every=100):
         target = root / "JSON" / client
