@@ -184,9 +184,10 @@ def read_or_none(path: Path) -> bytes | None:
         return None
 
 
-def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "") -> Path:
+def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "", scan_interval: float = 2) -> Path:
+    """A service configuration: files stable after 1 s, a periodic scan every `scan_interval` seconds."""
     path.write_text(
-        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = 2\n'
+        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = {scan_interval:g}\n'
         f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}"
     )
     return path

@@ -51,7 +51,15 @@ def test_slow_writer_is_taken_only_when_complete(service, root):
     with open(root / "JSON/LOREAL/slow.json", "wb") as f:
         f.write(data[: len(data) // 2])
         f.flush()
-        time.sleep(3)
+        # A witness, written after that half and hard-linked in: no event says it is complete (a link raises
+        # only IN_CREATE), so it is taken once unchanged for stable_seconds, and the older half-written file is
+        # by then stable as long. Its archive copy shows the service has had its chance to take the half.
+        staged = root.parent / "witness.json"
+        staged.write_bytes(job("LOREAL", "CAMPAIGN", 8))
+        os.link(staged, root / "JSON/LOREAL/witness.json")
+        wait_for(lambda: (root / "JSON_STORE/LOREAL/witness.json").exists(), what="the witness, taken once stable")
+        assert not (root / "JSON_STORE/LOREAL/slow.json").exists()
+        assert failed_entries(root, "slow.json") == []
         f.write(data[len(data) // 2 :])
     wait_for(lambda: (root / "JSON_STORE/LOREAL/slow.json").exists(), what="the archive copy")
     assert (root / "JSON_STORE/LOREAL/slow.json").read_bytes() == data
@@ -69,18 +77,29 @@ def test_last_of_five_versions_wins_everywhere(service, root):
         root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File/v.json",
     ]
     wait_for(
-        lambda: all(p.exists() and p.read_bytes() == last for p in places) and not (root / "JSON/RANK/v.json").exists(),
+        lambda: all(read_or_none(p) == last for p in places) and not (root / "JSON/RANK/v.json").exists(),
         what="the last version everywhere",
     )
-    time.sleep(0)  # nothing more may arrive: the service has no older version left to publish
-    assert all(p.read_bytes() == last for p in places)
+    # A stop finishes whatever is still in flight: an older version published late would show now.
+    assert service.stop() == 0
+    assert [read_or_none(p) for p in places] == [last] * len(places)
 
 
-def test_client_folder_created_after_start_is_watched(service, root):
-    folder = root / "JSON/NEWCLIENT"
-    folder.mkdir()
-    (folder / "first.json").write_bytes(job("NEWCLIENT", "X", 1))
-    wait_for(lambda: (root / "JSON_STORE/NEWCLIENT/first.json").exists(), what="the new client's file")
+def test_client_folder_created_after_start_is_watched(root, tmp_path, watch):
+    # The periodic scan is an hour off: only the watch can bring the new folder's files in.
+    service = Service(root, write_config(tmp_path / "config.toml", root, watch, scan_interval=3600)).start()
+    try:
+        folder = root / "JSON/NEWCLIENT"
+        folder.mkdir()
+        (folder / "first.json").write_bytes(job("NEWCLIENT", "X", 1))
+        wait_for(lambda: (root / "JSON_STORE/NEWCLIENT/first.json").exists(), what="the new client's first file")
+        # The first file may have been found by the look inside the folder made when it appeared; that look is
+        # over now, so the second one comes in only through the new folder's own watch.
+        (folder / "second.json").write_bytes(job("NEWCLIENT", "X", 2))
+        wait_for(lambda: (root / "JSON_STORE/NEWCLIENT/second.json").exists(), what="the new client's second file")
+        wait_for(lambda: "[REALTIME] Processing: NEWCLIENT/second.json" in service.text(), what="its real-time source")
+    finally:
+        assert service.stop() == 0
 
 
 def test_sigterm_exits_0_and_leaves_no_temporary(service, root):
