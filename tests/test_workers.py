@@ -76,10 +76,16 @@ def test_a_waiting_phase_gets_no_more_threads_while_the_cpus_are_contended(calm)
 def test_results_come_back_in_item_order_on_named_threads(workers):
     workers._threads["waiting"] = 8
     names = set()
+    # Each thread's first item waits for seven others: the run goes on only with eight threads at once.
+    # (A pool thread that finishes early takes another share, so without it a slow start shows fewer names.)
+    eight = threading.Barrier(8, timeout=10)
+    first = threading.local()
 
     def work(item):
+        if not getattr(first, "passed", False):
+            first.passed = True
+            eight.wait()
         names.add(threading.current_thread().name)
-        time.sleep(0.001)
         return item * 2
 
     assert workers.map("waiting", work, list(range(100))) == [i * 2 for i in range(100)]
