@@ -365,6 +365,16 @@ def mounted_tmpfs(mount: Path, size: str):
     yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
 
 
+# Fixtures that mount a filesystem: every test using one needs root, whichever file it is in.
+ROOT_FIXTURES = {"bind_archive", "failing_disk", "exfat"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("root") and os.geteuid() != 0:
         pytest.skip("needs root")

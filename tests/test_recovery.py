@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import Consumer, drop, failed_entries, leftovers, wait_for
 from json_workflow.config import build
 from json_workflow.run import run_once
@@ -191,6 +193,7 @@ def killed_after(command: list[str], archive: Path, archived: int) -> int:
     return process.wait()
 
 
+@pytest.mark.slow  # 14 s: 2,500 files, six runs killed, one to the end
 def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
     rng = random.Random(7)
     expected_good, expected_bad, rank_names = {}, {}, set()

@@ -18,9 +18,10 @@ import pytest
 from conftest import SECTIONS, TITLE, figures, large_figures
 from json_workflow.reporting import render
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"),
+]
 
 PROBE = f"""<script>
 addEventListener("load", function () {{

@@ -146,6 +146,7 @@ def test_sighup_applies_a_new_rule_and_keeps_the_old_ones_on_a_broken_file(servi
     wait_for(lambda: (root / "ACME/IN/b.json").exists(), what="the old rules to still work")
 
 
+@pytest.mark.slow  # 19-30 s: 5,000 files, a kill -9, a restart that drains the rest
 @pytest.mark.parametrize("watch", ["inotify"])
 def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp_path, watch):
     good, bad, rank = {}, {}, set()
