@@ -1,19 +1,26 @@
-"""Shared fixtures: a sandbox data root with a JSON/ hot folder, configurations, and file helpers."""
+"""Shared fixtures and helpers: a sandbox data root with a JSON/ hot folder, configurations, file helpers,
+the service as a subprocess, a downstream consumer, and the report's sample figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from json_workflow.config import build
+from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
+from json_workflow.reporting.sample import sample_figures
 
 CELTRA = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
+RANK_ROUTE = "SYNC/MAKE/Monday Rank"
 CELTRA_ELIGIBLE = {"CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"}
 # The routing matrix of the issue, written out independently of json_workflow.config.
 CLIENT_ROUTES = {
@@ -155,6 +162,151 @@ def cli(
     )
 
 
+# --- waiting, and the service as a subprocess ---------------------------------------------------------
+
+
+def wait_for(condition, timeout: float = 15, what: str = "condition"):
+    """Poll `condition` until it is true (and return its value) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def read_or_none(path: Path) -> bytes | None:
+    """The file's bytes, or None while it is elsewhere (claimed for a moment, say)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "", scan_interval: float = 2) -> Path:
+    """A service configuration: files stable after 1 s, a periodic scan every `scan_interval` seconds."""
+    path.write_text(
+        f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = {scan_interval:g}\n'
+        f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}"
+    )
+    return path
+
+
+class Service:
+    """json-workflow run as a subprocess, with its log."""
+
+    def __init__(self, root: Path, config: Path, env: dict | None = None):
+        self.root, self.config, self.env = root, config, env
+        self.log = root.parent / "service.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "json_workflow", "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"),
+            env={**os.environ, **(self.env or {})},
+        )
+        try:
+            wait_for(lambda: "Watching" in self.text(), what="the service to start watching")
+        except BaseException:
+            self.process.kill()  # never leave a service running behind a failed test
+            self.process.wait()
+            raise
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+def drop_atomically(root: Path, client: str, name: str, data: bytes) -> Path:
+    """Write outside the hot folder, then rename in (what well-behaved exporters do)."""
+    staging = root.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    (root / "JSON" / client).mkdir(parents=True, exist_ok=True)
+    temp = staging / name
+    temp.write_bytes(data)
+    target = root / "JSON" / client / name
+    os.rename(temp, target)
+    return target
+
+
+class Consumer(threading.Thread):
+    """A downstream tool that takes (deletes) each file from a folder as soon as it appears."""
+
+    def __init__(self, folder: Path):
+        super().__init__(daemon=True)
+        self.folder, self.seen, self.stop = folder, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.folder.is_dir():
+                for entry in os.scandir(self.folder):
+                    if not entry.name.startswith("."):
+                        self.seen[entry.name] = self.seen.get(entry.name, 0) + 1
+                        os.unlink(entry.path)
+            time.sleep(0.002)
+
+
+# --- the daily report's figures ------------------------------------------------------------------------
+
+TITLE = "JSON Workflow Daily Report"
+SECTIONS = ["cards", "performance", "clients", "destinations", "hours", "errors", "reconciliation"]
+
+
+def figures(**changes) -> DayFigures:
+    """The sample day (five clients, two errors, reconciled), with some fields changed."""
+    return dataclasses.replace(sample_figures(), **changes)
+
+
+def large_figures() -> DayFigures:
+    """A busy day on which the clocks went back: 40 clients, 25 destinations, 25 hours, 10 long errors."""
+    clients = [
+        ClientFigures(
+            f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
+            1000 + i,
+            990 + i,
+            i,
+            i % 3,
+            [("PRODUCTION", 600), ("CAMPAIGN", 300), ("CELTRA", 100 + i)],
+        )
+        for i in range(40)
+    ]
+    hours = [
+        (f"{h:02d}:00 {zone}", 50 * h)
+        for h, zone in [(h, "BST") for h in range(2)] + [(1, "GMT")] + [(h, "GMT") for h in range(2, 24)]
+    ]
+    long = "Celtra - Create_Rename - Project_Design File - with a deliberately long folder name"
+    return figures(
+        processed=41_000,
+        archived=40_990,
+        errors=10,
+        success_rate=100 * 40_990 / 41_000,
+        clients=clients,
+        destinations=[(f"/data/PRODUCTION/SYNC/MAKE/{long} {i}/IN/", 500 + i) for i in range(25)],
+        hours=hours,
+        last_errors=[
+            Problem(
+                f"23:{i:02d}:00",
+                f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
+                f"CLIENT-WITH-A-LONG-NAME-{i:02d}/{'very_long_file_name_' * 6}{i}.json",
+                "parse: " + "Expecting ',' delimiter: line 1 column 2 (char 1) " * 4,
+            )
+            for i in range(10)
+        ],
+        unaccounted=[f"CLIENT-WITH-A-LONG-NAME-01/{'lost_file_' * 8}{i}.json" for i in range(5)],
+    )
+
+
+# --- filesystems -----------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def bind_archive(tmp_path):
     """A folder on the test's filesystem seen through a bind mount: same device, another mount; skip if not root."""
@@ -211,6 +363,16 @@ def mounted_tmpfs(mount: Path, size: str):
     """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
     mount.mkdir(parents=True)
     yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
+
+
+# Fixtures that mount a filesystem: every test using one needs root, whichever file it is in.
+ROOT_FIXTURES = {"bind_archive", "failing_disk", "exfat"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
 
 
 def pytest_runtest_setup(item):

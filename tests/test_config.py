@@ -111,8 +111,13 @@ def test_permission_modes_accept_octal_ints_and_strings(value, expected):
     assert build({"permissions": {"file_mode": value}}, "x").permissions.file_mode == expected
 
 
-def test_decimal_looking_mode_without_0o_is_rejected():
-    problems({"permissions": {"file_mode": 664}})
+@pytest.mark.parametrize("key, value, allowed", [("file_mode", 664, "0o777"), ("dir_mode", 775, "0o2777")])
+def test_decimal_looking_mode_without_0o_is_rejected_with_how_to_write_it(key, value, allowed):
+    # 664 without 0o is decimal 664 = 0o1230: its stray high bits reject it, and the hint shows the octal spelling.
+    assert problems({"permissions": {key: value}}) == [
+        f"permissions.{key}: expected a permission mode within {allowed}, "
+        f'written 0o664 (TOML octal) or "0664" (got {value})'
+    ]
 
 
 def test_when_value_may_be_a_number():

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Service, drop_atomically, wait_for, write_config
 from json_workflow import logs
 from json_workflow.samples import job
-from test_service import Service, drop_atomically, wait_for, write_config
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -7,11 +7,12 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from conftest import drop, failed_entries, leftovers
+import pytest
+
+from conftest import Consumer, drop, failed_entries, leftovers, wait_for
 from json_workflow.config import build
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
@@ -178,23 +179,21 @@ def test_archive_copy_across_a_mount_interrupted_by_a_crash_is_redone(root, bind
     assert leftovers(root) == []
 
 
-class Consumer(threading.Thread):
-    """A downstream tool that takes (deletes) each file from a folder as soon as it appears."""
-
-    def __init__(self, folder: Path):
-        super().__init__(daemon=True)
-        self.folder, self.seen, self.stop = folder, {}, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if self.folder.is_dir():
-                for entry in os.scandir(self.folder):
-                    if not entry.name.startswith("."):
-                        self.seen[entry.name] = self.seen.get(entry.name, 0) + 1
-                        os.unlink(entry.path)
-            time.sleep(0.002)
+def killed_after(command: list[str], archive: Path, archived: int) -> int:
+    """Start `command`, kill -9 it once `archive` holds `archived` files, and return its exit status."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(
+            lambda: process.poll() is not None or sum(len(names) for _, _, names in os.walk(archive)) >= archived,
+            timeout=60,
+            what=f"{archived} files archived",
+        )
+    finally:
+        process.send_signal(signal.SIGKILL)
+    return process.wait()
 
 
+@pytest.mark.slow  # 14 s: 2,500 files, six runs killed, one to the end
 def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
     rng = random.Random(7)
     expected_good, expected_bad, rank_names = {}, {}, set()
@@ -206,16 +205,13 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
     command = [sys.executable, "-m", "json_workflow", "run", "--once", "--root", str(root)]
-    kills = 0
-    for _ in range(12):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=rng.uniform(0.3, 0.7))
-            break
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
+    archived = 0
+    for kill in range(6):
+        # Each run is killed once it has archived a (seeded) random 100-250 files more: in the middle of its
+        # work, wherever that is in a batch, with over a thousand files still to go, so it cannot have finished.
+        archived += rng.randint(100, 250)
+        status = killed_after(command, root / "JSON_STORE", archived)
+        assert status == -signal.SIGKILL, f"run {kill + 1} ended by itself (status {status}) before it was killed"
     final = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr
     deadline = time.monotonic() + 10
@@ -223,7 +219,6 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
         time.sleep(0.01)
     consumer.stop.set()
     consumer.join()
-    assert kills >= 1, "the run finished before it could be killed; make the backlog larger"
     assert {n for n, count in consumer.seen.items() if count > 1} == set()
     assert set(consumer.seen) == rank_names
     for name, (client, data) in expected_good.items():

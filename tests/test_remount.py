@@ -9,9 +9,8 @@ import subprocess
 
 import pytest
 
-from conftest import cli, leftovers, mounted_tmpfs, snapshot
+from conftest import Service, cli, drop_atomically, leftovers, mounted_tmpfs, snapshot, wait_for
 from json_workflow.samples import job
-from test_service import Service, drop_atomically, wait_for
 
 
 def quick_events_only(path, root, watch="inotify"):

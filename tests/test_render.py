@@ -7,12 +7,11 @@ import datetime
 import re
 from html.parser import HTMLParser
 
+from conftest import SECTIONS, TITLE, figures, large_figures
 from json_workflow.reporting import render
-from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
+from json_workflow.reporting.figures import Problem
 from json_workflow.reporting.sample import sample_figures
 
-TITLE = "JSON Workflow Daily Report"
-SECTIONS = ["cards", "performance", "clients", "destinations", "hours", "errors", "reconciliation"]
 HEADINGS = [
     "Key metrics",
     "Performance",
@@ -22,50 +21,6 @@ HEADINGS = [
     "Last errors",
     "Reconciliation",
 ]
-
-
-def figures(**changes) -> DayFigures:
-    """The sample day (five clients, two errors, reconciled), with some fields changed."""
-    return dataclasses.replace(sample_figures(), **changes)
-
-
-def large_figures() -> DayFigures:
-    """A busy day on which the clocks went back: 40 clients, 25 destinations, 25 hours, 10 long errors."""
-    clients = [
-        ClientFigures(
-            f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
-            1000 + i,
-            990 + i,
-            i,
-            i % 3,
-            [("PRODUCTION", 600), ("CAMPAIGN", 300), ("CELTRA", 100 + i)],
-        )
-        for i in range(40)
-    ]
-    hours = [
-        (f"{h:02d}:00 {zone}", 50 * h)
-        for h, zone in [(h, "BST") for h in range(2)] + [(1, "GMT")] + [(h, "GMT") for h in range(2, 24)]
-    ]
-    long = "Celtra - Create_Rename - Project_Design File - with a deliberately long folder name"
-    return figures(
-        processed=41_000,
-        archived=40_990,
-        errors=10,
-        success_rate=100 * 40_990 / 41_000,
-        clients=clients,
-        destinations=[(f"/data/PRODUCTION/SYNC/MAKE/{long} {i}/IN/", 500 + i) for i in range(25)],
-        hours=hours,
-        last_errors=[
-            Problem(
-                f"23:{i:02d}:00",
-                f"CLIENT-WITH-A-LONG-NAME-{i:02d}",
-                f"CLIENT-WITH-A-LONG-NAME-{i:02d}/{'very_long_file_name_' * 6}{i}.json",
-                "parse: " + "Expecting ',' delimiter: line 1 column 2 (char 1) " * 4,
-            )
-            for i in range(10)
-        ],
-        unaccounted=[f"CLIENT-WITH-A-LONG-NAME-01/{'lost_file_' * 8}{i}.json" for i in range(5)],
-    )
 
 
 class Rows(HTMLParser):

@@ -15,12 +15,13 @@ import subprocess
 
 import pytest
 
+from conftest import SECTIONS, TITLE, figures, large_figures
 from json_workflow.reporting import render
-from test_render import SECTIONS, TITLE, figures, large_figures
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"),
+]
 
 PROBE = f"""<script>
 addEventListener("load", function () {{

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import cli, drop, make_config
+from conftest import Service, cli, drop, make_config, wait_for
 from json_workflow.reporting.reporter import Reporter
 from json_workflow.run import run_once
 from json_workflow.samples import job
@@ -272,8 +272,6 @@ def test_report_command_writes_html_and_text_and_sends_on_request(root, server, 
 
 
 def test_the_service_sends_a_missed_report_at_start_and_not_again_after_a_restart(root, server, tmp_path):
-    from test_service import Service, wait_for
-
     port, inbox = server
     yesterday = datetime.datetime.now(UTC).date() - datetime.timedelta(days=1)
     day_of_work(root, at(yesterday, 9))  # it ran yesterday; the service was down at midnight

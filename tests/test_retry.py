@@ -143,6 +143,7 @@ def failed_fs(tmp_path):
     yield from mounted_tmpfs(tmp_path / "failedfs", "1m")
 
 
+@pytest.mark.root
 def test_retry_from_failed_folder_on_another_filesystem(root, failed_fs):
     (failed_fs / "RANK").mkdir()
     config = make_config(root, paths={"failed": str(failed_fs)})

@@ -135,6 +135,34 @@ def test_a_reload_refuses_new_routes_into_the_hot_folder_that_stays_until_a_rest
     assert f"routes[0].destination: {root}/JSON/OUT is inside the hot folder {root}/JSON" in failed
 
 
+def test_a_reload_keeps_restart_keys_with_a_warning_and_applies_the_rest(root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    cfg = tmp_path / "c.toml"
+    # paths, workers and watch shape the process (RESTART_KEYS); a rule and stable_seconds apply at once.
+    cfg.write_text(
+        'workers = 3\nwatch = "polling"\nstable_seconds = 4\n[paths]\narchive = "ELSEWHERE"\n'
+        '[[routes]]\nname = "Acme"\ndestination = "ACME/IN"\nwhen = { ClientCode = "ACME" }\n'
+    )
+    with in_process(root, stable_seconds=0) as s:
+        s.config_path, s.root = str(cfg), str(root)
+        running = s.config
+        s._reload()
+        assert (s.config.workers, s.config.watch, s.config.paths) == (running.workers, running.watch, running.paths)
+        assert [r.name for r in s.config.routes] == ["Acme"]
+        assert s.tracker.stable_seconds == 4
+        assert s.feeds.watching.mode == "inotify"
+        data = job("ACME", "X", 1)
+        drop(root, "ACME", "a.json", data)
+        s.pipeline.submit([(candidate_at(s.config.hot, str(root / "JSON/ACME/a.json")), "REALTIME")], Summary())
+        s.pipeline.drain(Summary())
+    assert (root / "ACME/IN/a.json").read_bytes() == data  # the new rule delivers
+    assert (root / "JSON_STORE/ACME/a.json").read_bytes() == data  # into the running archive
+    assert not (root / "ELSEWHERE").exists()
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.WARNING, "Reload: paths, workers, watch cannot change while running; restart to apply") in logged
+    assert (logging.INFO, "Configuration reloaded: 1 routes") in logged
+
+
 class Clock:
     """A monotonic clock the test moves by hand."""
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from json_workflow.delivery.workers import MIN_ITEMS, Workers, cpu_contended, next_count
+from json_workflow.delivery.workers import MIN_ITEMS, TARGET_BUSY, Workers, cpu_contended, next_count
 
 
 @pytest.mark.parametrize(
@@ -76,10 +76,16 @@ def test_a_waiting_phase_gets_no_more_threads_while_the_cpus_are_contended(calm)
 def test_results_come_back_in_item_order_on_named_threads(workers):
     workers._threads["waiting"] = 8
     names = set()
+    # Each thread's first item waits for seven others: the run goes on only with eight threads at once.
+    # (A pool thread that finishes early takes another share, so without it a slow start shows fewer names.)
+    eight = threading.Barrier(8, timeout=10)
+    first = threading.local()
 
     def work(item):
+        if not getattr(first, "passed", False):
+            first.passed = True
+            eight.wait()
         names.add(threading.current_thread().name)
-        time.sleep(0.001)
         return item * 2
 
     assert workers.map("waiting", work, list(range(100))) == [i * 2 for i in range(100)]
@@ -92,16 +98,32 @@ def test_a_phase_that_waits_gets_more_threads(workers):
     assert workers.threads("waiting") == 8
 
 
-def test_a_phase_that_keeps_the_cpu_busy_comes_down_to_one_thread(workers):
-    def spin(item):
-        deadline = time.thread_time() + 0.002
-        while time.thread_time() < deadline:
-            pass
+def runs(start: int, busy: float, limit: int = 8) -> list[int]:
+    """The thread counts of a phase's successive runs, each keeping the process `busy` (in cores)."""
+    counts = [start]
+    for _ in range(10):
+        counts.append(next_count(counts[-1], busy, limit))
+    return counts
 
+
+def test_a_phase_that_keeps_the_cpu_busy_comes_down_to_one_thread_and_stays():
+    # Pure Python work under the GIL keeps one core busy however many threads share it.
+    assert runs(8, busy=1.0) == [8, 6, 4, 3, 2, 1, 1, 1, 1, 1, 1]
+    # Work that releases the GIL can keep both cores of a 2-core machine busy: down faster.
+    assert runs(8, busy=1.9) == [8, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+
+
+def test_a_phase_at_the_target_share_keeps_its_threads():
+    assert runs(5, busy=TARGET_BUSY) == [5] * 11
+
+
+def test_a_phase_is_resized_from_the_cpu_and_wall_time_map_measured_once_enough_items_add_up(workers):
+    # What map measures around a run, given as numbers: 8 threads kept the process 1.5 cores busy.
     workers._threads["busy"] = 8
-    for _ in range(6):
-        workers.map("busy", spin, list(range(MIN_ITEMS * 2)))
-    assert workers.threads("busy") == 1
+    workers._measure("busy", 8, MIN_ITEMS // 2, wall=1.0, cpu=1.0)
+    assert workers.threads("busy") == 8  # too few items to judge yet
+    workers._measure("busy", 8, MIN_ITEMS - MIN_ITEMS // 2, wall=1.0, cpu=2.0)
+    assert workers.threads("busy") == next_count(8, 1.5, limit=8) == 4
 
 
 def test_small_batches_resize_a_phase_once_they_add_up(workers):

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _mounted, failed_entries, leftovers, read_reason
+from conftest import RANK_ROUTE, Service, _mounted, failed_entries, leftovers, read_reason, wait_for, write_config
 from json_workflow.config import build
 from json_workflow.run import run_once
 from json_workflow.samples import job
-from test_service import RANK_ROUTE, Service, wait_for, write_config
 
 
 def test_run_once_never_takes_a_file_open_for_writing(root):
