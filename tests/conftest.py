@@ -366,7 +366,7 @@ def mounted_tmpfs(mount: Path, size: str):
 
 
 # Fixtures that mount a filesystem: every test using one needs root, whichever file it is in.
-ROOT_FIXTURES = {"bind_archive", "failing_disk", "exfat"}
+ROOT_FIXTURES = {"bind_archive", "failing_disk", "exfat", "tiny_tmpfs"}
 
 
 def pytest_collection_modifyitems(items):

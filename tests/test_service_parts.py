@@ -6,11 +6,10 @@ import contextlib
 import logging
 import os
 import threading
-import time
 
 import pytest
 
-from conftest import drop
+from conftest import drop, drop_atomically, wait_for
 from json_workflow.config import build
 from json_workflow.delivery.model import Summary
 from json_workflow.intake.scan import candidate_at
@@ -188,10 +187,9 @@ def test_a_stepped_service_takes_the_backlog_then_events_then_scans_when_its_clo
             assert service.step(startup) > 0  # idle: it drained what was in flight
             assert (root / "JSON_STORE/RANK/old.json").exists()
 
-            drop(root, "RANK", "new.json", job("RANK", "X", 2))  # closed after writing: complete at once
-            deadline = time.monotonic() + 10
-            while str(root / "JSON/RANK/new.json") not in service.tracker and time.monotonic() < deadline:
-                time.sleep(0.01)  # the watcher's thread reports the event
+            drop_atomically(root, "RANK", "new.json", job("RANK", "X", 2))  # renamed in: complete at once
+            # The watcher's thread reports the event (one event: a rename into place is complete).
+            wait_for(lambda: str(root / "JSON/RANK/new.json") in service.tracker, what="the event of new.json")
             service.step(startup)
             service.step(startup)
             assert (root / "JSON_STORE/RANK/new.json").exists()

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from json_workflow import layout
 from json_workflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -290,48 +291,15 @@ def build(data: dict[str, Any], source: str, root: str | Path | None = None) -> 
 
 def check_folders(config: Config, source: str, on_disk: bool = True) -> None:
     """Refuse folders that would feed the hot folder, as written and (`on_disk`) through symlinks too."""
-    problems = _feeding_hot(config, lambda path: path)
-    if on_disk and not problems:
-        problems = _feeding_hot(config, lambda path: Path(os.path.realpath(path)))
-    if problems:
-        raise ConfigError(source, problems)
-
-
-def _feeding_hot(config: Config, resolve: Callable[[Path], Path]) -> list[str]:
-    """A delivery folder at or inside the hot folder, or the hot folder inside the archive or failed folder."""
-    hot = resolve(config.hot)
-    problems = []
-    for key, folder in _delivered_to(config):
-        real = resolve(folder)
-        if real.is_relative_to(hot):
-            where = "the hot folder" if real == hot else "inside the hot folder"
-            problems.append(
-                f"{key}: {_shown(folder, real)} is {where} {_shown(config.hot, hot)}, so the files "
-                "delivered there would be taken again; choose a folder outside it"
-            )
-    # The archive and failed folder get a folder per client, named after the files: one could be the hot folder.
-    for key, name, folder in (("paths.archive", "archive", config.archive), ("paths.failed", "failed", config.failed)):
-        real = resolve(folder)
-        if real != hot and hot.is_relative_to(real):
-            problems.append(
-                f"paths.hot: {_shown(config.hot, hot)} is inside the {name} folder {_shown(folder, real)} "
-                f"({key}), where a folder is made for each client, named after the files; "
-                "keep the hot folder outside it"
-            )
-    return problems
-
-
-def _delivered_to(config: Config) -> list[tuple[str, Path]]:
-    """Every folder files are delivered to, with its key path: archive, failed folder, each destination."""
-    return [
+    delivered = [
         ("paths.archive", config.archive),
         ("paths.failed", config.failed),
         *((f"routes[{i}].destination", config.folder(rule.destination)) for i, rule in enumerate(config.routes)),
     ]
-
-
-def _shown(path: Path, real: Path) -> str:
-    return str(path) if path == real else f"{path} ({real} on disk)"
+    # The archive and failed folder get a folder per client, named after the files: one could be the hot folder.
+    per_client = [("paths.archive", "archive", config.archive), ("paths.failed", "failed", config.failed)]
+    if problems := layout.feeding_hot(config.hot, delivered, per_client, on_disk):
+        raise ConfigError(source, problems)
 
 
 def load(path: str | Path | None = None, root: str | Path | None = None) -> Config:
