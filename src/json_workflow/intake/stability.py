@@ -198,10 +198,6 @@ class StabilityTracker:
                 self._files[path] = _Tracked(source, -1, -1, now, True)
         return len(due)
 
-    def forget(self, path: str) -> None:
-        with self._lock:
-            self._files.pop(path, None)
-
     def ready(self) -> list[tuple[str, Source]]:
         """Take every tracked file that is complete now, as (path, source), oldest report first."""
         now = self.clock()
