@@ -112,13 +112,6 @@ class Summary:
     def processed(self) -> int:
         return self.archived + self.failed
 
-    def add(self, other: Summary) -> None:
-        """Count `other`'s files in this one too."""
-        self.archived += other.archived
-        self.routed += other.routed
-        self.failed += other.failed
-        self.pending += other.pending
-
     def line(self) -> str:
         return (
             f"Processed {self.processed} files in {self.seconds:.2f}s: {self.archived} archived"
