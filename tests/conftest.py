@@ -1,5 +1,5 @@
 """Shared fixtures and helpers: a sandbox data root with a JSON/ hot folder, configurations, file helpers,
-the service as a subprocess, a downstream consumer, and the report's sample figures."""
+run_once at a fixed clock, the service as a subprocess, a downstream consumer, and the report's sample figures."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from json_workflow.config import build
 from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
 from json_workflow.reporting.sample import sample_figures
+from json_workflow.run import run_once
 
 CELTRA = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
@@ -160,6 +161,29 @@ def cli(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+# --- runs of run_once on the sandbox root -------------------------------------------------------------
+
+
+def run(config):
+    """run_once on `config` at FIXED_NOW, so failed names are predictable."""
+    return run_once(config, clock=lambda: FIXED_NOW)
+
+
+def places_of(root: Path, name: str) -> set[str]:
+    """Folders (relative to root) holding a file called `name`, the hot folder excluded."""
+    return {os.path.dirname(rel) for rel in find(root, name) if not rel.startswith("JSON/")}
+
+
+def assert_clean(root: Path, allowed: set[str] = frozenset()):
+    """No temporary nor hidden name is left under `root`, except those in `allowed`."""
+    assert leftovers(root, allowed) == []
+
+
+def trouble_records(caplog):
+    """The log records of destinations found in trouble."""
+    return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]
 
 
 # --- waiting, and the service as a subprocess ---------------------------------------------------------
@@ -363,6 +387,12 @@ def mounted_tmpfs(mount: Path, size: str):
     """Yield a real tmpfs of `size` at `mount` (another filesystem, or a disk that fills); skip if not root."""
     mount.mkdir(parents=True)
     yield from _mounted(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"], mount)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KB tmpfs: another filesystem, and a disk that fills; skip if not root."""
+    yield from mounted_tmpfs(tmp_path / "full", "64k")
 
 
 # Fixtures that mount a filesystem: every test using one needs root, whichever file it is in.

@@ -1,54 +1,45 @@
-"""pipeline.run_once on real files: the routing matrix, bad inputs, pending destinations, durability, modes."""
+"""delivery/pipeline.py on real files: batches through every stage, by run_once or by a Pipeline driven by hand.
+
+Components:
+1. the routing matrix: each row, the whole matrix in one run (both flush modes), a file of the same name
+   at a destination replaced, a UTF-8 BOM kept
+2. bad inputs: each kind reaches the failed folder with its stage and reason; unsafe client codes, files
+   over max_file_bytes and symlinks create nothing outside the configured folders
+3. a backlog: fifty good and five bad files in one run
+4. Pipeline.submit and drain: a waiting file superseded by a newer one is set aside, not lost; batches in
+   flight are finished by drain and keep no frames
+5. flushes: a full destination holds up only its own files; a long-named bad file alone is flushed and
+   forgotten; a flush that fails leaves every file waiting, and the next run delivers it
+
+Elsewhere: run-level behaviour in tests/test_run.py; the stages (archive, temporaries, modes) in
+test_stages.py; failed names in test_failed.py; destinations in trouble in test_folders.py.
+"""
 
 from __future__ import annotations
 
-import copy
-import fcntl
 import logging
 import os
 import re
-import stat
 from pathlib import Path
 
 import pytest
 
 from conftest import (
     CELTRA,
-    FAILED_NAME,
-    FIXED_NOW,
     FIXED_STAMP,
+    assert_clean,
     drop,
     expected_places,
     failed_entries,
     files,
-    find,
-    leftovers,
     make_config,
-    mounted_tmpfs,
+    places_of,
     read_reason,
+    run,
 )
-from json_workflow.config import SEED_ROUTES, build
-from json_workflow.delivery import durable, stages
-from json_workflow.delivery.durable import Barrier
-from json_workflow.delivery.model import Copy, Kind
-from json_workflow.errors import WorkflowError
-from json_workflow.run import run_once
+from json_workflow.config import build
 from json_workflow.samples import backlog, job
 from json_workflow.store.journal import Journal
-
-
-def run(config):
-    return run_once(config, clock=lambda: FIXED_NOW)
-
-
-def places_of(root: Path, name: str) -> set[str]:
-    """Folders (relative to root) holding a file called `name`, the hot folder excluded."""
-    return {os.path.dirname(rel) for rel in find(root, name) if not rel.startswith("JSON/")}
-
-
-def assert_clean(root: Path, allowed: set[str] = frozenset()):
-    assert leftovers(root, allowed) == []
-
 
 # --- 1. the routing matrix ------------------------------------------------------------------------
 
@@ -326,41 +317,7 @@ def test_symlink_to_folder_at_top_is_moved_aside_unfollowed(config, root, outsid
     assert not (root / "JSON_STORE").exists()
 
 
-def test_failed_file_never_overwrites_one_of_the_same_name(config, root):
-    first, second, third = b"{one", b"{two", b"{three"
-    drop(root, "RANK", "x.json", first)
-    run(config)
-    drop(root, "RANK", "x.json", second)
-    run(config)
-    drop(root, "RANK", "x.json", third)
-    run(config)
-    folder = root / "JSON_FAILED/RANK"
-    assert (folder / f"{FIXED_STAMP}_x.json").read_bytes() == first
-    assert (folder / f"{FIXED_STAMP}-2_x.json").read_bytes() == second
-    assert (folder / f"{FIXED_STAMP}-3_x.json").read_bytes() == third
-    for n in ("", "-2", "-3"):
-        assert (folder / f"{FIXED_STAMP}{n}_x.json.reason.txt").exists()
-
-
-def test_failed_file_does_not_replace_a_precreated_name(config, root):
-    folder = root / "JSON_FAILED/RANK"
-    folder.mkdir(parents=True)
-    (folder / f"{FIXED_STAMP}_x.json").write_bytes(b"already here")
-    drop(root, "RANK", "x.json", b"{bad")
-    run(config)
-    assert (folder / f"{FIXED_STAMP}_x.json").read_bytes() == b"already here"
-    assert (folder / f"{FIXED_STAMP}-2_x.json").read_bytes() == b"{bad"
-    assert "invalid JSON" in read_reason(folder / f"{FIXED_STAMP}-2_x.json")["reason"]
-
-
-def test_failed_name_without_fixed_clock_has_a_timestamp_prefix(config, root):
-    drop(root, "RANK", "x.json", b"{")
-    run_once(config)
-    (failed,) = failed_entries(root, "x.json")
-    assert FAILED_NAME.match(failed.name).group(2) is None
-
-
-# --- 4. a backlog ---------------------------------------------------------------------------------
+# --- 3. a backlog ---------------------------------------------------------------------------------
 
 
 def test_fifty_good_and_five_bad_all_reach_the_right_places(config, root):
@@ -395,385 +352,7 @@ def test_fifty_good_and_five_bad_all_reach_the_right_places(config, root):
     assert_clean(root)
 
 
-# --- 5. destinations in trouble -------------------------------------------------------------------
-
-
-def trouble_records(caplog):
-    return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]
-
-
-def test_destination_that_is_a_regular_file_keeps_files_pending(config, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    (root / "SYNC/MAKE").mkdir(parents=True)
-    blocker = root / "SYNC/MAKE/Monday Rank"
-    blocker.write_bytes(b"not a folder")
-    rank = {f"r{n}.json": job("RANK", "PRODUCTION", n) for n in range(4)}
-    for name, data in rank.items():
-        drop(root, "RANK", name, data)
-    loreal = job("LOREAL", "CAMPAIGN", 1)
-    drop(root, "LOREAL", "l.json", loreal)
-    drop(root, "BISSELL", "bad.json", b"{")
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (1, 1, 4)
-    for name, data in rank.items():
-        assert (root / "JSON/RANK" / name).read_bytes() == data
-        assert failed_entries(root, name) == []
-        assert places_of(root, name) == set()  # not even the archive copy is published
-    assert (root / "CLIENT-STORES/LOREAL/IN/l.json").read_bytes() == loreal
-    assert len(failed_entries(root, "bad.json")) == 1
-    records = trouble_records(caplog)
-    assert len(records) == 1
-    assert "Monday Rank" in records[0].getMessage() and "errno" in records[0].getMessage()
-    assert records[0].levelno == logging.ERROR
-    assert_clean(root)
-
-    blocker.unlink()
-    caplog.clear()
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (4, 0, 0)
-    for name, data in rank.items():
-        assert (root / "SYNC/MAKE/Monday Rank" / name).read_bytes() == data
-        assert (root / "JSON_STORE/RANK" / name).read_bytes() == data
-        assert not (root / "JSON/RANK" / name).exists()
-    assert trouble_records(caplog) == []
-    assert_clean(root)
-
-
-def test_missing_mount_outside_root_is_pending_and_never_created(root, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    mount = tmp_path / "mnt" / "share" / "IN"
-    routes = copy.deepcopy(SEED_ROUTES)
-    routes[0]["destination"] = str(mount)
-    config = make_config(root, routes=routes)
-    data = job("RANK", "X", 1)
-    drop(root, "RANK", "a.json", data)
-    drop(root, "RANK", "b.json", job("RANK", "X", 2))
-    drop(root, "LOREAL", "l.json", job("LOREAL", "X", 3))
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (1, 2)
-    assert not (tmp_path / "mnt").exists()
-    assert (root / "JSON/RANK/a.json").read_bytes() == data
-    assert len(trouble_records(caplog)) == 1
-    assert str(mount) in trouble_records(caplog)[0].getMessage()
-    assert_clean(root)
-
-    mount.mkdir(parents=True)
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (2, 0)
-    assert (mount / "a.json").read_bytes() == data
-    assert (root / "JSON_STORE/RANK/a.json").read_bytes() == data
-
-
-def test_broken_archive_keeps_good_files_pending_and_still_fails_bad_ones(config, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    (root / "JSON_STORE").write_bytes(b"a file where the archive should be")
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    drop(root, "LOREAL", "b.json", job("LOREAL", "X", 2))
-    drop(root, "RANK", "bad.json", b"{")
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (0, 1, 2)
-    assert (root / "JSON/RANK/a.json").exists() and (root / "JSON/LOREAL/b.json").exists()
-    assert places_of(root, "a.json") == set()
-    assert places_of(root, "b.json") == set()
-    assert len(failed_entries(root, "bad.json")) == 1
-    assert len(trouble_records(caplog)) == 2  # JSON_STORE/RANK and JSON_STORE/LOREAL, once each
-    assert_clean(root)
-
-
-def test_broken_failed_folder_keeps_bad_files_pending(config, root):
-    (root / "JSON_FAILED").write_bytes(b"oops")
-    drop(root, "RANK", "bad.json", b"{")
-    drop(root, "RANK", "good.json", job("RANK", "X", 1))
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (1, 0, 1)
-    assert (root / "JSON/RANK/bad.json").read_bytes() == b"{"
-    assert (root / "JSON_STORE/RANK/good.json").exists()
-    assert_clean(root)
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    yield from mounted_tmpfs(tmp_path / "full", "64k")
-
-
-def test_disk_full_destination_keeps_file_pending(root, tiny_tmpfs, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    routes = copy.deepcopy(SEED_ROUTES)
-    routes[0]["destination"] = str(tiny_tmpfs)
-    config = make_config(root, routes=routes)
-    big = job("RANK", "X", 1, size=200_000)
-    drop(root, "RANK", "big.json", big)
-    drop(root, "LOREAL", "l.json", job("LOREAL", "X", 1))
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (1, 0, 1)
-    assert (root / "JSON/RANK/big.json").read_bytes() == big
-    assert os.listdir(tiny_tmpfs) == []  # the partial temporary was removed
-    (record,) = trouble_records(caplog)
-    assert "errno 28" in record.getMessage()
-    assert_clean(root)
-
-
-def test_a_full_destination_holds_up_only_its_own_files_with_flush_per_file(root, tiny_tmpfs, caplog):
-    # The big file's first copy is written, its second finds the disk full: the first is discarded, and
-    # the flush of the batch must not fail for want of it.
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    (root / "SYNC/MAKE").mkdir(parents=True)
-    (root / CELTRA).symlink_to(tiny_tmpfs)
-    big, small = job("RANK", "CELTRA", 1, size=200_000), job("RANK", "X", 2)
-    drop(root, "RANK", "big.json", big)
-    drop(root, "RANK", "small.json", small)
-    summary = run(make_config(root, flush="file"))
-    assert (summary.archived, summary.pending) == (1, 1)
-    assert (root / "JSON/RANK/big.json").read_bytes() == big
-    assert (root / "SYNC/MAKE/Monday Rank/small.json").read_bytes() == small
-    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
-    assert_clean(root)
-
-
-def test_failed_folder_on_another_filesystem_gets_exact_copies(root, tiny_tmpfs, outside):
-    # The client folders are made by hand: see test_archive_outside_root_gets_client_folders (a bug).
-    (tiny_tmpfs / "RANK").mkdir()
-    config = make_config(root, paths={"failed": str(tiny_tmpfs)})
-    target = outside / "t.json"
-    target.write_bytes(b"{}")
-    os.symlink(target, root / "JSON" / "link.json")
-    drop(root, "RANK", "bad.json", b"{bad")
-    (tiny_tmpfs / "_unknown").mkdir()
-    summary = run(config)
-    assert (summary.failed, summary.pending) == (2, 0)
-    copy_ = tiny_tmpfs / "RANK" / f"{FIXED_STAMP}_bad.json"
-    assert copy_.read_bytes() == b"{bad"
-    assert stat.S_IMODE(copy_.stat().st_mode) == 0o664
-    link = tiny_tmpfs / "_unknown" / f"{FIXED_STAMP}_link.json"
-    assert link.is_symlink() and os.readlink(link) == str(target)
-    assert not (root / "JSON/RANK/bad.json").exists()
-    assert target.read_bytes() == b"{}"
-
-
-def test_archive_gets_the_original_itself_moved_with_its_timestamp(config, root):
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    original = root / "JSON/RANK/a.json"
-    os.chmod(original, 0o600)
-    os.utime(original, (1_600_000_000, 1_600_000_000))
-    inode = original.stat().st_ino
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (1, 0)
-    archived, routed = root / "JSON_STORE/RANK/a.json", root / "SYNC/MAKE/Monday Rank/a.json"
-    assert archived.stat().st_ino == inode  # moved, not copied
-    assert archived.stat().st_mtime == 1_600_000_000  # when TWIST wrote it
-    assert stat.S_IMODE(archived.stat().st_mode) == 0o664
-    assert routed.stat().st_ino != inode and routed.read_bytes() == archived.read_bytes()
-    assert_clean(root)
-
-
-def test_archive_on_another_filesystem_gets_an_exact_copy(root, tiny_tmpfs):
-    (tiny_tmpfs / "RANK").mkdir()
-    config = make_config(root, paths={"archive": str(tiny_tmpfs)})
-    data = job("RANK", "X", 1)
-    drop(root, "RANK", "a.json", data)
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (1, 0)
-    archived = tiny_tmpfs / "RANK/a.json"
-    assert archived.read_bytes() == data
-    assert stat.S_IMODE(archived.stat().st_mode) == 0o664
-    assert os.listdir(tiny_tmpfs / "RANK") == ["a.json"]  # no temporary left
-    assert not (root / "JSON/RANK/a.json").exists()
-    assert_clean(root)
-
-
-def test_archive_on_another_mount_of_the_same_filesystem_gets_a_copy(root, bind_archive):
-    # Same st_dev, but rename(2) refuses to cross mount points (EXDEV): a Docker volume, a bind mount.
-    (bind_archive / "RANK").mkdir()
-    config = make_config(root, paths={"archive": str(bind_archive)})
-    data = job("RANK", "X", 1)
-    drop(root, "RANK", "a.json", data)
-    drop(root, "RANK", "b.json", data)
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (2, 0)
-    for name in ("a.json", "b.json"):
-        archived = bind_archive / "RANK" / name
-        assert archived.read_bytes() == data
-        assert stat.S_IMODE(archived.stat().st_mode) == 0o664
-        assert (root / "SYNC/MAKE/Monday Rank" / name).read_bytes() == data
-    assert sorted(os.listdir(bind_archive / "RANK")) == ["a.json", "b.json"]  # no temporary left
-    assert_clean(root)
-
-
-def test_a_claim_swapped_for_a_symlink_is_never_chmodded_nor_archived(root, outside):
-    secret = outside / "secret"
-    secret.write_bytes(b"s")
-    os.chmod(secret, 0o600)
-    claim = root / "claim.json"
-    claim.symlink_to(secret)  # what an attacker could put in the claim area after the file was read
-    with pytest.raises(OSError):
-        durable.set_mode(str(claim), 0o664)
-    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    archive = root / "archive"
-    archive.mkdir()
-    with pytest.raises(OSError):
-        stages._move(Copy(str(claim), str(archive / "a.json"), Kind.MOVE), Barrier())
-    assert os.listdir(archive) == []
-
-
-def test_the_original_is_archived_only_on_the_same_filesystem_with_the_configured_mode():
-    def info(mode, device, links=1):
-        return os.stat_result((stat.S_IFREG | mode, 0, device, links, 0, 0, 10, 0, 0, 0))
-
-    assert stages._movable(info(0o664, 7), 7, 0o664)
-    assert not stages._movable(info(0o664, 7), 8, 0o664)  # another filesystem
-    assert not stages._movable(info(0o600, 7), 7, 0o664)  # its mode could not be set (not its owner)
-    assert not stages._movable(info(0o664, 7, links=2), 7, 0o664)  # another hard link shares it
-    assert not stages._movable(None, 7, 0o664)
-
-
-def test_archive_outside_root_gets_client_folders(root, outside):
-    archive = outside / "archive"
-    archive.mkdir()
-    config = make_config(root, paths={"archive": str(archive)})
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    summary = run(config)
-    assert (summary.archived, summary.pending) == (1, 0)
-    assert (archive / "RANK" / "a.json").exists()
-
-
-def test_long_file_name_does_not_break_its_clients_archive(config, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    drop(root, "RANK", "a" * 240 + ".json", job("RANK", "X", 1))
-    for n in range(5):
-        drop(root, "RANK", f"ok{n}.json", job("RANK", "X", n))
-    summary = run(config)
-    assert summary.pending == 0
-    assert trouble_records(caplog) == []
-
-
-@pytest.mark.parametrize("flush", ["filesystem", "file"])
-def test_a_long_named_bad_file_alone_is_flushed_and_forgotten(flush, root, caplog):
-    # Its claim has a folder of its own, removed when the claim is released, after it was noted for the flush.
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    drop(root, "RANK", "a" * 245 + ".json", b"{long")
-    summary = run(make_config(root, flush=flush))
-    assert (summary.failed, summary.pending) == (1, 0)
-    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
-    assert Journal(root / "JSON_PARSER_STATE").claims() == []
-
-
-def test_folder_named_like_a_job_does_not_break_the_failed_folder(config, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    (root / "JSON/RANK/folder.json").mkdir(parents=True)
-    drop(root, "RANK", "bad.json", b"{")
-    run(config)
-    assert trouble_records(caplog) == []
-    assert len(failed_entries(root, "bad.json")) == 1
-
-
-# --- 6. no temporaries survive --------------------------------------------------------------------
-
-
-def test_no_temporary_survives_good_bad_and_pending_runs(config, root):
-    (root / "CLIENT-STORES/LOREAL").mkdir(parents=True)
-    (root / "CLIENT-STORES/LOREAL/IN").write_bytes(b"blocker")
-    for n in range(20):
-        drop(root, "RANK", f"g{n}.json", job("RANK", "CELTRA", n))
-        drop(root, "LOREAL", f"p{n}.json", job("LOREAL", "X", n))
-        drop(root, "BISSELL", f"b{n}.json", b"{" * (n + 1))
-    (root / "JSON/RANK/.editor.json").write_bytes(b"mine")
-    summary = run(config)
-    assert (summary.archived, summary.failed, summary.pending) == (20, 20, 20)
-    assert leftovers(root, {".editor.json"}) == []
-    assert not any(n.endswith(".jwtmp") for n in os.listdir(root / "JSON_STORE/LOREAL"))
-
-
-# --- 7. permissions and flush modes ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("file_mode, dir_mode", [(0o640, 0o750), (0o664, 0o775), (0o777, 0o777)])
-@pytest.mark.parametrize("flush", ["filesystem", "file"])
-def test_created_files_and_folders_get_configured_modes(file_mode, dir_mode, flush, root):
-    config = make_config(root, flush=flush, permissions={"file_mode": file_mode, "dir_mode": dir_mode})
-    drop(root, "RANK", "g.json", job("RANK", "CELTRA", 1))
-    drop(root, "RANK", "bad.json", b"{")
-    summary = run(config)
-    assert (summary.archived, summary.failed) == (1, 1)
-    created_files = [
-        root / "JSON_STORE/RANK/g.json",
-        root / "SYNC/MAKE/Monday Rank/g.json",
-        root / CELTRA / "g.json",
-        root / "JSON_FAILED/RANK" / f"{FIXED_STAMP}_bad.json.reason.txt",
-    ]
-    created_dirs = [
-        root / "JSON_STORE",
-        root / "JSON_STORE/RANK",
-        root / "SYNC",
-        root / "SYNC/MAKE",
-        root / "SYNC/MAKE/Monday Rank",
-        root / CELTRA,
-        root / "JSON_FAILED",
-        root / "JSON_FAILED/RANK",
-    ]
-    for f in created_files:
-        assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
-    for d in created_dirs:
-        assert stat.S_IMODE(d.stat().st_mode) == dir_mode, d
-
-
-def test_existing_destination_folder_mode_is_left_alone(config, root):
-    (root / "JSON_STORE/RANK").mkdir(parents=True)
-    os.chmod(root / "JSON_STORE/RANK", 0o700)
-    drop(root, "RANK", "g.json", job("RANK", "X", 1))
-    run(config)
-    assert stat.S_IMODE((root / "JSON_STORE/RANK").stat().st_mode) == 0o700
-
-
-# --- run-level behaviour ----------------------------------------------------------------------------
-
-
-def test_missing_hot_folder_raises_a_clear_error(tmp_path):
-    config = build({}, "t", root=tmp_path / "nothing")
-    with pytest.raises(WorkflowError, match="hot folder .* does not exist"):
-        run_once(config)
-    assert not (tmp_path / "nothing").exists()
-
-
-def test_a_second_run_while_one_holds_the_lock_is_refused(config, root):
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    run(config)  # creates the state folder
-    drop(root, "RANK", "b.json", job("RANK", "X", 2))
-    with open(root / "JSON_PARSER_STATE/run.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(WorkflowError, match="another json-workflow"):
-            run(config)
-    assert (root / "JSON/RANK/b.json").exists()
-    assert run(config).archived == 1
-
-
-def test_empty_hot_folder_is_a_quiet_run(config, root):
-    summary = run(config)
-    assert (summary.processed, summary.pending, summary.routed) == (0, 0, 0)
-    assert summary.line().startswith("Processed 0 files in ")
-
-
-def test_summary_line_counts(config, root):
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    drop(root, "ACME", "b.json", job("ACME", "X", 1))
-    drop(root, "RANK", "c.json", b"")
-    summary = run(config)
-    assert re.fullmatch(
-        r"Processed 3 files in \d+\.\d\ds: 2 archived \(1 routed\), 1 failed, 0 pending", summary.line()
-    )
-
-
-def test_log_lines_for_each_file(config, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    drop(root, "RANK", "x.json", job("RANK", "CELTRA", 1))
-    drop(root, "RANK", "bad.json", b"{")
-    run(config)
-    messages = [line for r in caplog.records for line in r.getMessage().splitlines()]
-    assert "[STARTUP] Processing: RANK/x.json" in messages
-    assert "[STARTUP] Stored file: RANK/x.json" in messages
-    assert "[STARTUP] Routed to: Monday Rank, Celtra (eligible client)" in messages
-    assert any(re.fullmatch(r"\[STARTUP\] Successfully processed RANK/x\.json \(\d+\.\d\ds\)", m) for m in messages)
-    failed = [m for m in messages if m.startswith("[STARTUP] Failed RANK/bad.json at parse: invalid JSON")]
-    assert len(failed) == 1 and failed[0].endswith(f"{FIXED_STAMP}_bad.json")
+# --- 4. Pipeline.submit and drain -----------------------------------------------------------------
 
 
 def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
@@ -829,6 +408,37 @@ def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root
     assert (root / "JSON_STORE/RANK/good.json").read_bytes() == job("RANK", "X", 1)
     (rejected,) = [d.rejection for d in done if d.rejection is not None]
     assert rejected.__traceback__ is None and rejected.__context__ is None
+
+
+# --- 5. flushes -----------------------------------------------------------------------------------
+
+
+def test_a_full_destination_holds_up_only_its_own_files_with_flush_per_file(root, tiny_tmpfs, caplog):
+    # The big file's first copy is written, its second finds the disk full: the first is discarded, and
+    # the flush of the batch must not fail for want of it.
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    (root / "SYNC/MAKE").mkdir(parents=True)
+    (root / CELTRA).symlink_to(tiny_tmpfs)
+    big, small = job("RANK", "CELTRA", 1, size=200_000), job("RANK", "X", 2)
+    drop(root, "RANK", "big.json", big)
+    drop(root, "RANK", "small.json", small)
+    summary = run(make_config(root, flush="file"))
+    assert (summary.archived, summary.pending) == (1, 1)
+    assert (root / "JSON/RANK/big.json").read_bytes() == big
+    assert (root / "SYNC/MAKE/Monday Rank/small.json").read_bytes() == small
+    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
+    assert_clean(root)
+
+
+@pytest.mark.parametrize("flush", ["filesystem", "file"])
+def test_a_long_named_bad_file_alone_is_flushed_and_forgotten(flush, root, caplog):
+    # Its claim has a folder of its own, removed when the claim is released, after it was noted for the flush.
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    drop(root, "RANK", "a" * 245 + ".json", b"{long")
+    summary = run(make_config(root, flush=flush))
+    assert (summary.failed, summary.pending) == (1, 0)
+    assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
+    assert Journal(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_a_failed_flush_leaves_every_file_waiting_and_the_next_run_delivers_it(root, failing_disk):
