@@ -204,25 +204,6 @@ def test_systemd_hears_ready_watchdog_and_stopping(root, tmp_path):
             heard.append(listener.recv(256).decode())
 
 
-def test_switches_to_polling_when_scans_keep_finding_files_events_missed(root):
-    from json_workflow.config import build
-    from json_workflow.intake.feeds import MISSED_SCANS_BEFORE_POLLING, Feeds
-    from json_workflow.intake.stability import StabilityTracker
-
-    feeds = Feeds(build({}, "test", root=root), StabilityTracker(1), lambda *scan: None, lambda: None)
-    feeds.start()
-    try:
-        for _ in range(MISSED_SCANS_BEFORE_POLLING - 1):
-            feeds.check_events(missed=2)
-        assert feeds.watching.mode == "inotify"
-        feeds.check_events(missed=0)  # a clean scan resets the count
-        for _ in range(MISSED_SCANS_BEFORE_POLLING):
-            feeds.check_events(missed=1)
-        assert feeds.watching.mode == "polling"
-    finally:
-        feeds.stop()
-
-
 def test_sighup_storm_while_files_arrive_never_stalls_intake(root, tmp_path):
     # A signal handler that takes a lock the main loop holds at that instant deadlocks the loop.
     import threading

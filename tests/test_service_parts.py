@@ -1,13 +1,10 @@
-"""Service pieces driven in-process: periodic scan outcomes, overflow, stats line, reload of restart keys."""
+"""The Service driven in-process: its stats line, reload (restart keys kept), and its main loop stepped."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import threading
-
-import pytest
 
 from conftest import drop, drop_atomically, wait_for
 from json_workflow.config import build
@@ -35,65 +32,8 @@ def in_process(root, **settings):
             s.pipeline.close()
 
 
-@pytest.fixture
-def service(root):
-    with in_process(root, stable_seconds=0) as s:
-        yield s
-
-
 def messages(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records]
-
-
-def test_periodic_scan_reports_files_no_event_reported(service, root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    service.feeds.stop()  # nothing reports events now
-    drop(root, "RANK", "a.json", job("RANK", "X", 1))
-    service.feeds.periodic_scan(1)
-    assert str(root / "JSON/RANK/a.json") in service.tracker
-    assert any("Periodic scan #1 complete: 1 files found" in m for m in messages(caplog))
-    assert service.feeds.scans["completed"] == 1
-    service.feeds.start()
-
-
-def test_a_scan_past_scan_timeout_is_abandoned_and_logged(root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    with in_process(root, scan_timeout=1e-9) as s:
-        for n in range(5):
-            drop(root, "RANK", f"{n}.json", job("RANK", "X", n))
-        s.feeds.periodic_scan(3)
-    assert s.feeds.scans["abandoned"] == 1
-    assert any("Periodic scan #3 abandoned" in m for m in messages(caplog))
-
-
-def test_a_slow_scan_is_logged_as_slow(root, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    with in_process(root, slow_scan_seconds=1e-9) as s:
-        s.feeds.periodic_scan(1)
-    assert s.feeds.scans["slow"] == 1
-    assert any("was slow" in m for m in messages(caplog))
-
-
-def test_a_scan_due_while_one_runs_is_skipped_and_counted(service, caplog):
-    caplog.set_level(logging.INFO, logger="json_workflow")
-    release = threading.Event()
-    busy = threading.Thread(target=release.wait)
-    service.feeds._scan_thread = busy
-    busy.start()
-    try:
-        service.feeds.start_scan()
-    finally:
-        release.set()
-        busy.join()
-    assert service.feeds.scans["skipped"] == 1
-    assert any("skipped" in m for m in messages(caplog))
-
-
-def test_an_inotify_overflow_asks_for_a_rescan(service):
-    assert service.feeds.rescan_requested is False
-    service.feeds.watching.on_overflow()
-    assert service.feeds.rescan_requested is True
-    assert service.tracker.wake.is_set()
 
 
 def _process(service, root, source: str, names: list[str], bad: bool = False) -> None:
