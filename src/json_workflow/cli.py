@@ -224,9 +224,9 @@ def demo(directory: str | None) -> None:
 
 
 def _open_statistics(config: Config):
-    """The Reporter over the journal's database, or exit 1 when nothing was ever recorded."""
+    """The Reporter over the store, or exit 1 when nothing was ever recorded."""
     from json_workflow.reporting.reporter import Reporter
-    from json_workflow.store.journal import DATABASE
+    from json_workflow.store import DATABASE
 
     if not (config.state / DATABASE).is_file():
         click.echo(
@@ -305,7 +305,9 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     day = _day(date, config)
     reporter = _open_statistics(config)
     try:
-        fig = figures.build(reporter.db, day, config.email.zone, time.time(), reporter.present, config.report.highlight)
+        fig = figures.build(
+            reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight
+        )
     finally:
         reporter.close()
     click.echo(json.dumps(fig.as_dict(), indent=2) if as_json else render.text(fig, config.report.title))

@@ -16,8 +16,7 @@ from json_workflow.errors import WorkflowError
 from json_workflow.intake import Source
 from json_workflow.intake.scan import scan
 from json_workflow.intake.stability import ignore_lease_breaks
-from json_workflow.store import stats
-from json_workflow.store.journal import Journal
+from json_workflow.store import Store, open_store
 
 
 def check_hot_folder(config: Config) -> None:
@@ -32,8 +31,8 @@ def check_hot_folder(config: Config) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(config: Config) -> Iterator[Journal]:
-    """Hold the state folder's lock (one instance per hot folder) and open the journal."""
+def exclusive(config: Config) -> Iterator[Store]:
+    """Hold the state folder's lock (one instance per hot folder) and open the store."""
     try:
         durable.make_folder(config.state, config.permissions.dir_mode, config.root)
         lock = open(config.state / "run.lock", "a")
@@ -44,11 +43,11 @@ def exclusive(config: Config) -> Iterator[Journal]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise WorkflowError(f"another json-workflow is processing {config.hot} (lock {lock.name})") from None
-        journal = Journal(config.state)
+        store = open_store(config)
         try:
-            yield journal
+            yield store
         finally:
-            journal.close()
+            store.close()
 
 
 def run_once(
@@ -57,10 +56,9 @@ def run_once(
     """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
     ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
-    with exclusive(config) as journal:
-        pipeline = Pipeline(config, journal, clock)
-        with journal.transaction() as db:
-            run = stats.run_started(db, "once", clock())
+    with exclusive(config) as store:
+        pipeline = Pipeline(config, store, clock)
+        run = store.run_started("once", clock())
         try:
             summary = Summary()
             pipeline.recover(summary)
@@ -68,4 +66,4 @@ def run_once(
         finally:
             pipeline.close()
             pipeline.claims.tidy()
-            journal.record(lambda db: stats.run_stopped(db, run, clock()))
+            store.run_stopped(run, clock())

@@ -32,8 +32,7 @@ from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
 from json_workflow.run import check_hot_folder, exclusive
-from json_workflow.store import stats
-from json_workflow.store.journal import Journal
+from json_workflow.store import Store
 
 STATS_SECONDS = 60
 REPORT_TICK_SECONDS = 30
@@ -55,7 +54,7 @@ class Service:
         config_path: str | None = None,
         root: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        make_pipeline: Callable[[Config, Journal], Pipeline] = Pipeline,
+        make_pipeline: Callable[[Config, Store], Pipeline] = Pipeline,
     ):
         self.config = config
         self.config_path, self.root = config_path, root
@@ -71,7 +70,7 @@ class Service:
         self.due: dict[str, float] = {}
         self.beat = 0.0
 
-    def attach(self, journal: Journal) -> None:
+    def attach(self, journal: Store) -> None:
         """Work with `journal` (the state folder's lock is held): the pipeline is made."""
         self.journal = journal
         self.pipeline = self.make_pipeline(self.config, journal)
@@ -97,14 +96,13 @@ class Service:
         threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
         with exclusive(config) as journal:
             self.attach(journal)
-            with journal.transaction() as db:
-                run = stats.run_started(db, "service", time.time())
+            run = journal.run_started("service", time.time())
             try:
                 self._loop(self.start_up())
             finally:
                 self.stopping.set()  # the reporter stops, the shutdown guard starts counting
                 sd_notify("STOPPING=1")
-                journal.record(lambda db: stats.run_stopped(db, run, time.time()))
+                journal.run_stopped(run, time.time())
                 self.shut_down()
         log.info("json-workflow stopped")
         return 0
@@ -202,7 +200,7 @@ class Service:
 
     def _record_scan(self, outcome: str, seconds: float | None, found: int | None, slow: bool) -> None:
         now = time.time()
-        self.journal.record(lambda db: stats.scan(db, outcome, now, seconds, found, slow))
+        self.journal.record_scan(outcome, now, seconds, found, slow)
 
     def _rewatched(self) -> None:
         """The hot folder was replaced: the claim area and destination folders are made again."""
@@ -254,7 +252,7 @@ class Service:
     def _log_stats(self) -> None:
         """Today's figures from the statistics rows, so a restart does not reset them."""
         zone = self.config.email.zone
-        log.info("%s", self.journal.query(lambda db: figures.stats_line(db, time.time(), zone)))
+        log.info("%s", figures.stats_line(self.journal, time.time(), zone))
 
     def _shutdown_guard(self) -> None:
         """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""

@@ -39,7 +39,7 @@ from conftest import (
 )
 from json_workflow.config import build
 from json_workflow.samples import backlog, job
-from json_workflow.store.journal import Journal
+from json_workflow.store import SqliteStore
 
 # --- 1. the routing matrix ------------------------------------------------------------------------
 
@@ -438,7 +438,7 @@ def test_a_long_named_bad_file_alone_is_flushed_and_forgotten(flush, root, caplo
     summary = run(make_config(root, flush=flush))
     assert (summary.failed, summary.pending) == (1, 0)
     assert [r.getMessage() for r in caplog.records if "Flush failed" in r.getMessage()] == []
-    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_a_failed_flush_leaves_every_file_waiting_and_the_next_run_delivers_it(root, failing_disk):

@@ -16,7 +16,7 @@ from conftest import Consumer, drop, failed_entries, leftovers, wait_for
 from json_workflow.config import build
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
-from json_workflow.store.journal import Journal
+from json_workflow.store import SqliteStore
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
 
@@ -30,9 +30,9 @@ def claim_file(root: Path, client: str, name: str, data: bytes, number: int = 1)
     return path
 
 
-def journal(root: Path) -> Journal:
+def journal(root: Path) -> SqliteStore:
     (root / "JSON_PARSER_STATE").mkdir(exist_ok=True)
-    return Journal(root / "JSON_PARSER_STATE")
+    return SqliteStore(root / "JSON_PARSER_STATE")
 
 
 def test_claimed_file_without_journal_entries_is_processed(root):
@@ -53,7 +53,7 @@ def test_planned_copies_are_written_again_never_trusted(root):
     partial = archive / ".a.json.1-1.jwtmp"
     partial.write_bytes(data[:10])
     j = journal(root)
-    j.plan([(str(claim), str(partial), str(archive / "a.json"), "copy")])
+    j.record_plan([(str(claim), str(partial), str(archive / "a.json"), "copy")])
     j.close()
     run_once(build({}, "t", root=root))
     assert (archive / "a.json").read_bytes() == data
@@ -71,20 +71,20 @@ def test_staged_copies_are_published_and_taken_ones_not_delivered_again(root):
     waiting.write_bytes(data)
     # The Monday copy was published before the crash and a downstream tool has already taken it.
     j = journal(root)
-    j.plan(
+    j.record_plan(
         [
             (str(claim), str(waiting), str(archive / "a.json"), "copy"),
             (str(claim), str(route / ".a.json.1-2.jwtmp"), str(route / "a.json"), "copy"),
         ]
     )
-    j.staged([str(claim)])
+    j.mark_staged([str(claim)])
     j.close()
     summary = run_once(build({}, "t", root=root))
     assert summary.archived == 1
     assert (archive / "a.json").read_bytes() == data
     assert not (route / "a.json").exists()
     assert not claim.exists()
-    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_staged_failed_file_is_published_once(root):
@@ -96,10 +96,10 @@ def test_staged_failed_file_is_published_once(root):
     reason.write_text("reason: invalid JSON\n")
     final = failed / "20240305_060708_bad.json"
     j = journal(root)
-    j.plan(
+    j.record_plan(
         [(str(claim), str(temp), str(final), "failed"), (str(claim), str(reason), str(final) + ".reason.txt", "reason")]
     )
-    j.staged([str(claim)])
+    j.mark_staged([str(claim)])
     j.close()
     summary = run_once(build({}, "t", root=root))
     assert summary.failed == 1
@@ -115,14 +115,14 @@ def test_planned_entries_of_a_removed_claim_are_forgotten_and_temporaries_remove
     stray = archive / ".a.json.1-1.jwtmp"
     stray.write_bytes(b"x")
     j = journal(root)
-    j.plan(
+    j.record_plan(
         [(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")]
     )
     j.close()
     run_once(build({}, "t", root=root))
     assert not stray.exists()
     assert not (archive / "a.json").exists()
-    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
@@ -136,15 +136,15 @@ def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
     temp = route / ".a.json.1-1.jwtmp"
     temp.write_bytes(b"job")
     j = journal(root)
-    j.plan([(claim, str(temp), str(route / "a.json"), "copy"), (claim, claim, str(archive / "a.json"), "move")])
-    j.staged([claim])
+    j.record_plan([(claim, str(temp), str(route / "a.json"), "copy"), (claim, claim, str(archive / "a.json"), "move")])
+    j.mark_staged([claim])
     j.close()
     summary = run_once(build({}, "t", root=root))
     assert (route / "a.json").read_bytes() == b"job"
     assert (archive / "a.json").read_bytes() == b"job"
     assert not temp.exists()
     assert summary.archived == 1
-    assert Journal(root / "JSON_PARSER_STATE").claims() == []
+    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
 
 
 def test_planned_move_never_removes_the_claimed_original(root):
@@ -153,7 +153,7 @@ def test_planned_move_never_removes_the_claimed_original(root):
     archive = root / "JSON_STORE/RANK"
     archive.mkdir(parents=True)
     j = journal(root)
-    j.plan([(str(claimed), str(claimed), str(archive / "a.json"), "move")])
+    j.record_plan([(str(claimed), str(claimed), str(archive / "a.json"), "move")])
     j.close()
     run_once(build({}, "t", root=root))
     assert (archive / "a.json").read_bytes() == data
@@ -169,8 +169,8 @@ def test_archive_copy_across_a_mount_interrupted_by_a_crash_is_redone(root, bind
     claimed = claim_file(root, "RANK", "a.json", data)
     (bind_archive / "RANK" / f".{claimed.name}.jwtmp").write_bytes(data[:10])
     j = journal(root)
-    j.plan([(str(claimed), str(claimed), str(bind_archive / "RANK/a.json"), "move")])
-    j.staged([str(claimed)])
+    j.record_plan([(str(claimed), str(claimed), str(bind_archive / "RANK/a.json"), "move")])
+    j.mark_staged([str(claimed)])
     j.close()
     summary = run_once(build({"paths": {"archive": str(bind_archive)}}, "t", root=root))
     assert summary.archived == 1

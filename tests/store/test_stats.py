@@ -9,13 +9,13 @@ import sqlite3
 from zoneinfo import ZoneInfo
 
 from conftest import cli, drop, make_config
+from json_workflow.delivery import records
 from json_workflow.delivery.model import Delivery
 from json_workflow.intake.scan import Candidate
 from json_workflow.reporting import figures
 from json_workflow.run import run_once
 from json_workflow.samples import job
-from json_workflow.store import stats
-from json_workflow.store.journal import Journal
+from json_workflow.store import SqliteStore
 
 UTC = ZoneInfo("UTC")
 LONDON = ZoneInfo("Europe/London")
@@ -33,9 +33,13 @@ def rows(root, query: str, *args) -> list[tuple]:
         return db.execute(query, args).fetchall()
 
 
+def store(root) -> contextlib.closing[SqliteStore]:
+    return contextlib.closing(SqliteStore(root / "JSON_PARSER_STATE"))
+
+
 def day_figures(root, day=DAY, zone=UTC, present=lambda name, claim: False, highlight="Celtra"):
-    with database(root) as db:
-        return figures.build(db, day, zone, NOON, present, highlight)
+    with store(root) as s:
+        return figures.build(s, day, zone, NOON, present, highlight)
 
 
 def test_each_file_gets_one_row_with_its_fields_outcome_and_destinations(root):
@@ -157,12 +161,11 @@ def test_a_row_opened_before_a_crash_is_closed_by_the_recovery(root):
     claim.parent.mkdir(parents=True)
     claim.write_bytes(data)
     (root / "JSON_PARSER_STATE").mkdir()
-    journal = Journal(root / "JSON_PARSER_STATE")
+    journal = SqliteStore(root / "JSON_PARSER_STATE")
     crashed = Delivery(
         Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="STARTUP"
     )
-    with journal.transaction() as db:  # what the crashed run wrote when it claimed the file
-        stats.received(db, [crashed], NOON - 5)
+    journal.record_plan([], records.received([crashed], NOON - 5))  # what the crashed run wrote when it claimed it
     journal.close()
     f = day_figures(root, present=lambda name, claim: claim is not None and (root / claim).exists())
     assert (f.received, f.pending) == (1, 1)
@@ -196,8 +199,8 @@ def test_prune_drops_finished_rows_past_retention_and_keeps_waiting_ones(root):
     run_once(make_config(root), clock=lambda: old)
     drop(root, "LOREAL", "new.json", job("LOREAL", "X", 3))
     run_once(make_config(root), clock=lambda: NOON)
-    with database(root) as db:
-        gone = stats.prune(db, 90, NOON)
+    with store(root) as s:
+        gone = s.prune(90, NOON)
     assert gone == 1
     assert sorted(rows(root, "SELECT name, outcome FROM files")) == [
         ("LOREAL/new.json", "archived"),
@@ -235,15 +238,15 @@ def test_a_row_of_a_file_published_before_a_crash_is_closed_without_a_second_row
     archive.mkdir(parents=True)
     (archive / "a.json").write_bytes(data)  # published just before the kill
     (root / "JSON_PARSER_STATE").mkdir()
-    journal = Journal(root / "JSON_PARSER_STATE")
+    journal = SqliteStore(root / "JSON_PARSER_STATE")
     crashed = Delivery(
         Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="REALTIME"
     )
-    journal.plan(
+    journal.record_plan(
         [(str(claim), str(archive / ".a.json.1-1.jwtmp"), str(archive / "a.json"), "copy")],
-        also=lambda db: stats.received(db, [crashed], NOON - 5),
+        records.received([crashed], NOON - 5),
     )
-    journal.staged([str(claim)])
+    journal.mark_staged([str(claim)])
     journal.close()
     run_once(make_config(root), clock=lambda: NOON)
     assert rows(root, "SELECT outcome, received, finished, source FROM files") == [

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from json_workflow import logs
 from json_workflow.config import Config
-from json_workflow.delivery import durable, recovery, stages
+from json_workflow.delivery import durable, records, recovery, stages
 from json_workflow.delivery.flush import FlushConveyor
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Outcome, Summary
@@ -27,8 +27,8 @@ from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.route import Router, routed_names
-from json_workflow.store import stats
-from json_workflow.store.journal import Journal
+from json_workflow.store import Store
+from json_workflow.store.rows import Batch
 
 # A file whose processing the process died in this many times in a row is set aside unread.
 CRASHES_BEFORE_SET_ASIDE = 3
@@ -48,8 +48,8 @@ class _Batch:
 class Pipeline:
     """Processes candidates in batches with a pool of named worker threads; one per run or service."""
 
-    def __init__(self, config: Config, journal: Journal, clock: Callable[[], float] = time.time):
-        self.journal = journal
+    def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time):
+        self.store = store
         self.clock = clock
         self.claims = Claims(config.hot, config.permissions.dir_mode)
         self.workers = Workers(config.workers)
@@ -124,15 +124,15 @@ class Pipeline:
         _log_by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
         try:
-            self.journal.plan(
-                [(d.candidate.path, c.temp, c.final, c.kind) for d in planned for c in d.copies],
-                also=lambda db: stats.received(db, deliveries, now),
-            )
+            rows = self.store.record_plan(records.planned(planned), records.received(deliveries, now))
         except Exception as e:  # nothing is written yet: every file of the batch waits for the journal
             log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), e)
             for d in planned:
                 d.copies, d.waiting_on = [], detached(StoreError(str(e)))
             planned = []
+        else:
+            for d, row in zip(deliveries, rows, strict=True):
+                d.row = row
         for trouble in self.workers.map("write", lambda d: self._write(d, now), planned):
             if trouble:
                 self._report_unavailable(trouble)
@@ -150,7 +150,7 @@ class Pipeline:
     def _publish(self, b: _Batch) -> None:
         """Rename a batch's flushed temporaries into place (once the journal says they are flushed)."""
         try:
-            self.journal.staged(d.candidate.path for d in b.staged)
+            self.store.mark_staged(d.candidate.path for d in b.staged)
         except Exception as e:  # not known to be flushed, so nothing may be published: the files wait
             log.error("Cannot record a batch in the journal, its %d files wait: %s", len(b.staged), e)
             for d in b.staged:
@@ -178,7 +178,7 @@ class Pipeline:
         if flushed.renames is not None:
             return self._finish_batch(flushed.renames, error, summary, flushed.removals)
         if flushed.removals:
-            self.journal.forget(flushed.removals)
+            self.store.forget(flushed.removals)
         return []
 
     def _finish_batch(self, b: _Batch, error: OSError | None, summary: Summary, forget: list[str]) -> list[Delivery]:
@@ -194,13 +194,8 @@ class Pipeline:
                     d.waiting_on, d.left_claimed = DestinationError("flush", error), True
         _log_by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
-
-        def record(db):
-            stats.finished(db, b.deliveries, done)
-            stats.batch(db, len(b.deliveries), seconds, done)
-
         try:
-            self.journal.forget(forget, also=record)
+            self.store.finish_batch(forget, records.finished(b.deliveries), Batch(done, len(b.deliveries), seconds))
         except Exception as e:  # the entries stay: the next start sees their claims are gone and drops them
             log.error("Cannot record a finished batch in the journal: %s", e)
         self.conveyor.removals += [d.candidate.path for d in b.deliveries if not d.left_claimed]
@@ -269,7 +264,7 @@ class Pipeline:
 
     def _report_unavailable(self, trouble: DestinationError) -> None:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)
-        self.journal.record(lambda db: stats.trouble(db, trouble.folder, str(trouble), self.clock()))
+        self.store.record_trouble(trouble.folder, str(trouble), self.clock())
 
     # --- after a crash -----------------------------------------------------------------------------
     def recover(self, summary: Summary) -> list[Delivery]:
@@ -279,7 +274,7 @@ class Pipeline:
         first: a stop while one is processed is its own. One that was being processed at each of the last
         CRASHES_BEFORE_SET_ASIDE stops is set aside unread, so that it cannot stop the service forever.
         """
-        recovered = recovery.recover(self.claims, self.journal, self.barrier, self.clock())
+        recovered = recovery.recover(self.claims, self.store, self.barrier, self.clock())
         summary.archived += recovered.archived
         summary.failed += recovered.failed
         done = []
@@ -295,7 +290,7 @@ class Pipeline:
                     "aside unread so that the other files go on (the log before those stops tells why)",
                     "recovery",
                 )
-            self.journal.restart(candidate.path)
+            self.store.restart(candidate.path)
             done += self.submit([(candidate, Source.RECOVERY)], summary) + self.drain(summary)
         return done
 

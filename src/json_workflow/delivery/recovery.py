@@ -16,8 +16,7 @@ from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
-from json_workflow.store import stats
-from json_workflow.store.journal import Journal
+from json_workflow.store import Store
 
 
 @dataclass
@@ -29,9 +28,9 @@ class Recovered:
     fresh: list[tuple[Candidate, int]] = field(default_factory=list)
 
 
-def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, now: float) -> Recovered:
+def recover(claims: Claims, journal: Store, barrier: durable.Barrier, now: float) -> Recovered:
     """Finish what a crash left claimed; each file to process afresh comes with the number of times its
-    processing began alone after a crash (see Journal.restart)."""
+    processing began alone after a crash (see Store.restart)."""
     recovered = Recovered()
     for candidate in claims.leftovers():
         staged, copies = _journaled(journal, candidate.path)
@@ -54,7 +53,7 @@ def recover(claims: Claims, journal: Journal, barrier: durable.Barrier, now: flo
     return recovered
 
 
-def _journaled(journal: Journal, claim: str) -> tuple[bool, list[Copy]]:
+def _journaled(journal: Store, claim: str) -> tuple[bool, list[Copy]]:
     """The claim's copies from the journal, and whether all of them were staged (written and flushed)."""
     entries = journal.entries(claim)
     staged = bool(entries) and all(e.state == "staged" for e in entries)
@@ -63,7 +62,7 @@ def _journaled(journal: Journal, claim: str) -> tuple[bool, list[Copy]]:
 
 def _finish_staged(
     claims: Claims,
-    journal: Journal,
+    journal: Store,
     barrier: durable.Barrier,
     candidate: Candidate,
     copies: list[Copy],
@@ -80,7 +79,7 @@ def _finish_staged(
     barrier.flush()  # the claim's removal before the journal forgets it
     failed = any(c.kind == Kind.FAILED for c in copies)
     outcome = Outcome.FAILED if failed else Outcome.ARCHIVED
-    journal.forget([candidate.path], also=lambda db: stats.recovered(db, candidate.path, outcome, now))
+    journal.finish_recovered(candidate.path, outcome, now)
     recovered.failed += failed
     recovered.archived += not failed
     log.info(

@@ -1,4 +1,4 @@
-"""A day's figures: queries over the statistics rows, for the report, the `stats` command and alerts.
+"""A day's figures, computed from the store's rows, for the report, the `stats` command and the stats line.
 
 A day is a calendar day in the configured time zone, so it is 23 or 25 hours long when the clocks
 change; hours are counted from local midnight in real time, and labelled with the local clock.
@@ -7,15 +7,19 @@ change; hours are counted from local midnight in real time, and labelled with th
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from json_workflow.store.rows import ARCHIVED, FAILED, DayRows, ReceivedFile
+
+if TYPE_CHECKING:
+    from json_workflow.store import Store
 
 # (name, claim) -> is the file still waiting in the hot folder or the claim area?
 Present = Callable[[str, str | None], bool]
-# Files processed (archived or failed) within a window; the two parameters are its start and end.
-DONE = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
+LAST_ERRORS = 10  # the report lists this many, newest first
 
 
 @dataclass
@@ -94,24 +98,11 @@ def duration(seconds: float) -> str:
 
 
 def build(
-    db: sqlite3.Connection, day: datetime.date, zone: ZoneInfo, now: float, present: Present, highlight: str = "Celtra"
+    store: Store, day: datetime.date, zone: ZoneInfo, now: float, present: Present, highlight: str = "Celtra"
 ) -> DayFigures:
-    """Every figure of one day, from the rows as they are now."""
+    """Every figure of one day, from the store's rows as they are now."""
     start, end = day_window(day, zone)
-    window = (start, end)
-    processed, archived, errors, average = db.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0),"
-        f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}",
-        window,
-    ).fetchone()
-    sources = {source: count for source, count, _ in _by_source(db, window)}
-    batches, average_batch = db.execute(
-        "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window
-    ).fetchone()
-    scans = dict(
-        db.execute("SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome", window).fetchall()
-    )
-    slow = db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow", window).fetchone()[0]
+    rows = store.day_rows(start, end, highlight, LAST_ERRORS)
 
     def local(ts: float, fmt: str) -> str:
         return datetime.datetime.fromtimestamp(ts, zone).strftime(fmt)
@@ -120,44 +111,35 @@ def build(
         day=day,
         timezone=zone.key,
         generated=local(now, "%Y-%m-%d %H:%M %Z"),
-        uptime=_uptime(db, now),
-        processed=processed,
-        archived=archived,
-        errors=errors,
-        success_rate=100.0 * archived / processed if processed else 100.0,
-        batches=batches,
-        average_seconds=average,
-        average_batch=average_batch,
-        scans_completed=scans.get("completed", 0),
-        scans_skipped=scans.get("skipped", 0),
-        scans_abandoned=scans.get("abandoned", 0),
-        scans_slow=slow,
-        sources=sources,
+        uptime=None if rows.service_started is None else duration(now - rows.service_started),
+        processed=rows.processed,
+        archived=rows.archived,
+        errors=rows.errors,
+        success_rate=100.0 * rows.archived / rows.processed if rows.processed else 100.0,
+        batches=rows.batches,
+        average_seconds=rows.average_seconds,
+        average_batch=rows.average_batch,
+        scans_completed=rows.scans.get("completed", 0),
+        scans_skipped=rows.scans.get("skipped", 0),
+        scans_abandoned=rows.scans.get("abandoned", 0),
+        scans_slow=rows.scans_slow,
+        sources={s.source: s.processed for s in rows.sources},
         highlight=highlight,
-        clients=_clients(db, window, highlight),
-        destinations=db.execute(
-            f"SELECT folder, COUNT(DISTINCT file) AS n FROM routed JOIN files ON files.id = routed.file"
-            f" WHERE {DONE} GROUP BY folder ORDER BY n DESC, folder",
-            window,
-        ).fetchall(),
-        hours=_hours(db, start, end, zone),
+        clients=_clients(rows, highlight),
+        destinations=rows.destinations,
+        hours=_hours(rows.hours, start, end, zone),
         last_errors=[
-            Problem(local(ts, "%H:%M:%S"), client or "_unknown", name, f"{stage}: {reason}")
-            for ts, client, name, stage, reason in db.execute(
-                "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed'"
-                " AND finished >= ? AND finished < ? ORDER BY finished DESC, id DESC LIMIT 10",
-                window,
-            )
+            Problem(local(e.finished, "%H:%M:%S"), e.client or "_unknown", e.name, f"{e.stage}: {e.reason}")
+            for e in rows.last_errors
         ],
-        **_reconciliation(db, window, present),
+        **_reconciliation(rows.received, present),
     )
 
 
-def stats_line(db: sqlite3.Connection, now: float, zone: ZoneInfo) -> str:
+def stats_line(store: Store, now: float, zone: ZoneInfo) -> str:
     """The service's minutely log line: today's files by source, errors and success rate."""
-    window = day_window(local_day(now, zone), zone)
     counts, errors = {}, 0
-    for source, count, failed in _by_source(db, window):
+    for source, count, failed in store.by_source(*day_window(local_day(now, zone), zone)):
         counts[source.lower()], errors = count, errors + failed
     processed = sum(counts.values())
     rate = 100.0 * (processed - errors) / processed if processed else 100.0
@@ -166,48 +148,17 @@ def stats_line(db: sqlite3.Connection, now: float, zone: ZoneInfo) -> str:
     return f"Stats: Today: {processed} processed {by_source}, {errors} errors, {rate:.1f}% success"
 
 
-def _by_source(db: sqlite3.Connection, window: tuple[float, float]) -> list[tuple[str, int, int]]:
-    """(source, files processed, of which failed) within the window."""
-    return db.execute(
-        f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE} GROUP BY source ORDER BY source",
-        window,
-    ).fetchall()
-
-
-def _uptime(db: sqlite3.Connection, now: float) -> str | None:
-    row = db.execute(
-        "SELECT started FROM runs WHERE mode = 'service' AND stopped IS NULL ORDER BY started DESC LIMIT 1"
-    ).fetchone()
-    return duration(now - row[0]) if row else None
-
-
-def _clients(db: sqlite3.Connection, window: tuple[float, float], highlight: str) -> list[ClientFigures]:
-    clients: dict[str, ClientFigures] = {}
-    rows = db.execute(
-        "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
-        " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
-        " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
-        f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
-        (highlight or "\0", *window),
-    )
-    for client, processed, errors, routed, highlighted in rows:
-        clients[client] = ClientFigures(client, processed, routed, highlighted if highlight else 0, errors)
-    for client, category, count in db.execute(
-        "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
-        f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
-        window,
-    ):
+def _clients(rows: DayRows, highlight: str) -> list[ClientFigures]:
+    clients = {
+        c.client: ClientFigures(c.client, c.processed, c.routed, c.highlighted if highlight else 0, c.errors)
+        for c in rows.clients
+    }
+    for client, category, count in rows.categories:
         clients[client].categories.append((category, count))
     return list(clients.values())
 
 
-def _hours(db: sqlite3.Connection, start: float, end: float, zone: ZoneInfo) -> list[tuple[str, int]]:
-    counts = dict(
-        db.execute(
-            f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
-            (start, start, end),
-        ).fetchall()
-    )
+def _hours(counts: dict[int, int], start: float, end: float, zone: ZoneInfo) -> list[tuple[str, int]]:
     length = round((end - start) / 3600)
     # On the days the clocks change, an hour is skipped or repeated: the zone's name tells them apart.
     fmt = "%H:%M" if length == 24 else "%H:%M %Z"
@@ -217,16 +168,14 @@ def _hours(db: sqlite3.Connection, start: float, end: float, zone: ZoneInfo) -> 
     ]
 
 
-def _reconciliation(db: sqlite3.Connection, window: tuple[float, float], present: Present) -> dict:
+def _reconciliation(files: list[ReceivedFile], present: Present) -> dict:
     received = archived = failed = pending = 0
     unaccounted = []
-    for name, claim, outcome in db.execute(
-        "SELECT name, claim, outcome FROM files WHERE received >= ? AND received < ? ORDER BY received", window
-    ):
+    for name, claim, outcome in files:
         received += 1
-        if outcome == "archived":
+        if outcome == ARCHIVED:
             archived += 1
-        elif outcome == "failed":
+        elif outcome == FAILED:
             failed += 1
         elif present(name, claim):
             pending += 1

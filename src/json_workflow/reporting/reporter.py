@@ -1,16 +1,15 @@
 """The daily report, sent once per day whatever restarts and downtime happen, and throttled failure alerts.
 
 `tick(now)` is all there is: the service calls it every half minute from a thread of its own, tests
-call it with the time they want. What was sent is recorded in SQLite, so a restart neither repeats
-nor skips a report: each day up to yesterday whose report time has passed and that has no row in
-`reports` is sent, oldest first, at most the last CATCH_UP_DAYS of them.
+call it with the time they want. What was sent is recorded in the store, so a restart neither repeats
+nor skips a report: each day up to yesterday whose report time has passed and that is not marked
+sent is sent, oldest first, at most the last CATCH_UP_DAYS of them.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -18,12 +17,12 @@ from pathlib import Path
 
 from json_workflow.config import Config, Email
 from json_workflow.delivery import durable
-from json_workflow.errors import MailError
+from json_workflow.errors import MailError, StoreError
 from json_workflow.logs import log
 from json_workflow.names import unshown
 from json_workflow.reporting import figures, mail, render
-from json_workflow.store import stats
-from json_workflow.store.journal import DATABASE, unreadable
+from json_workflow.store import Store, open_store
+from json_workflow.store.rows import AlertState, Failure, TroubleCount
 
 CATCH_UP_DAYS = 7
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0
@@ -31,41 +30,35 @@ ALERT_FILES = 50  # files listed by name in one alert; the rest are counted
 
 
 class Reporter:
-    """Owns its own connection to the journal's database (it runs beside the pipeline's thread)."""
+    """Owns its own store (its own connection: it runs beside the pipeline's thread), unless given one."""
 
     def __init__(
         self,
         config: Config,
         clock: Callable[[], float] = time.time,
         send: Callable[[Email, EmailMessage], None] = mail.send,
+        store: Store | None = None,
     ):
         self.config, self.clock, self.send = config, clock, send
-        path = config.state / DATABASE
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-        try:
-            self.db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
-        except sqlite3.DatabaseError as e:
-            self.db.close()
-            raise unreadable(path, e) from None
+        self.store = store if store is not None else open_store(config)
         self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
         self.pruned = 0.0
 
     def close(self) -> None:
-        self.db.close()
+        self.store.close()
 
     def tick(self, now: float | None = None) -> None:
         """Send what is due; a failure is logged and retried later, never raised."""
         now = self.clock() if now is None else now
         if now - self.pruned >= 86400:
             self.pruned = now
-            with self.db:
-                stats.prune(self.db, self.config.retention_days, now)
+            self.store.prune(self.config.retention_days, now)
         for what, step in (("report", self._reports), ("alert", self._alerts)):
             if now < self.retry[what][0]:
                 continue
             try:
                 step(now)
-            except (MailError, OSError, sqlite3.Error) as e:
+            except (MailError, OSError, StoreError) as e:
                 delay = self.retry[what][1]
                 self.retry[what] = (now + delay, min(delay * 2, RETRY_MAX))
                 log.error("Cannot send the %s, trying again in %s: %s", what, figures.duration(delay), e)
@@ -94,12 +87,12 @@ class Reporter:
     def due_days(self, now: float) -> list[datetime.date]:
         """Days whose report is due and not yet sent, oldest first."""
         zone = self.config.email.zone
-        first = self.db.execute("SELECT MIN(started) FROM runs").fetchone()[0]
+        first = self.store.first_run()
         if first is None:
             return []
         today = figures.local_day(now, zone)
         day = max(figures.local_day(first, zone), today - datetime.timedelta(days=CATCH_UP_DAYS))
-        sent = {row[0] for row in self.db.execute("SELECT day FROM reports")}
+        sent = self.store.reports_sent()
         due = []
         while day < today:
             if self._due_at(day).timestamp() <= now and day.isoformat() not in sent:
@@ -110,15 +103,13 @@ class Reporter:
     def _reports(self, now: float) -> None:
         for day in self.due_days(now):
             delivery = self.deliver(day, now, send=self.config.email.enabled)
-            self.db.execute(
-                "INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)", (day.isoformat(), now, delivery)
-            )
+            self.store.mark_report_sent(day.isoformat(), now, delivery)
             log.info("Daily report for %s: %s", day.isoformat(), delivery)
 
     def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
         """Write one day's report (HTML and text) to `output` or the reports folder, and mail it."""
         config = self.config
-        fig = figures.build(self.db, day, config.email.zone, now, self.present, config.report.highlight)
+        fig = figures.build(self.store, day, config.email.zone, now, self.present, config.report.highlight)
         title = config.report.title
         html, text = render.html(fig, title), render.text(fig, title)
         try:
@@ -156,29 +147,20 @@ class Reporter:
         email = self.config.email
         if not (email.enabled and email.alerts):
             return
-        setting = dict(self.db.execute("SELECT key, value FROM settings WHERE key LIKE 'alert_%'").fetchall())
-        if "alert_since" not in setting:  # first start: only what happens from now on is news
-            self._remember(alert_since=now, alert_sent=0.0)
+        state = self.store.alert_state()
+        if state is None:  # first start: only what happens from now on is news
+            self.store.save_alert_state(AlertState(since=now, sent=0.0))
             return
-        if now - setting["alert_sent"] < email.alert_interval_minutes * 60:
+        if now - state.sent < email.alert_interval_minutes * 60:
             return
-        since = setting["alert_since"]
-        failed = self.db.execute(
-            "SELECT finished, name, stage, reason FROM files WHERE outcome = 'failed' AND finished > ?"
-            " AND finished <= ? ORDER BY finished",
-            (since, now),
-        ).fetchall()
-        troubles = self.db.execute(
-            "SELECT folder, COUNT(*), MIN(at), MAX(error) FROM troubles WHERE at > ? AND at <= ? GROUP BY folder",
-            (since, now),
-        ).fetchall()
+        failed, troubles = self.store.failures(state.since, now), self.store.trouble_counts(state.since, now)
         if failed or troubles:
-            subject, text = self._alert_text(failed, troubles, since)
+            subject, text = self._alert_text(failed, troubles, state.since)
             self.send(email, mail.message(email, subject, text))
             log.info("Alert mailed to %s: %s", ", ".join(email.recipients), subject)
-        self._remember(alert_since=now, alert_sent=now if failed or troubles else setting["alert_sent"])
+        self.store.save_alert_state(AlertState(since=now, sent=now if failed or troubles else state.sent))
 
-    def _alert_text(self, failed: list, troubles: list, since: float) -> tuple[str, str]:
+    def _alert_text(self, failed: list[Failure], troubles: list[TroubleCount], since: float) -> tuple[str, str]:
         zone = self.config.email.zone
 
         def at(ts: float) -> str:
@@ -199,11 +181,7 @@ class Reporter:
                 f"Failed files (in {self.config.failed}, each with a .reason.txt; "
                 "`json-workflow retry` puts them back):"
             )
-            lines += [f"  {at(ts)}  {name}  {stage}: {reason}" for ts, name, stage, reason in failed[:ALERT_FILES]]
+            lines += [f"  {at(f.finished)}  {f.name}  {f.stage}: {f.reason}" for f in failed[:ALERT_FILES]]
             if len(failed) > ALERT_FILES:
                 lines.append(f"  ... and {len(failed) - ALERT_FILES} more")
         return "json-workflow alert: " + ", ".join(parts), "\n".join(lines) + "\n"
-
-    def _remember(self, **values: float) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", values.items())

@@ -1,1 +1,22 @@
-"""The store: the journal of copies and the statistics, in one database."""
+"""The store: the journal of copies, the statistics, the reports sent and the alert state, behind one seam.
+
+`Store` (store.api) is the interface, made of named operations on plain rows (store.rows); every SQL
+statement is in this package, the one schema in store.schema. SQLite is the embedded default.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from json_workflow.store.api import Store
+from json_workflow.store.sqlite import DATABASE, SqliteStore
+
+if TYPE_CHECKING:
+    from json_workflow.config import Config
+
+__all__ = ["DATABASE", "SqliteStore", "Store", "open_store"]
+
+
+def open_store(config: Config) -> Store:
+    """The configured store, made or upgraded to the current schema; StoreError naming it when it cannot be read."""
+    return SqliteStore(config.state)

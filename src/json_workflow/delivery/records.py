@@ -1,0 +1,78 @@
+"""What the pipeline tells the store about a batch's files: plain rows, each decoded once from a Delivery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from json_workflow.delivery.model import Delivery, Outcome
+from json_workflow.intake import Source
+from json_workflow.names import shown
+from json_workflow.store.rows import FinishedFile, PlannedCopy, Received
+
+# The outcomes a file's row is closed with; a file left claimed or vanished keeps its row open.
+RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING)
+
+
+def planned(deliveries: Iterable[Delivery]) -> list[PlannedCopy]:
+    """Every copy of the files, to record before any temporary is written."""
+    return [PlannedCopy(d.candidate.path, c.temp, c.final, c.kind) for d in deliveries for c in d.copies]
+
+
+def received(deliveries: Iterable[Delivery], now: float) -> list[Received]:
+    """The rows to open for claimed files."""
+    return [
+        Received(
+            claim=d.candidate.path,
+            name=d.candidate.display,
+            client=d.candidate.folder and shown(d.candidate.folder),
+            source=d.source,
+            at=now,
+            # The claim is the file renamed, so it has the inode the file had (and has again) in the hot folder.
+            inode=d.info.st_ino if d.info is not None else _inode(d.candidate.path),
+            after_crash=d.source == Source.RECOVERY,
+        )
+        for d in deliveries
+    ]
+
+
+def finished(deliveries: Iterable[Delivery]) -> list[FinishedFile]:
+    """The rows to close: files archived, failed or waiting again (not those left claimed or vanished)."""
+    rows = []
+    for d in deliveries:
+        outcome, job = d.outcome, d.job
+        if d.row is None or outcome not in RECORDED:  # a vanished file stays open: unaccounted for
+            continue
+        stage = reason = inode = None
+        routed: list[tuple[str, str]] = []
+        if outcome == Outcome.PENDING:  # handed back to the hot folder: same inode there
+            stage, reason, inode = "deliver", str(d.waiting_on), _inode(d.candidate.origin)
+        elif d.rejection is not None:
+            stage, reason = d.rejection.stage, d.rejection.reason
+        else:
+            routed = [
+                (rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive for rule in dest.reasons
+            ]
+        rows.append(
+            FinishedFile(
+                d.row,
+                outcome,
+                d.seconds,
+                job.client if job else None,
+                job.category if job else None,
+                job.studio if job else None,
+                job.title if job else None,
+                stage,
+                reason,
+                inode,
+                routed,
+            )
+        )
+    return rows
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None

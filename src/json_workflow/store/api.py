@@ -1,0 +1,128 @@
+"""The store's seam: what json-workflow keeps, as named operations on plain rows (store.rows).
+
+SQLite (store.sqlite, the embedded default) implements it today; a PostgreSQL store shared by several
+hosts implements the same Protocol. Each method is one transaction. Errors are StoreError, except
+that the statistics writes marked "logged" log a failure and return (they are figures, never worth
+a file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from json_workflow.store.rows import (
+    AlertState,
+    Batch,
+    DayRows,
+    Entry,
+    Failure,
+    FinishedFile,
+    PlannedCopy,
+    Received,
+    SourceCount,
+    TroubleCount,
+)
+
+
+class Store(Protocol):
+    """The journal of copies, the statistics, the reports sent and the alert state of one data root."""
+
+    def close(self) -> None: ...
+
+    # --- the journal: each copy recorded before it is published (see store.journal) --------------
+    def record_plan(self, copies: Iterable[PlannedCopy], received: Sequence[Received] = ()) -> list[int]:
+        """Record copies as planned and open the rows of the batch's files; returns their row ids, in order."""
+        ...
+
+    def mark_staged(self, claims: Iterable[str]) -> None:
+        """Mark the claims' copies as flushed; durable before it returns (they may be published next)."""
+        ...
+
+    def forget(self, claims: Iterable[str]) -> None:
+        """Drop the copies and restart counts of claims that are finished, or handed back to wait."""
+        ...
+
+    def finish_batch(self, forget: Iterable[str], files: Sequence[FinishedFile], batch: Batch) -> None:
+        """Close a batch's rows and record it, and forget an earlier batch's claims with it."""
+        ...
+
+    def finish_recovered(self, claim: str, outcome: str, now: float) -> None:
+        """Forget a claim that recovery finished, and close its row with `outcome`."""
+        ...
+
+    def restart(self, claim: str) -> None:
+        """Drop a claim's copies and count that its processing begins again after a crash."""
+        ...
+
+    def restarts(self, claim: str) -> int:
+        """How many times `claim` was restarted since it was last forgotten."""
+        ...
+
+    def entries(self, claim: str) -> list[Entry]:
+        """The claim's copies, in the order they were planned."""
+        ...
+
+    def claims(self) -> list[str]:
+        """Every claim with copies, oldest first."""
+        ...
+
+    # --- statistics -------------------------------------------------------------------------------
+    def record_trouble(self, folder: str, error: str, now: float) -> None:
+        """A destination in trouble (logged)."""
+        ...
+
+    def record_scan(
+        self, outcome: str, now: float, seconds: float | None = None, found: int | None = None, slow: bool = False
+    ) -> None:
+        """A periodic scan: completed, skipped or abandoned (logged)."""
+        ...
+
+    def run_started(self, mode: str, now: float) -> int:
+        """A new run ("service" or "once"); a run left without a stop ended then at the latest."""
+        ...
+
+    def run_stopped(self, run: int, now: float) -> None:
+        """The run ended (logged)."""
+        ...
+
+    def prune(self, days: int, now: float) -> int:
+        """Delete finished rows older than `days` (files in flight or waiting stay); returns file rows gone."""
+        ...
+
+    # --- reading ----------------------------------------------------------------------------------
+    def day_rows(self, start: float, end: float, highlight: str, last_errors: int) -> DayRows:
+        """The rows a day's figures are made of, for the window [start, end)."""
+        ...
+
+    def by_source(self, start: float, end: float) -> list[SourceCount]:
+        """Files processed (archived or failed) within [start, end), per source, by source."""
+        ...
+
+    def first_run(self) -> float | None:
+        """When the first run still recorded started."""
+        ...
+
+    def reports_sent(self) -> set[str]:
+        """Days (YYYY-MM-DD) whose scheduled report was sent."""
+        ...
+
+    def mark_report_sent(self, day: str, now: float, delivery: str) -> None:
+        """Record the day's report as sent (durably: a restart must not send it again); a second mark is ignored."""
+        ...
+
+    def alert_state(self) -> AlertState | None:
+        """What the alerts covered and when one was last mailed; None before the first round."""
+        ...
+
+    def save_alert_state(self, state: AlertState) -> None:
+        """Durably, like a report marked sent."""
+        ...
+
+    def failures(self, since: float, until: float) -> list[Failure]:
+        """Files failed within (since, until], oldest first."""
+        ...
+
+    def trouble_counts(self, since: float, until: float) -> list[TroubleCount]:
+        """Destinations in trouble within (since, until], per folder."""
+        ...

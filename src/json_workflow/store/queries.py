@@ -1,0 +1,139 @@
+"""The store's reads (SQLite): a day's rows for its figures, and the reporter's reports sent and alert state."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from json_workflow.names import from_store
+from json_workflow.store.rows import AlertState, ClientCount, DayRows, Failure, ReceivedFile, SourceCount, TroubleCount
+
+# Files processed (archived or failed) within a window; the two parameters are its start and end.
+DONE = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
+
+
+def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, last_errors: int) -> DayRows:
+    window = (start, end)
+    processed, archived, errors, average = db.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0),"
+        f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}",
+        window,
+    ).fetchone()
+    batches, average_batch = db.execute(
+        "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window
+    ).fetchone()
+    started = db.execute(
+        "SELECT started FROM runs WHERE mode = 'service' AND stopped IS NULL ORDER BY started DESC LIMIT 1"
+    ).fetchone()
+    return DayRows(
+        processed=processed,
+        archived=archived,
+        errors=errors,
+        average_seconds=average,
+        sources=by_source(db, start, end),
+        batches=batches,
+        average_batch=average_batch,
+        scans=dict(
+            db.execute(
+                "SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome", window
+            ).fetchall()
+        ),
+        scans_slow=db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow", window).fetchone()[0],
+        clients=[
+            ClientCount(*row)
+            for row in db.execute(
+                "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
+                " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
+                " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
+                f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
+                (highlight or "\0", *window),
+            )
+        ],
+        categories=db.execute(
+            "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
+            f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+            window,
+        ).fetchall(),
+        destinations=db.execute(
+            f"SELECT folder, COUNT(DISTINCT file) AS n FROM routed JOIN files ON files.id = routed.file"
+            f" WHERE {DONE} GROUP BY folder ORDER BY n DESC, folder",
+            window,
+        ).fetchall(),
+        hours=dict(
+            db.execute(
+                f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
+                (start, *window),
+            ).fetchall()
+        ),
+        last_errors=[
+            Failure(*row)
+            for row in db.execute(
+                "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed'"
+                " AND finished >= ? AND finished < ? ORDER BY finished DESC, id DESC LIMIT ?",
+                (*window, last_errors),
+            )
+        ],
+        received=[
+            ReceivedFile(name, claim if claim is None else from_store(claim), outcome)
+            for name, claim, outcome in db.execute(
+                "SELECT name, claim, outcome FROM files WHERE received >= ? AND received < ? ORDER BY received", window
+            )
+        ],
+        service_started=started[0] if started else None,
+    )
+
+
+def by_source(db: sqlite3.Connection, start: float, end: float) -> list[SourceCount]:
+    return [
+        SourceCount(*row)
+        for row in db.execute(
+            f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE} GROUP BY source ORDER BY source",
+            (start, end),
+        )
+    ]
+
+
+def first_run(db: sqlite3.Connection) -> float | None:
+    return db.execute("SELECT MIN(started) FROM runs").fetchone()[0]
+
+
+def reports_sent(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT day FROM reports")}
+
+
+def mark_report_sent(db: sqlite3.Connection, day: str, now: float, delivery: str) -> None:
+    db.execute("INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)", (day, now, delivery))
+
+
+def alert_state(db: sqlite3.Connection) -> AlertState | None:
+    setting = dict(db.execute("SELECT key, value FROM settings WHERE key LIKE 'alert_%'").fetchall())
+    if "alert_since" not in setting:
+        return None
+    return AlertState(setting["alert_since"], setting["alert_sent"])
+
+
+def save_alert_state(db: sqlite3.Connection, state: AlertState) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+        [("alert_since", state.since), ("alert_sent", state.sent)],
+    )
+
+
+def failures(db: sqlite3.Connection, since: float, until: float) -> list[Failure]:
+    return [
+        Failure(*row)
+        for row in db.execute(
+            "SELECT finished, client, name, stage, reason FROM files WHERE outcome = 'failed' AND finished > ?"
+            " AND finished <= ? ORDER BY finished",
+            (since, until),
+        )
+    ]
+
+
+def trouble_counts(db: sqlite3.Connection, since: float, until: float) -> list[TroubleCount]:
+    return [
+        TroubleCount(*row)
+        for row in db.execute(
+            "SELECT folder, COUNT(*), MIN(at), MAX(error) FROM troubles WHERE at > ? AND at <= ? GROUP BY folder",
+            (since, until),
+        )
+    ]

@@ -1,0 +1,133 @@
+"""The plain rows that cross the store's seam, both ways; no connection, cursor or SQL ever does.
+
+Paths are str as `os` gives them (a name that is not UTF-8 carries surrogate escapes; how it is kept
+is the store's business); names and clients are text as the log shows them; times are UTC seconds
+since the epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# The outcomes a file's row is closed with: delivery.model.Outcome's first three (the figures count them).
+ARCHIVED, FAILED, PENDING = "archived", "failed", "pending"
+
+
+class PlannedCopy(NamedTuple):
+    """A copy recorded before its temporary is written: kind copy, move, failed or reason."""
+
+    claim: str  # the claimed file
+    temp: str  # its hidden temporary (a move's: the claim itself)
+    final: str  # where it is published
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A copy as the journal has it, for recovery: state planned, or staged once flushed."""
+
+    claim: str
+    temp: str
+    final: str
+    kind: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A claimed file whose row opens (or reopens) when its batch is planned."""
+
+    claim: str
+    name: str  # CLIENT/name.json
+    client: str | None  # its client folder; None at the top of the hot folder
+    source: str  # STARTUP, REALTIME, PERIODIC, RECOVERY
+    at: float  # when it was claimed
+    inode: int | None  # with the name, recognises a file that waited for its destination
+    after_crash: bool = False  # its row was opened before a crash: found again by its claim
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedFile:
+    """How a file's row is closed: archived, failed or pending (waiting in the hot folder again)."""
+
+    row: int
+    outcome: str
+    seconds: float  # processing time, claim to finish
+    client: str | None = None  # the ClientCode's folder; None keeps the client folder's
+    category: str | None = None
+    studio: str | None = None
+    title: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+    inode: int | None = None  # in the hot folder, for a pending file; None keeps the known one
+    routed: list[tuple[str, str]] = field(default_factory=list)  # (rule, folder) of each copy sent
+
+
+class Batch(NamedTuple):
+    at: float
+    size: int
+    seconds: float
+
+
+class SourceCount(NamedTuple):
+    source: str
+    processed: int
+    failed: int
+
+
+class ClientCount(NamedTuple):
+    client: str
+    processed: int
+    errors: int
+    routed: int  # files with at least one copy sent by a rule
+    highlighted: int  # files sent by a rule whose name contains the highlight
+
+
+class Failure(NamedTuple):
+    finished: float
+    client: str | None
+    name: str
+    stage: str
+    reason: str
+
+
+class ReceivedFile(NamedTuple):
+    name: str
+    claim: str | None
+    outcome: str | None  # None while in flight
+
+
+class TroubleCount(NamedTuple):
+    folder: str
+    times: int
+    first: float
+    error: str  # the last one, in sort order
+
+
+@dataclass(frozen=True)
+class DayRows:
+    """What a day's figures are computed from: the rows of one window [start, end), mostly counted."""
+
+    processed: int  # files archived or failed within the window
+    archived: int
+    errors: int
+    average_seconds: float
+    sources: list[SourceCount]
+    batches: int
+    average_batch: float
+    scans: dict[str, int]  # by outcome: completed, skipped, abandoned
+    scans_slow: int
+    clients: list[ClientCount]  # most files first
+    categories: list[tuple[str, str, int]]  # (client, category, files), by client, most files first
+    destinations: list[tuple[str, int]]  # (folder, files), most files first
+    hours: dict[int, int]  # files finished in each hour since the window's start
+    last_errors: list[Failure]  # newest first
+    received: list[ReceivedFile]  # every file received within the window, in order
+    service_started: float | None  # the running service's start, if one is running
+
+
+@dataclass(frozen=True)
+class AlertState:
+    since: float  # alerts cover what happened after this
+    sent: float  # the last alert mailed; 0.0 before the first

@@ -1,0 +1,72 @@
+"""The one schema of the store, as a list of versioned migrations.
+
+The version a database has reached is the one row of its `schema_version` table (a table, not
+SQLite's PRAGMA user_version: PostgreSQL has no such pragma, and one mechanism, in the same
+transaction as the DDL, serves both stores and survives a copy from one into the other). A store
+runs the migrations above its version when it opens, in one transaction. Migrations are only ever
+appended, never edited: a database in the field has run the old text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    what: str
+    sqlite: tuple[str, ...]  # the statements, in SQLite's dialect (a PostgreSQL store adds its own)
+
+
+# Version 1 is the schema json-workflow had before it was versioned, written IF NOT EXISTS (and as it was,
+# to the space) so that it adopts a journal.sqlite3 made by that code as it is, and makes what older code lacked.
+_BASELINE = [
+    # How often a claim's processing began after a crash: a file that stops the process each time is set aside.
+    "CREATE TABLE IF NOT EXISTS attempts (claim TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS copies (
+        claim TEXT NOT NULL,      -- the claimed file, in the claim area
+        temp TEXT NOT NULL,       -- the hidden temporary, in the destination folder (a move: the claim)
+        final TEXT NOT NULL,      -- where it is published (for a failed file: its folder)
+        kind TEXT NOT NULL,       -- 'copy', 'failed', 'reason' or 'move'
+        state TEXT NOT NULL DEFAULT 'planned',
+        PRIMARY KEY (claim, temp)
+    )""",
+    """CREATE TABLE IF NOT EXISTS files (
+        id INTEGER PRIMARY KEY,
+        received REAL NOT NULL,   -- when it was claimed
+        name TEXT NOT NULL,       -- CLIENT/name.json, as the log shows it
+        client TEXT,              -- its client folder or ClientCode; NULL when unknown
+        source TEXT NOT NULL,     -- STARTUP, REALTIME, PERIODIC, RECOVERY
+        inode INTEGER,            -- with name, recognises a waiting file when it is taken again
+        claim TEXT,               -- its path in the claim area
+        outcome TEXT,             -- NULL while in flight, then archived, failed or pending
+        finished REAL,
+        seconds REAL,             -- processing time, claim to finish
+        category TEXT, studio TEXT, title TEXT,
+        stage TEXT, reason TEXT   -- for failed (and pending) files
+    )""",
+    "CREATE INDEX IF NOT EXISTS files_received ON files (received)",
+    "CREATE INDEX IF NOT EXISTS files_finished ON files (finished)",
+    "CREATE INDEX IF NOT EXISTS files_open ON files (claim) WHERE outcome IS NULL",
+    "CREATE INDEX IF NOT EXISTS files_waiting ON files (name) WHERE outcome = 'pending'",
+    """CREATE TABLE IF NOT EXISTS routed (
+        file INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        rule TEXT NOT NULL,
+        folder TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS routed_file ON routed (file)",
+    "CREATE TABLE IF NOT EXISTS batches (at REAL NOT NULL, size INTEGER NOT NULL, seconds REAL NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS scans (
+        at REAL NOT NULL,
+        outcome TEXT NOT NULL,    -- completed, skipped, abandoned
+        seconds REAL, found INTEGER, slow INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE TABLE IF NOT EXISTS troubles (at REAL NOT NULL, folder TEXT NOT NULL, error TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started REAL NOT NULL, stopped REAL, mode TEXT)",
+    "CREATE TABLE IF NOT EXISTS reports (day TEXT PRIMARY KEY, sent REAL NOT NULL, delivery TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value)",
+]
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "the journal and the statistics", tuple(_BASELINE)),)
+VERSION = MIGRATIONS[-1].version
