@@ -44,15 +44,15 @@ def finished(deliveries: Iterable[Delivery]) -> list[FinishedFile]:
         if d.row is None or outcome not in RECORDED:  # a vanished file stays open: unaccounted for
             continue
         stage = reason = inode = None
-        routed: list[tuple[str, str]] = []
+        routed: tuple[tuple[str, str], ...] = ()
         if outcome == Outcome.PENDING:  # handed back to the hot folder: same inode there
             stage, reason, inode = "deliver", str(d.waiting_on), _inode(d.candidate.origin)
         elif d.rejection is not None:
             stage, reason = d.rejection.stage, d.rejection.reason
         else:
-            routed = [
+            routed = tuple(
                 (rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive for rule in dest.reasons
-            ]
+            )
         rows.append(
             FinishedFile(
                 d.row,

@@ -7,7 +7,7 @@ since the epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 # The outcomes a file's row is closed with: delivery.model.Outcome's first three (the figures count them).
@@ -34,8 +34,7 @@ class Entry:
     state: str
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(NamedTuple):  # tuples: a batch makes hundreds, and a frozen dataclass costs 3x as much
     """A claimed file whose row opens (or reopens) when its batch is planned."""
 
     claim: str
@@ -47,8 +46,7 @@ class Received:
     after_crash: bool = False  # its row was opened before a crash: found again by its claim
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedFile:
+class FinishedFile(NamedTuple):
     """How a file's row is closed: archived, failed or pending (waiting in the hot folder again)."""
 
     row: int
@@ -61,7 +59,7 @@ class FinishedFile:
     stage: str | None = None
     reason: str | None = None
     inode: int | None = None  # in the hot folder, for a pending file; None keeps the known one
-    routed: list[tuple[str, str]] = field(default_factory=list)  # (rule, folder) of each copy sent
+    routed: tuple[tuple[str, str], ...] = ()  # (rule, folder) of each copy sent
 
 
 class Batch(NamedTuple):
