@@ -16,23 +16,24 @@ RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING)
 
 def planned(deliveries: Iterable[Delivery]) -> list[PlannedCopy]:
     """Every copy of the files, to record before any temporary is written."""
-    return [PlannedCopy(d.candidate.path, c.temp, c.final, c.kind) for d in deliveries for c in d.copies]
+    return [(d.candidate.path, c.temp, c.final, c.kind) for d in deliveries for c in d.copies]
 
 
 def received(deliveries: Iterable[Delivery], now: float) -> list[Received]:
     """The rows to open for claimed files."""
+    # The claim is the file renamed, so it has the inode the file had (and has again) in the hot folder.
     return [
         Received(
-            claim=d.candidate.path,
-            name=d.candidate.display,
-            client=d.candidate.folder and shown(d.candidate.folder),
-            source=d.source,
-            at=now,
-            # The claim is the file renamed, so it has the inode the file had (and has again) in the hot folder.
-            inode=d.info.st_ino if d.info is not None else _inode(d.candidate.path),
-            after_crash=d.source == Source.RECOVERY,
+            c.path,
+            c.display,
+            c.folder and shown(c.folder),
+            d.source,
+            now,
+            d.info.st_ino if d.info is not None else _inode(c.path),
+            d.source == Source.RECOVERY,
         )
         for d in deliveries
+        for c in (d.candidate,)
     ]
 
 
@@ -44,15 +45,15 @@ def finished(deliveries: Iterable[Delivery]) -> list[FinishedFile]:
         if d.row is None or outcome not in RECORDED:  # a vanished file stays open: unaccounted for
             continue
         stage = reason = inode = None
-        routed: tuple[tuple[str, str], ...] = ()
+        routed: list[tuple[str, str]] = []
         if outcome == Outcome.PENDING:  # handed back to the hot folder: same inode there
             stage, reason, inode = "deliver", str(d.waiting_on), _inode(d.candidate.origin)
         elif d.rejection is not None:
             stage, reason = d.rejection.stage, d.rejection.reason
         else:
-            routed = tuple(
+            routed = [
                 (rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive for rule in dest.reasons
-            )
+            ]
         rows.append(
             FinishedFile(
                 d.row,

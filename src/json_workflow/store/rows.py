@@ -2,29 +2,24 @@
 
 Paths are str as `os` gives them (a name that is not UTF-8 carries surrogate escapes; how it is kept
 is the store's business); names and clients are text as the log shows them; times are UTC seconds
-since the epoch.
+since the epoch. Rows are tuples: a batch makes hundreds, and a frozen dataclass costs three times as much.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NamedTuple
 
 # The outcomes a file's row is closed with: delivery.model.Outcome's first three (the figures count them).
 ARCHIVED, FAILED, PENDING = "archived", "failed", "pending"
 
 
-class PlannedCopy(NamedTuple):
-    """A copy recorded before its temporary is written: kind copy, move, failed or reason."""
-
-    claim: str  # the claimed file
-    temp: str  # its hidden temporary (a move's: the claim itself)
-    final: str  # where it is published
-    kind: str
+# A copy recorded before its temporary is written: (claim, temp, final, kind), kind copy, move, failed or
+# reason; a move's temporary is the claim itself. A plain tuple: a batch has hundreds, built in a loop.
+PlannedCopy = tuple[str, str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """A copy as the journal has it, for recovery: state planned, or staged once flushed."""
 
     claim: str
@@ -34,7 +29,7 @@ class Entry:
     state: str
 
 
-class Received(NamedTuple):  # tuples: a batch makes hundreds, and a frozen dataclass costs 3x as much
+class Received(NamedTuple):
     """A claimed file whose row opens (or reopens) when its batch is planned."""
 
     claim: str
@@ -59,7 +54,7 @@ class FinishedFile(NamedTuple):
     stage: str | None = None
     reason: str | None = None
     inode: int | None = None  # in the hot folder, for a pending file; None keeps the known one
-    routed: tuple[tuple[str, str], ...] = ()  # (rule, folder) of each copy sent
+    routed: Sequence[tuple[str, str]] = ()  # (rule, folder) of each copy sent
 
 
 class Batch(NamedTuple):
@@ -103,8 +98,7 @@ class TroubleCount(NamedTuple):
     error: str  # the last one, in sort order
 
 
-@dataclass(frozen=True)
-class DayRows:
+class DayRows(NamedTuple):
     """What a day's figures are computed from: the rows of one window [start, end), mostly counted."""
 
     processed: int  # files archived or failed within the window
@@ -125,7 +119,6 @@ class DayRows:
     service_started: float | None  # the running service's start, if one is running
 
 
-@dataclass(frozen=True)
-class AlertState:
+class AlertState(NamedTuple):
     since: float  # alerts cover what happened after this
     sent: float  # the last alert mailed; 0.0 before the first

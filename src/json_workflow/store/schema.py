@@ -9,11 +9,10 @@ appended, never edited: a database in the field has run the old text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     what: str
     sqlite: tuple[str, ...]  # the statements, in SQLite's dialect (a PostgreSQL store adds its own)
