@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from json_workflow.config import CONFIG_ENV, ROOT_ENV, Config
 from json_workflow.errors import ConfigError, Rejected, StillWriting, WorkflowError
 from json_workflow.intake.scan import scan
 from json_workflow.names import shown
+
+if TYPE_CHECKING:
+    from json_workflow.reporting.reporter import Reporter
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
 PROGRESS_MIN_FILES = 500
@@ -223,23 +226,15 @@ def demo(directory: str | None) -> None:
     sys.exit(run_demo(directory))
 
 
-def _open_statistics(config: Config):
+def _open_statistics(config: Config) -> Reporter:
     """The Reporter over the store, or exit 1 when nothing was ever recorded."""
     from json_workflow.reporting.reporter import Reporter
     from json_workflow.store import DATABASE
 
     if not (config.state / DATABASE).is_file():
-        click.echo(
-            f"json-workflow: no statistics yet: {config.state / DATABASE} does not exist "
-            "(nothing has run on this root)",
-            err=True,
-        )
-        sys.exit(1)
-    try:
+        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    with operator_errors():
         return Reporter(config)
-    except WorkflowError as e:
-        click.echo(f"json-workflow: {e}", err=True)
-        sys.exit(1)
 
 
 def _day(value: str | None, config: Config):
@@ -274,17 +269,14 @@ def report(date: str | None, output: str | None, send: bool, config_path: str | 
     config = load_config(config_path, root, sends_mail=send)
     day = _day(date, config)
     if send and not config.email.enabled:
-        click.echo("json-workflow: --send needs [email] enabled = true in the configuration", err=True)
-        sys.exit(2)
+        raise BadConfiguration("--send needs [email] enabled = true in the configuration")
     reporter = _open_statistics(config)
     try:
         click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, Path(output) if output else None))
     except WorkflowError as e:
-        click.echo(f"json-workflow: report for {day} not sent: {e}", err=True)
-        sys.exit(1)
+        raise Exit(f"report for {day} not sent: {e}") from None
     except OSError as e:
-        click.echo(f"json-workflow: cannot write the report: {e}", err=True)
-        sys.exit(1)
+        raise Exit(f"cannot write the report: {e}") from None
     finally:
         reporter.close()
 

@@ -10,3 +10,11 @@ class Source(StrEnum):
     REALTIME = "REALTIME"  # an event of the watcher
     PERIODIC = "PERIODIC"  # the periodic safety scan
     RECOVERY = "RECOVERY"  # left claimed by a crash, finished at the next start
+
+
+class ScanOutcome(StrEnum):
+    """How a periodic scan ended; counted in the statistics and the report."""
+
+    COMPLETED = "completed"
+    SKIPPED = "skipped"  # the previous scan was still running
+    ABANDONED = "abandoned"  # past scan_timeout, or the hot folder went away

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from json_workflow.config import Config
-from json_workflow.intake import Source
+from json_workflow.intake import ScanOutcome, Source
 from json_workflow.intake.scan import Candidate, is_job_name, scan
 from json_workflow.intake.stability import StabilityTracker
 from json_workflow.intake.watch import Watcher, make_watcher
@@ -102,7 +102,7 @@ class Feeds:
         """A periodic scan, in a thread of its own; skipped while the previous one still runs."""
         self.rescan_requested = False
         if self._scan_thread and self._scan_thread.is_alive():
-            self._scanned("skipped")
+            self._scanned(ScanOutcome.SKIPPED)
             log.warning("Periodic scan skipped: the previous one is still running")
             return
         self.scans["started"] += 1
@@ -115,7 +115,7 @@ class Feeds:
         try:
             self._scan_once(number)
         except OSError as e:  # the hot folder went away mid-scan (an unmounted share): the next scan tries again
-            self._scanned("abandoned")
+            self._scanned(ScanOutcome.ABANDONED)
             log.error("Periodic scan #%d abandoned: %s", number, e)
 
     def _scan_once(self, number: int) -> None:
@@ -124,7 +124,7 @@ class Feeds:
         found = missed = 0
         for candidate in scan(config.hot):
             if self.clock() - started > config.scan_timeout:
-                self._scanned("abandoned", self.clock() - started, found)
+                self._scanned(ScanOutcome.ABANDONED, self.clock() - started, found)
                 log.error("Periodic scan #%d abandoned after %gs (scan_timeout)", number, config.scan_timeout)
                 return
             path = candidate.path
@@ -138,7 +138,7 @@ class Feeds:
             missed += settled and path not in reported
         seconds = self.clock() - started
         slow = seconds > config.slow_scan_seconds
-        self._scanned("completed", seconds, found, slow)
+        self._scanned(ScanOutcome.COMPLETED, seconds, found, slow)
         if slow:
             log.warning(
                 "Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds, config.slow_scan_seconds
@@ -149,7 +149,7 @@ class Feeds:
         self.check_events(missed)
 
     def _scanned(
-        self, outcome: str, seconds: float | None = None, found: int | None = None, slow: bool = False
+        self, outcome: ScanOutcome, seconds: float | None = None, found: int | None = None, slow: bool = False
     ) -> None:
         self.scans[outcome] += 1
         self.scans["slow"] += slow

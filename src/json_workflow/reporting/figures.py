@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from json_workflow.store.rows import ARCHIVED, FAILED, DayRows, ReceivedFile
+from json_workflow.delivery.model import Outcome
+from json_workflow.intake import ScanOutcome
+from json_workflow.store.rows import DayRows, ReceivedFile
 
 if TYPE_CHECKING:
     from json_workflow.store import Store
@@ -119,9 +121,9 @@ def build(
         batches=rows.batches,
         average_seconds=rows.average_seconds,
         average_batch=rows.average_batch,
-        scans_completed=rows.scans.get("completed", 0),
-        scans_skipped=rows.scans.get("skipped", 0),
-        scans_abandoned=rows.scans.get("abandoned", 0),
+        scans_completed=rows.scans.get(ScanOutcome.COMPLETED, 0),
+        scans_skipped=rows.scans.get(ScanOutcome.SKIPPED, 0),
+        scans_abandoned=rows.scans.get(ScanOutcome.ABANDONED, 0),
         scans_slow=rows.scans_slow,
         sources={s.source: s.processed for s in rows.sources},
         highlight=highlight,
@@ -173,9 +175,9 @@ def _reconciliation(files: list[ReceivedFile], present: Present) -> dict:
     unaccounted = []
     for name, claim, outcome in files:
         received += 1
-        if outcome == ARCHIVED:
+        if outcome == Outcome.ARCHIVED:
             archived += 1
-        elif outcome == FAILED:
+        elif outcome == Outcome.FAILED:
             failed += 1
         elif present(name, claim):
             pending += 1
