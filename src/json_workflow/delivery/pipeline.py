@@ -212,21 +212,20 @@ class Pipeline:
 
     def _finish(self, d: Delivery, summary: Summary) -> str | None:
         """Release a finished file's claim and count it; returns its log lines unless they are logged already."""
-        d.seconds, tag = time.perf_counter() - d.started, {"worker": d.worker}
-        if d.outcome == Outcome.PENDING:  # nothing published: back to the hot folder to wait there
+        d.seconds, tag, outcome = time.perf_counter() - d.started, {"worker": d.worker}, d.outcome
+        if outcome == Outcome.LEFT_CLAIMED:
+            summary.pending += 1
+            return None
+        if outcome == Outcome.PENDING:  # nothing published: back to the hot folder to wait there
             d.discard()
             if self.claims.hand_back(d.candidate) or not self._superseded(d):
                 summary.pending += 1
             else:
                 summary.failed += 1  # set aside, and logged as such
             return None
-        elif d.outcome == Outcome.LEFT_CLAIMED:
-            summary.pending += 1
-            return None
-        else:
-            self.claims.release(d.candidate, d.moved)
-            if not d.moved:  # a move noted its claim folder already
-                self.barrier.add(os.path.dirname(d.candidate.path))
+        self.claims.release(d.candidate, d.moved)
+        if not d.moved:  # a move noted its claim folder already
+            self.barrier.add(os.path.dirname(d.candidate.path))
         if d.rejection is not None:
             summary.failed += 1
             reason = f"{d.rejection.stage}: {d.rejection.reason}"
