@@ -62,7 +62,8 @@ def run_once(
         try:
             summary = Summary()
             pipeline.recover(summary)
-            return pipeline.process(((candidate, Source.STARTUP) for candidate in scan(config.hot)), progress, summary)
+            startup = Source.STARTUP  # looked up once, not per file
+            return pipeline.process(((candidate, startup) for candidate in scan(config.hot)), progress, summary)
         finally:
             pipeline.close()
             pipeline.claims.tidy()

@@ -238,7 +238,8 @@ class Pipeline:
             summary.routed += 1
             lines.append(f"Routed to: {', '.join(routes)}")
         lines.append(f"Successfully processed {shown} ({d.seconds:.2f}s)")
-        return "\n".join(f"[{d.source}] {line}" for line in lines)
+        head = f"[{d.source}] "  # formatted once: a StrEnum formats at a quarter of a str's speed
+        return "\n".join(head + line for line in lines)
 
     def _superseded(self, d: Delivery) -> bool:
         """Set aside a waiting file a newer one of the same name replaced; False when it stays claimed."""

@@ -23,6 +23,10 @@ from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Copy, Delivery, Kind
 from json_workflow.errors import DestinationError, Rejected
 
+# Kinds compared for every copy, as module names: on Python 3.11 an Enum member's lookup goes through
+# EnumType.__getattr__ and costs five times a global's.
+_COPY, _MOVE, _FAILED, _REASON = Kind.COPY, Kind.MOVE, Kind.FAILED, Kind.REASON
+
 
 def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | None:
     """Decide every copy of the file and create the folders; returns new trouble to log, if any."""
@@ -44,15 +48,15 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     if d.rejection is not None:
         final = folders.failed_name(folder, name, now)
         d.copies = [
-            Copy(durable.temp_name(folder, name), final, Kind.FAILED),
-            Copy(durable.temp_name(folder, name + REASON_SUFFIX), final + REASON_SUFFIX, Kind.REASON),
+            Copy(durable.temp_name(folder, name), final, _FAILED),
+            Copy(durable.temp_name(folder, name + REASON_SUFFIX), final + REASON_SUFFIX, _REASON),
         ]
     else:
         d.copies, move = [], None
         for dest in d.destinations:
             final = os.path.join(dest.path, name)
             if dest.is_archive and _movable(d.info, folders.device(dest.folder), folders.config.permissions.file_mode):
-                move = Copy(d.candidate.path, final, Kind.MOVE)
+                move = Copy(d.candidate.path, final, _MOVE)
             else:
                 d.copies.append(Copy(durable.temp_name(dest.path, name), final))
         if move is not None:
@@ -79,7 +83,7 @@ def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -
         try:
             flushable = _WRITERS[c.kind](d, c, mode, now)
         except FileNotFoundError as e:
-            if c.kind == Kind.FAILED and not os.path.lexists(d.candidate.path):
+            if c.kind == _FAILED and not os.path.lexists(d.candidate.path):
                 d.vanished = True
                 d.discard()
                 return None
@@ -120,10 +124,10 @@ def _write_reason(d: Delivery, c: Copy, mode: int, now: float) -> bool:
 
 # Writes a copy's temporary; True when it is a regular file, to be fsynced.
 _WRITERS: dict[Kind, Callable[[Delivery, Copy, int, float], bool]] = {
-    Kind.COPY: _write_copy,
-    Kind.MOVE: _write_move,
-    Kind.FAILED: _write_failed,
-    Kind.REASON: _write_reason,
+    _COPY: _write_copy,
+    _MOVE: _write_move,
+    _FAILED: _write_failed,
+    _REASON: _write_reason,
 }
 
 
@@ -137,11 +141,11 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
     for c in copies:
         if resume and not os.path.lexists(c.temp):
             continue
-        if c.kind == Kind.FAILED:
+        if c.kind == _FAILED:
             failed_as = place_unused(c.temp, c.final)
-        elif c.kind == Kind.REASON:
+        elif c.kind == _REASON:
             os.replace(c.temp, failed_as + REASON_SUFFIX if failed_as else c.final)
-        elif c.kind == Kind.MOVE:
+        elif c.kind == _MOVE:
             moved = _move(c, barrier)
         else:
             os.replace(c.temp, c.final)
