@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from json_workflow.config import SEED_ROUTES, build, load
+from json_workflow.config import build, load
 from json_workflow.errors import ConfigError
+from json_workflow.rules import SEED_ROUTES
 
 REPO = Path(__file__).resolve().parent.parent
 TWIST = REPO / "examples" / "twist.toml"

@@ -10,10 +10,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from json_workflow.config import Rule, build
+from json_workflow.config import build
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job, is_safe_folder_name, parse_job
 from json_workflow.route import Router, route
+from json_workflow.rules import Rule
 from json_workflow.run import run_once
 from json_workflow.samples import job
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from conftest import CELTRA, expected_places
-from json_workflow.config import SEED_ROUTES, Rule, build
+from json_workflow.config import build
 from json_workflow.parse import parse_job
 from json_workflow.route import matches, plan, route, routed_names
+from json_workflow.rules import SEED_ROUTES, Rule
 from json_workflow.samples import job
 
 CONFIG = build({}, "test", root="/r")

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from json_workflow.config import Config, Rule
+from json_workflow.config import Config
 from json_workflow.parse import Job
+from json_workflow.rules import Rule
 
 # Distinct (client, field values) plans a Router remembers; a run with more starts afresh.
 REMEMBERED_PLANS = 4096

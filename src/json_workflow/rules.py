@@ -1,0 +1,67 @@
+"""The routing rules as written in the configuration: the Rule model, its checks, and the seed's rules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
+CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]
+
+# The seed's DESTINATIONS and CELTRA_ELIGIBLE_CLIENTS, as rules.
+SEED_ROUTES: list[dict[str, Any]] = [
+    {"name": "Monday Rank", "destination": "SYNC/MAKE/Monday Rank", "when": {"ClientCode": "RANK"}},
+    {"name": "Monday RB", "destination": "SYNC/MAKE/Monday RB", "when": {"ClientCode": "RECKITTBENCKISER"}},
+    {"name": "BISSELL-WRIKE/IN", "destination": "CLIENT-STORES/BISSELL-WRIKE/IN", "when": {"ClientCode": "BISSELL"}},
+    {"name": "LOREAL/IN", "destination": "CLIENT-STORES/LOREAL/IN", "when": {"ClientCode": "LOREAL"}},
+    {"name": "Celtra", "destination": CELTRA_FOLDER, "when": {"ClientCode": "CELTRA"}},
+    {
+        "name": "Celtra (eligible client)",
+        "destination": CELTRA_FOLDER,
+        "when": {"JobCategory": "CELTRA", "ClientCode": CELTRA_ELIGIBLE},
+    },
+]
+
+
+def _one_or_many(value: Any) -> Any:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (str(value),)
+    if isinstance(value, list) and value and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        return tuple(str(v) for v in value)
+    raise ValueError("expected a string or a list of strings")
+
+
+def _no_parent(value: str) -> str:
+    # A ".." climbs out of the folder it is written under, and json-workflow creates the folders below it.
+    if ".." in value.split("/"):
+        raise ValueError(
+            'expected a folder relative to root, or an absolute one, with no ".." in it '
+            "(it can lead out of the data root)"
+        )
+    return value
+
+
+Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+# A configured folder (a destination, and paths.* too): relative to root or absolute, never reaching up with "..".
+Folder = Annotated[str, AfterValidator(_no_parent)]
+
+
+class Rule(BaseModel):
+    """Send a job to `destination` when every field in `when` equals one of its values (name and value in any case)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    destination: Folder = Field(min_length=1)
+    when: dict[str, Matches] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _distinct_fields(cls, when: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[str, str] = {}
+        for field in when:
+            first = seen.setdefault(field.casefold(), field)
+            if first != field:
+                raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); keep one")
+        return when
