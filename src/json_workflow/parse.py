@@ -24,6 +24,7 @@ class Job:
     studio: str | None
     title: str | None
     details: Mapping[str, Any]
+    number: str | None = None  # JobDetails.JobNumber, for the file history; never required
 
 
 def is_safe_folder_name(name: str) -> bool:
@@ -83,6 +84,7 @@ def job_from_document(document: Any, folder: str | None) -> Job:
         studio=_optional(details, "StudioCode"),
         title=_optional(details, "Title"),
         details=details,
+        number=_job_number(details.get("JobNumber")),
     )
 
 
@@ -101,6 +103,14 @@ def _optional(details: dict[str, Any], key: str) -> str | None:
         return None
     value = str(value)
     return value if value.isascii() else _text(value, key)
+
+
+def _job_number(value: Any) -> str | None:
+    """A job number as the history searches it: a string or integer that is valid text, else none."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text if text and text.isprintable() and len(text) <= 100 else None
 
 
 def _text(value: str, key: str) -> str:

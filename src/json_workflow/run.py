@@ -30,12 +30,35 @@ def check_hot_folder(config: Config) -> None:
         raise WorkflowError(f"hot folder {config.hot} cannot be read: {e.strerror} (paths.hot, root)") from None
 
 
+LOCK = "run.lock"
+
+
+def lock_holder(config: Config) -> int | None:
+    """The pid holding the state folder's lock (a service or a run), from /proc/locks; None when none does.
+
+    Read, never tried: taking the lock even for an instant could make a service starting then refuse to.
+    """
+    try:
+        info = os.stat(config.state / LOCK)
+        with open("/proc/locks") as f:
+            table = f.read()
+    except OSError:
+        return None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 9666 fe:00:2310153 0 EOF"; a waiting lock has "->" after the number
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[3] == "WRITE":
+            return int(fields[4])
+    return None
+
+
 @contextlib.contextmanager
 def exclusive(config: Config) -> Iterator[Store]:
     """Hold the state folder's lock (one instance per hot folder) and open the store."""
     try:
         durable.make_folder(config.state, config.permissions.dir_mode, config.root)
-        lock = open(config.state / "run.lock", "a")
+        lock = open(config.state / LOCK, "a")
     except OSError as e:
         raise WorkflowError(f"cannot use the state folder {config.state}: {e.strerror} (paths.state)") from None
     with lock:

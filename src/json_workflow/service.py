@@ -22,12 +22,14 @@ from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
-from json_workflow.errors import ConfigError, StillWriting
+from json_workflow.errors import ConfigError, DestinationError, StillWriting
 from json_workflow.intake import Source
 from json_workflow.intake.feeds import Feeds
 from json_workflow.intake.scan import Candidate, candidate_at
 from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
 from json_workflow.logs import log
+from json_workflow.monitor import instance_name
+from json_workflow.monitor.live import Monitor
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
@@ -35,6 +37,8 @@ from json_workflow.run import check_hot_folder, exclusive
 from json_workflow.store import Store
 
 STATS_SECONDS = 60
+# How often the live state is saved for `status` and a dashboard run apart from the service.
+LIVE_SECONDS = 5.0
 REPORT_TICK_SECONDS = 30
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
@@ -69,6 +73,7 @@ class Service:
         self.feeds = Feeds(config, self.tracker, self._record_scan, self._rewatched, clock)
         self.due: dict[str, float] = {}
         self.beat = 0.0
+        self.monitor = Monitor(config, instance_name())
 
     def attach(self, journal: Store) -> None:
         """Work with `journal` (the state folder's lock is held): the pipeline is made."""
@@ -112,6 +117,9 @@ class Service:
         config = self.config
         self.feeds.start()
         self._handle(self.pipeline.recover(Summary()))
+        self.monitor.watch = self.feeds.watching.mode
+        self.monitor.restore(self.journal)
+        self.monitor.note(f"json-workflow started, watching {config.hot} ({self.monitor.watch})")
         if report:
             threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
         sd_notify("READY=1")
@@ -124,6 +132,7 @@ class Service:
             "stats": now + STATS_SECONDS,
             "intake": now + INTAKE_CHECK_SECONDS,
             "beat": now if beat else float("inf"),
+            "live": now,
         }
         self.beat = beat or 0.0
         return self.feeds.startup()
@@ -146,6 +155,7 @@ class Service:
             self._reload()
         if now >= due["intake"]:
             self.feeds.check_intake()
+            self.monitor.intake(self.feeds.hot_identity is not None, "" if self.feeds.hot_identity else "gone")
             due["intake"] = now + INTAKE_CHECK_SECONDS
         if self.feeds.rescan_requested or now >= due["scan"]:
             self.feeds.start_scan()
@@ -156,6 +166,10 @@ class Service:
         if now >= due["beat"]:
             sd_notify("WATCHDOG=1")
             due["beat"] = now + self.beat
+        self._turn()
+        if now >= due["live"]:
+            self.monitor.save(self.journal)
+            due["live"] = now + LIVE_SECONDS
         batch = self._next_batch(startup)
         if batch:
             self._handle(self.pipeline.submit(batch, Summary()))  # finished with the next batch, or when idle
@@ -170,6 +184,8 @@ class Service:
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.close()
         self.pipeline.claims.tidy()
+        self._turn()
+        self.monitor.save(self.journal)
 
     # --- batches -----------------------------------------------------------------------------------
     def _next_batch(self, startup: Startup) -> list[tuple[Candidate, Source]]:
@@ -188,6 +204,7 @@ class Service:
 
     def _handle(self, finished: list[Delivery]) -> None:
         """Retry later what waits for its destination, with a growing delay; forget what is done."""
+        self.monitor.finished(finished)
         for d in finished:
             if isinstance(d.waiting_on, StillWriting) and not d.left_claimed:
                 self.tracker.seen(d.candidate.origin, d.source)  # taken again once closed, or stable
@@ -195,12 +212,15 @@ class Service:
                 self.attempts[d.candidate.origin] += 1
                 delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
                 self.tracker.hold(d.candidate.origin, d.source, delay)
+                if isinstance(d.waiting_on, DestinationError):
+                    self.monitor.held(d.waiting_on, delay)
             elif d.waiting_on is None:
                 self.attempts.pop(d.candidate.origin, None)
 
     def _record_scan(self, outcome: str, seconds: float | None, found: int | None, slow: bool) -> None:
         now = time.time()
         self.journal.record_scan(outcome, now, seconds, found, slow)
+        self.monitor.scanned(outcome, seconds, found)
 
     def _rewatched(self) -> None:
         """The hot folder was replaced: the claim area and destination folders are made again."""
@@ -211,6 +231,7 @@ class Service:
     def _report_loop(self) -> None:
         """The daily report and alerts, in a thread of their own: a slow mail server never holds up files."""
         reporter = Reporter(self.config)
+        reporter.on_sent = self.monitor.report_sent
         try:
             self._report_tick(reporter)  # a report missed while the service was down goes out now
             log.info("%s", reporter.plan(time.time()))
@@ -247,7 +268,17 @@ class Service:
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds
+        self.monitor.configure(new)
         log.info("Configuration reloaded: %d routes", len(new.routes))
+        self.monitor.note(f"Configuration reloaded: {len(new.routes)} routes")
+
+    # --- the live state ----------------------------------------------------------------------------
+    def _turn(self) -> None:
+        """The heartbeat, with what the main loop holds: seen, claimed, waiting for a destination."""
+        tracker = self.tracker
+        waiting = len(tracker) + len(self.queue)
+        claimed = len(self.pipeline.claims.holding)
+        self.monitor.turn(waiting, claimed, tracker.holding, self.feeds.watching.alive())
 
     def _log_stats(self) -> None:
         """Today's figures from the statistics rows, so a restart does not reset them."""

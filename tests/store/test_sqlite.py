@@ -51,7 +51,10 @@ def test_a_journal_made_before_versions_is_upgraded_in_place_and_its_rows_read_a
     store = SqliteStore(old)
     try:
         assert query(old, "SELECT version FROM schema_version") == [(VERSION,)]
-        assert {t: query(old, f"SELECT * FROM {t}") for t in before} == before
+        after = {t: query(old, f"SELECT * FROM {t}") for t in before}
+        # Version 2 adds the file history's columns to files (job, failed_as, retried): empty for old rows.
+        assert after["files"] == [(*row, None, None, None) for row in before["files"]]
+        assert {t: rows for t, rows in after.items() if t != "files"} == {t: before[t] for t in after if t != "files"}
         expected = json.loads((DATA / "journal-56c39ce.json").read_text())
         got = figures.build(store, DAY, UTC, NOON + 86400, lambda name, claim: False, "Celtra")
         assert json.loads(json.dumps(got.as_dict())) == expected["figures"]
@@ -90,6 +93,26 @@ def test_the_upgraded_journal_goes_on_with_new_runs_and_keeps_the_old_days_figur
     assert query(old, "SELECT MAX(id), COUNT(*) FROM files") == [(11, 11)]
 
 
+def test_a_version_1_journal_gets_the_file_history_and_keeps_its_rows(root):
+    """Version 1 is the schema of the code before the file history (c19ef96): upgraded in place at open."""
+    state = root / "JSON_PARSER_STATE"
+    state.mkdir()
+    SqliteStore(state, MIGRATIONS[:1]).close()
+    with contextlib.closing(sqlite3.connect(state / DATABASE)) as db, db:
+        db.execute(
+            "INSERT INTO files (id, received, name, client, source, outcome, finished, stage, reason)"
+            " VALUES (1, 10, 'RANK/5903771.json', 'RANK', 'REALTIME', 'failed', 11, 'parse', 'invalid JSON')"
+        )
+    with contextlib.closing(SqliteStore(state)) as store:
+        assert query(state, "SELECT version FROM schema_version") == [(VERSION,)]
+        [found] = store.history("5903771")
+        assert (found.id, found.name, found.outcome, found.reason, found.job, found.failed_as) == (
+            1, "RANK/5903771.json", "failed", "invalid JSON", None, None,
+        )  # fmt: skip
+        assert store.failed_files() == []  # its failed file is not known: only `retry` by client reaches it
+        assert store.live() == []
+
+
 def test_a_new_store_has_exactly_the_schema_of_one_made_before_versions(tmp_path, old):
     SqliteStore(old).close()
     (tmp_path / "new").mkdir()
@@ -99,16 +122,20 @@ def test_a_new_store_has_exactly_the_schema_of_one_made_before_versions(tmp_path
 
 
 def test_later_migrations_run_once_in_order_and_the_version_follows(old):
-    added = Migration(2, "a test column", ("ALTER TABLE runs ADD COLUMN host TEXT", "UPDATE runs SET host = 'here'"))
+    sql = ("ALTER TABLE runs ADD COLUMN host TEXT", "UPDATE runs SET host = 'here'")
+    added = Migration(VERSION + 1, "a test column", sql)
     SqliteStore(old, (*MIGRATIONS, added)).close()
-    assert query(old, "SELECT version FROM schema_version") == [(2,)]
+    assert query(old, "SELECT version FROM schema_version") == [(VERSION + 1,)]
     assert query(old, "SELECT DISTINCT host FROM runs") == [("here",)]
     SqliteStore(old, (*MIGRATIONS, added)).close()  # ALTER TABLE again would fail: it does not run twice
 
 
 def test_a_failing_migration_leaves_the_journal_as_it_was(old):
-    broken = Migration(2, "a mistake", ("ALTER TABLE runs ADD COLUMN host TEXT", "ALTER TABLE nowhere ADD x"))
-    with pytest.raises(StoreError, match=f"cannot upgrade the journal {old / DATABASE} to schema version 2"):
+    sql = ("ALTER TABLE runs ADD COLUMN host TEXT", "ALTER TABLE nowhere ADD x")
+    broken = Migration(VERSION + 1, "a mistake", sql)
+    with pytest.raises(
+        StoreError, match=f"cannot upgrade the journal {old / DATABASE} to schema version {VERSION + 1}"
+    ):
         SqliteStore(old, (*MIGRATIONS, broken))
     assert query(old, "SELECT name FROM sqlite_schema WHERE name = 'schema_version'") == []
     assert "host" not in [c[1] for c in query(old, "PRAGMA table_info(runs)")]

@@ -77,9 +77,9 @@ def _finish_staged(
     with contextlib.suppress(FileNotFoundError):  # the claim's folder, unless a crash took it too
         barrier.add(os.path.dirname(candidate.path))
     barrier.flush()  # the claim's removal before the journal forgets it
-    failed = any(c.kind == Kind.FAILED for c in copies)
-    outcome = Outcome.FAILED if failed else Outcome.ARCHIVED
-    journal.finish_recovered(candidate.path, outcome, now)
+    failed_as = next((c.final for c in copies if c.kind == Kind.FAILED), None)
+    failed = failed_as is not None
+    journal.finish_recovered(candidate.path, Outcome.FAILED if failed else Outcome.ARCHIVED, now, failed_as)
     recovered.failed += failed
     recovered.archived += not failed
     log.info(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +16,14 @@ from json_workflow.names import unshown
 NAME_LINE = "name: "
 
 
+WAITING = "a file of that name is already waiting in the hot folder"
+
+
 @dataclass(frozen=True)
 class Retried:
     source: Path
-    target: Path | None  # None: skipped because a file of that name is already waiting
+    target: Path | None  # None: skipped, for `skipped`
+    skipped: str = ""
 
 
 def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
@@ -30,11 +34,27 @@ def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
     for folder in sorted(config.failed.iterdir()):
         if not folder.is_dir() or folder.is_symlink() or (wanted and folder.name.casefold() not in wanted):
             continue
-        target_folder = config.hot if folder.name == UNKNOWN_CLIENT else config.hot / folder.name
         for failed in sorted(folder.iterdir()):
-            if not is_job_name(failed.name) or original_name(failed.name) == failed.name:
-                continue
-            yield _move_back(failed, target_folder / hot_name(failed), config.permissions.dir_mode)
+            if is_failed_file(failed):
+                yield _move_back(config, failed)
+
+
+def retry_known(config: Config, paths: Iterable[str]) -> Iterator[Retried]:
+    """Move back the failed files the store recorded at `paths`: only those still where a failed file belongs."""
+    for path in paths:
+        failed = Path(path)
+        folder = failed.parent
+        if folder.parent != config.failed or not is_failed_file(failed):
+            yield Retried(failed, None, "it is not in the configured failed folder")
+        elif folder.is_symlink() or failed.is_symlink() or not failed.is_file():
+            yield Retried(failed, None, "it is no longer in the failed folder")
+        else:
+            yield _move_back(config, failed)
+
+
+def is_failed_file(failed: Path) -> bool:
+    """True for a name the failed folder gives a job file (not its reason file, nor anything else)."""
+    return is_job_name(failed.name) and original_name(failed.name) != failed.name
 
 
 def hot_name(failed: Path) -> str:
@@ -64,12 +84,16 @@ def _plain_job_name(name: str) -> bool:
     return is_job_name(name) and "/" not in name and "\0" not in name and size <= 255
 
 
-def _move_back(failed: Path, target: Path, dir_mode: int) -> Retried:
-    target.parent.mkdir(mode=dir_mode, exist_ok=True)
+def _move_back(config: Config, failed: Path) -> Retried:
+    client = failed.parent.name
+    target = (config.hot if client == UNKNOWN_CLIENT else config.hot / client) / hot_name(failed)
+    target.parent.mkdir(mode=config.permissions.dir_mode, exist_ok=True)
     try:
         durable.move_new(str(failed), str(target))  # never replaces a newer file of that name in the hot folder
     except FileExistsError:
-        return Retried(failed, None)
+        return Retried(failed, None, WAITING)
+    except FileNotFoundError:  # taken back meanwhile, by another retry
+        return Retried(failed, None, "it is no longer in the failed folder")
     reason = failed.with_name(failed.name + REASON_SUFFIX)
     reason.unlink(missing_ok=True)
     return Retried(failed, target)

@@ -45,6 +45,7 @@ class Claims:
         self.dir_mode = dir_mode
         self.sequence = Sequence()
         self._made: dict[str | None, str] = {}  # client -> its claim folder, made
+        self.holding: set[str] = set()  # the claims now in the area, for the live counts (set.add is atomic)
 
     def _folder(self, client: str | None) -> str:
         folder = self._made.get(client)
@@ -91,10 +92,12 @@ class Claims:
             os.mkdir(os.path.join(folder, number + LONG))
             target = os.path.join(folder, number + LONG, candidate.name)
         os.rename(candidate.path, target)
+        self.holding.add(target)
         return Candidate(target, candidate.folder, candidate.symlink, candidate.name, candidate.origin)
 
     def release(self, claimed: Candidate, moved: bool = False) -> None:
         """Remove a finished claim; one `moved` into the archive is gone already (its folder may remain)."""
+        self.holding.discard(claimed.path)
         if not moved:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(claimed.path)
@@ -152,4 +155,5 @@ class Claims:
                         )
                     )
         found.sort(key=lambda item: item[0])
+        self.holding.update(candidate.path for _, candidate in found)
         yield from (candidate for _, candidate in found)

@@ -185,6 +185,11 @@ class StabilityTracker:
             self._files.pop(path, None)
             self._held[path] = (self.clock() + seconds, source)
 
+    @property
+    def holding(self) -> int:
+        """How many files are held (waiting for their destination)."""
+        return len(self._held)
+
     def is_held(self, path: str) -> bool:
         return path in self._held
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from json_workflow.delivery.model import Outcome
 from json_workflow.intake import ScanOutcome
-from json_workflow.store.rows import DayRows, ReceivedFile
+from json_workflow.store.rows import ClientCount, DayRows, ReceivedFile
 
 if TYPE_CHECKING:
     from json_workflow.store import Store
@@ -77,6 +77,26 @@ class DayFigures:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "day": self.day.isoformat(), "reconciled": self.reconciled}
+
+
+@dataclass
+class Today:
+    """The head of today's figures, as the overview and `status` show them."""
+
+    day: str
+    processed: int
+    archived: int
+    errors: int
+    success_rate: float
+    clients: list[ClientFigures]
+
+
+def today(store: Store, now: float, zone: ZoneInfo, highlight: str = "") -> Today:
+    day = local_day(now, zone)
+    rows = store.day_summary(*day_window(day, zone), highlight)
+    clients = [_client(c, highlight) for c in rows.clients]
+    rate = 100.0 * rows.archived / rows.processed if rows.processed else 100.0
+    return Today(day.isoformat(), rows.processed, rows.archived, rows.errors, rate, clients)
 
 
 def day_window(day: datetime.date, zone: ZoneInfo) -> tuple[float, float]:
@@ -151,13 +171,14 @@ def stats_line(store: Store, now: float, zone: ZoneInfo) -> str:
 
 
 def _clients(rows: DayRows, highlight: str) -> list[ClientFigures]:
-    clients = {
-        c.client: ClientFigures(c.client, c.processed, c.routed, c.highlighted if highlight else 0, c.errors)
-        for c in rows.clients
-    }
+    clients = {c.client: _client(c, highlight) for c in rows.clients}
     for client, category, count in rows.categories:
         clients[client].categories.append((category, count))
     return list(clients.values())
+
+
+def _client(c: ClientCount, highlight: str) -> ClientFigures:
+    return ClientFigures(c.client, c.processed, c.routed, c.highlighted if highlight else 0, c.errors)
 
 
 def _hours(counts: dict[int, int], start: float, end: float, zone: ZoneInfo) -> list[tuple[str, int]]:

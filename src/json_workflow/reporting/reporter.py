@@ -43,6 +43,7 @@ class Reporter:
         self.store = store if store is not None else open_store(config)
         self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
         self.pruned = 0.0
+        self.on_sent: Callable[[str, float], None] | None = None  # told (day, when) after each report
 
     def close(self) -> None:
         self.store.close()
@@ -105,6 +106,8 @@ class Reporter:
             delivery = self.deliver(day, now, send=self.config.email.enabled)
             self.store.mark_report_sent(day.isoformat(), now, delivery)
             log.info("Daily report for %s: %s", day.isoformat(), delivery)
+            if self.on_sent is not None:
+                self.on_sent(day.isoformat(), now)
 
     def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
         """Write one day's report (HTML and text) to `output` or the reports folder, and mail it."""

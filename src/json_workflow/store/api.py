@@ -15,9 +15,12 @@ from json_workflow.store.rows import (
     AlertState,
     Batch,
     DayRows,
+    DaySummary,
     Entry,
     Failure,
+    FileRecord,
     FinishedFile,
+    LiveRow,
     PlannedCopy,
     Received,
     SourceCount,
@@ -47,8 +50,8 @@ class Store(Protocol):
         """Close a batch's rows and record it, and forget an earlier batch's claims with it."""
         ...
 
-    def finish_recovered(self, claim: str, outcome: str, now: float) -> None:
-        """Forget a claim that recovery finished, and close its row with `outcome`."""
+    def finish_recovered(self, claim: str, outcome: str, now: float, failed_as: str | None = None) -> None:
+        """Forget a claim that recovery finished, and close its row with `outcome` (and its failed file)."""
         ...
 
     def restart(self, claim: str) -> None:
@@ -95,6 +98,10 @@ class Store(Protocol):
         """The rows a day's figures are made of, for the window [start, end)."""
         ...
 
+    def day_summary(self, start: float, end: float, highlight: str) -> DaySummary:
+        """Files processed within [start, end): archived, failed, per client (the overview's figures)."""
+        ...
+
     def by_source(self, start: float, end: float) -> list[SourceCount]:
         """Files processed (archived or failed) within [start, end), per source, by source."""
         ...
@@ -125,4 +132,49 @@ class Store(Protocol):
 
     def trouble_counts(self, since: float, until: float) -> list[TroubleCount]:
         """Destinations in trouble within (since, until], per folder."""
+        ...
+
+    # --- the file history, failed files, the live state ---------------------------------------------
+    def history(self, text: str, limit: int = 200) -> list[FileRecord]:
+        """Receptions of files whose name or job number contains `text` (any case), newest first."""
+        ...
+
+    def file_record(self, row: int) -> FileRecord | None:
+        """One reception, by its row id."""
+        ...
+
+    def receptions(self, name: str) -> list[FileRecord]:
+        """Every reception of the file `name` (CLIENT/name.json), newest first."""
+        ...
+
+    def failed_files(self, limit: int = 500) -> list[FileRecord]:
+        """Failed files set aside and not put back since, newest first."""
+        ...
+
+    def mark_retried(self, failed: Sequence[str], now: float) -> None:
+        """Note that these failed files were put back into the hot folder (logged)."""
+        ...
+
+    def outcome_totals(self) -> list[tuple[str | None, str, int]]:
+        """(client, outcome, files) over the rows kept: archived, failed and pending."""
+        ...
+
+    def last_scan(self) -> tuple[float, str, float | None, int | None] | None:
+        """(at, outcome, seconds, found) of the last periodic scan."""
+        ...
+
+    def last_report(self) -> tuple[str, float] | None:
+        """(day, sent) of the last scheduled report sent."""
+        ...
+
+    def save_live(self, row: LiveRow) -> None:
+        """A running service's live state (logged)."""
+        ...
+
+    def live(self) -> list[LiveRow]:
+        """The live state each service saved last, by instance."""
+        ...
+
+    def check_writable(self) -> None:
+        """StoreError unless a batch could be recorded now."""
         ...

@@ -5,7 +5,18 @@ from __future__ import annotations
 import sqlite3
 
 from json_workflow.names import from_store
-from json_workflow.store.rows import AlertState, ClientCount, DayRows, Failure, ReceivedFile, SourceCount, TroubleCount
+from json_workflow.store.rows import (
+    AlertState,
+    ClientCount,
+    DayRows,
+    DaySummary,
+    Failure,
+    FileRecord,
+    LiveRow,
+    ReceivedFile,
+    SourceCount,
+    TroubleCount,
+)
 
 # Files processed (archived or failed) within a window; the two parameters are its start and end.
 DONE = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
@@ -38,16 +49,7 @@ def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, l
             ).fetchall()
         ),
         scans_slow=db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow", window).fetchone()[0],
-        clients=[
-            ClientCount(*row)
-            for row in db.execute(
-                "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
-                " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
-                " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
-                f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
-                (highlight or "\0", *window),
-            )
-        ],
+        clients=clients(db, start, end, highlight),
         categories=db.execute(
             "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
             f" FROM files f WHERE {DONE} AND f.category IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
@@ -80,6 +82,28 @@ def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, l
         ],
         service_started=started[0] if started else None,
     )
+
+
+def day_summary(db: sqlite3.Connection, start: float, end: float, highlight: str) -> DaySummary:
+    processed, archived, errors = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0)"
+        f" FROM files WHERE {DONE}",
+        (start, end),
+    ).fetchone()
+    return DaySummary(processed, archived, errors, clients(db, start, end, highlight))
+
+
+def clients(db: sqlite3.Connection, start: float, end: float, highlight: str) -> list[ClientCount]:
+    return [
+        ClientCount(*row)
+        for row in db.execute(
+            "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
+            " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
+            " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
+            f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
+            (highlight or "\0", start, end),
+        )
+    ]
 
 
 def by_source(db: sqlite3.Connection, start: float, end: float) -> list[SourceCount]:
@@ -136,4 +160,81 @@ def trouble_counts(db: sqlite3.Connection, since: float, until: float) -> list[T
             "SELECT folder, COUNT(*), MIN(at), MAX(error) FROM troubles WHERE at > ? AND at <= ? GROUP BY folder",
             (since, until),
         )
+    ]
+
+
+_RECORD = (
+    "SELECT id, received, name, client, source, outcome, finished, seconds, category, job, stage, reason,"
+    " failed_as, retried FROM files"
+)
+
+
+def _records(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> list[FileRecord]:
+    rows = db.execute(f"{_RECORD} WHERE {where}", parameters).fetchall()
+    routed: dict[int, list[tuple[str, str]]] = {}
+    ids = [row[0] for row in rows]
+    for start in range(0, len(ids), 500):  # SQLite's limit on parameters is far above; PostgreSQL's too
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for file, rule, folder in db.execute(
+            f"SELECT file, rule, folder FROM routed WHERE file IN ({marks}) ORDER BY rowid", chunk
+        ):
+            routed.setdefault(file, []).append((rule, folder))
+    return [
+        FileRecord._make(
+            (*row[:12], row[12] if row[12] is None else from_store(row[12]), row[13], routed.get(row[0], []))
+        )
+        for row in rows
+    ]
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern for names containing `text`, its wildcards taken literally (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def history(db: sqlite3.Connection, text: str, limit: int) -> list[FileRecord]:
+    pattern = _like(text)
+    return _records(
+        db,
+        "name LIKE ? ESCAPE '\\' OR job LIKE ? ESCAPE '\\' ORDER BY received DESC, id DESC LIMIT ?",
+        (pattern, pattern, limit),
+    )
+
+
+def file_record(db: sqlite3.Connection, row: int) -> FileRecord | None:
+    found = _records(db, "id = ?", (row,))
+    return found[0] if found else None
+
+
+def receptions(db: sqlite3.Connection, name: str) -> list[FileRecord]:
+    return _records(db, "name = ? ORDER BY received DESC, id DESC", (name,))
+
+
+def failed_files(db: sqlite3.Connection, limit: int) -> list[FileRecord]:
+    return _records(
+        db,
+        "outcome = 'failed' AND retried IS NULL AND failed_as IS NOT NULL ORDER BY finished DESC, id DESC LIMIT ?",
+        (limit,),
+    )
+
+
+def outcome_totals(db: sqlite3.Connection) -> list[tuple[str | None, str, int]]:
+    return db.execute(
+        "SELECT client, outcome, COUNT(*) FROM files WHERE outcome IN ('archived', 'failed', 'pending')"
+        " GROUP BY client, outcome"
+    ).fetchall()
+
+
+def last_scan(db: sqlite3.Connection) -> tuple[float, str, float | None, int | None] | None:
+    return db.execute("SELECT at, outcome, seconds, found FROM scans ORDER BY at DESC LIMIT 1").fetchone()
+
+
+def last_report(db: sqlite3.Connection) -> tuple[str, float] | None:
+    return db.execute("SELECT day, sent FROM reports ORDER BY sent DESC LIMIT 1").fetchone()
+
+
+def live(db: sqlite3.Connection) -> list[LiveRow]:
+    return [
+        LiveRow(*row) for row in db.execute("SELECT instance, pid, started, beat, state FROM live ORDER BY instance")
     ]

@@ -55,6 +55,8 @@ class FinishedFile(NamedTuple):
     reason: str | None = None
     inode: int | None = None  # in the hot folder, for a pending file; None keeps the known one
     routed: Sequence[tuple[str, str]] = ()  # (rule, folder) of each copy sent
+    job: str | None = None  # JobDetails.JobNumber
+    failed_as: str | None = None  # the failed file, for a failed one
 
 
 class Batch(NamedTuple):
@@ -98,6 +100,15 @@ class TroubleCount(NamedTuple):
     error: str  # the last one, in sort order
 
 
+class DaySummary(NamedTuple):
+    """The head of a day's figures, cheap enough for every view of the overview."""
+
+    processed: int
+    archived: int
+    errors: int
+    clients: list[ClientCount]  # most files first
+
+
 class DayRows(NamedTuple):
     """What a day's figures are computed from: the rows of one window [start, end), mostly counted."""
 
@@ -122,3 +133,33 @@ class DayRows(NamedTuple):
 class AlertState(NamedTuple):
     since: float  # alerts cover what happened after this
     sent: float  # the last alert mailed; 0.0 before the first
+
+
+class FileRecord(NamedTuple):
+    """One time a file was received, as the file history and the failed files page show it."""
+
+    id: int
+    received: float
+    name: str  # CLIENT/name.json
+    client: str | None
+    source: str
+    outcome: str | None  # None while in flight
+    finished: float | None
+    seconds: float | None
+    category: str | None
+    job: str | None
+    stage: str | None
+    reason: str | None
+    failed_as: str | None  # the failed file
+    retried: float | None  # when the failed file was put back into the hot folder
+    routed: list[tuple[str, str]]  # (rule, folder) of each copy sent
+
+
+class LiveRow(NamedTuple):
+    """What a running service saved of its live state (JSON), and when."""
+
+    instance: str
+    pid: int
+    started: float
+    beat: float
+    state: str

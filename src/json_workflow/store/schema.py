@@ -67,5 +67,24 @@ _BASELINE = [
     "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value)",
 ]
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "the journal and the statistics", tuple(_BASELINE)),)
+_HISTORY = [
+    "ALTER TABLE files ADD COLUMN job TEXT",  # JobDetails.JobNumber, for the file history's search
+    "ALTER TABLE files ADD COLUMN failed_as TEXT",  # the failed file of a failed one, for retry by its row
+    "ALTER TABLE files ADD COLUMN retried REAL",  # when that failed file was put back into the hot folder
+    "CREATE INDEX files_failed ON files (finished) WHERE outcome = 'failed' AND retried IS NULL",
+    # What a running service knows and the statistics do not (its watcher, destinations in trouble, the
+    # files it holds), saved every few seconds for `status` and a dashboard run apart from it.
+    """CREATE TABLE live (
+        instance TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        started REAL NOT NULL,
+        beat REAL NOT NULL,       -- when it was saved: the main loop's heartbeat
+        state TEXT NOT NULL       -- JSON
+    )""",
+]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the journal and the statistics", tuple(_BASELINE)),
+    Migration(2, "the file history, retry by row and the live state", tuple(_HISTORY)),
+)
 VERSION = MIGRATIONS[-1].version

@@ -20,9 +20,12 @@ from json_workflow.store.rows import (
     AlertState,
     Batch,
     DayRows,
+    DaySummary,
     Entry,
     Failure,
+    FileRecord,
     FinishedFile,
+    LiveRow,
     PlannedCopy,
     Received,
     SourceCount,
@@ -125,8 +128,8 @@ class SqliteStore:
 
         self._forget(forget, close)
 
-    def finish_recovered(self, claim: str, outcome: str, now: float) -> None:
-        self._forget([claim], lambda db: stats.recovered(db, claim, outcome, now))
+    def finish_recovered(self, claim: str, outcome: str, now: float, failed_as: str | None = None) -> None:
+        self._forget([claim], lambda db: stats.recovered(db, claim, outcome, now, failed_as))
 
     def restart(self, claim: str) -> None:
         self._attempted.add(claim)
@@ -172,6 +175,10 @@ class SqliteStore:
         with self._transaction(begin="BEGIN") as db:  # one snapshot, so that the figures add up
             return queries.day_rows(db, start, end, highlight, last_errors)
 
+    def day_summary(self, start: float, end: float, highlight: str) -> DaySummary:
+        with self._transaction(begin="BEGIN") as db:
+            return queries.day_summary(db, start, end, highlight)
+
     def by_source(self, start: float, end: float) -> list[SourceCount]:
         with self._reading() as db:
             return queries.by_source(db, start, end)
@@ -203,6 +210,50 @@ class SqliteStore:
     def trouble_counts(self, since: float, until: float) -> list[TroubleCount]:
         with self._reading() as db:
             return queries.trouble_counts(db, since, until)
+
+    # --- the file history, failed files, the live state ---------------------------------------
+    def history(self, text: str, limit: int = 200) -> list[FileRecord]:
+        with self._reading() as db:
+            return queries.history(db, text, limit)
+
+    def file_record(self, row: int) -> FileRecord | None:
+        with self._reading() as db:
+            return queries.file_record(db, row)
+
+    def receptions(self, name: str) -> list[FileRecord]:
+        with self._reading() as db:
+            return queries.receptions(db, name)
+
+    def failed_files(self, limit: int = 500) -> list[FileRecord]:
+        with self._reading() as db:
+            return queries.failed_files(db, limit)
+
+    def mark_retried(self, failed: Sequence[str], now: float) -> None:
+        self._record(lambda db: stats.retried(db, list(failed), now))
+
+    def outcome_totals(self) -> list[tuple[str | None, str, int]]:
+        with self._reading() as db:
+            return queries.outcome_totals(db)
+
+    def last_scan(self) -> tuple[float, str, float | None, int | None] | None:
+        with self._reading() as db:
+            return queries.last_scan(db)
+
+    def last_report(self) -> tuple[str, float] | None:
+        with self._reading() as db:
+            return queries.last_report(db)
+
+    def save_live(self, row: LiveRow) -> None:
+        self._record(lambda db: stats.save_live(db, row))
+
+    def live(self) -> list[LiveRow]:
+        with self._reading() as db:
+            return queries.live(db)
+
+    def check_writable(self) -> None:
+        # The write lock taken and given back: what a batch needs first, without writing anything.
+        with self._transaction():
+            pass
 
 
 @contextlib.contextmanager

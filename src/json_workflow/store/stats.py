@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from json_workflow.names import shown, stored
-from json_workflow.store.rows import Batch, FinishedFile, Received
+from json_workflow.store.rows import Batch, FinishedFile, LiveRow, Received
 
 
 def open_rows(db: sqlite3.Connection, received: Sequence[Received]) -> list[int]:
@@ -43,9 +43,24 @@ def open_rows(db: sqlite3.Connection, received: Sequence[Received]) -> list[int]
 def close_rows(db: sqlite3.Connection, files: Sequence[FinishedFile], now: float) -> None:
     db.executemany(
         "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
-        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode) WHERE id = ?",
+        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode), job = ?, failed_as = ?"
+        " WHERE id = ?",
         [
-            (f.outcome, now, f.seconds, f.client, f.category, f.studio, f.title, f.stage, f.reason, f.inode, f.row)
+            (
+                f.outcome,
+                now,
+                f.seconds,
+                f.client,
+                f.category,
+                f.studio,
+                f.title,
+                f.stage,
+                f.reason,
+                f.inode,
+                f.job,
+                f.failed_as if f.failed_as is None else stored(f.failed_as),
+                f.row,
+            )
             for f in files
         ],
     )
@@ -55,10 +70,25 @@ def close_rows(db: sqlite3.Connection, files: Sequence[FinishedFile], now: float
     )
 
 
-def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float) -> None:
+def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float, failed_as: str | None) -> None:
     """Close the row of a file that a crash left staged and the next start finished."""
     db.execute(
-        "UPDATE files SET outcome = ?, finished = ? WHERE claim = ? AND outcome IS NULL", (outcome, now, stored(claim))
+        "UPDATE files SET outcome = ?, finished = ?, failed_as = ? WHERE claim = ? AND outcome IS NULL",
+        (outcome, now, failed_as if failed_as is None else stored(failed_as), stored(claim)),
+    )
+
+
+def retried(db: sqlite3.Connection, failed: list[str], now: float) -> None:
+    db.executemany(
+        "UPDATE files SET retried = ? WHERE failed_as = ? AND retried IS NULL", [(now, stored(f)) for f in failed]
+    )
+
+
+def save_live(db: sqlite3.Connection, row: LiveRow) -> None:
+    db.execute(
+        "INSERT INTO live (instance, pid, started, beat, state) VALUES (?, ?, ?, ?, ?) ON CONFLICT (instance)"
+        " DO UPDATE SET pid = excluded.pid, started = excluded.started, beat = excluded.beat, state = excluded.state",
+        row,
     )
 
 

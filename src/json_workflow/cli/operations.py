@@ -1,0 +1,89 @@
+"""The commands an operator watches the service with: status, history, dashboard."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+
+import click
+
+from json_workflow.cli.app import Exit, config_option, load_config, main, operator_errors, root_option
+from json_workflow.config import Config
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@config_option
+@root_option
+def status(as_json: bool, config_path: str | None, root: str | None) -> None:
+    """One screen: the service, its files and destinations, failed files, today's figures.
+
+    Exit 0 when the service runs and nothing needs attention, 1 when something does, 3 when no service runs.
+    """
+    from json_workflow.monitor.status import read_status
+
+    config = load_config(config_path, root)
+    with operator_errors():
+        found = read_status(config)
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), indent=2))
+    else:
+        click.echo("\n".join(found.lines(config.email.zone)))
+    sys.exit(found.exit_code)
+
+
+@main.command()
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print the receptions as JSON.")
+@click.option("--limit", default=200, show_default=True, help="At most this many receptions.")
+@config_option
+@root_option
+def history(text: str, as_json: bool, limit: int, config_path: str | None, root: str | None) -> None:
+    """Every reception of the files whose name or job number contains TEXT, newest first."""
+    config = load_config(config_path, root)
+    records = [record._asdict() for record in _history(config, text, limit)]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        click.echo(f"No file whose name or job number contains {text!r} (within the statistics kept)")
+        sys.exit(1)
+    zone = config.email.zone
+    for r in records:
+        click.echo(
+            f"{_when(r['received'], zone)}  {r['name']}  #{r['id']}  from {r['source'].lower()}: "
+            + (r["outcome"] or "in progress")
+            + (f"{' ' if r['outcome'] else ''}({_seconds(r['seconds'])})" if r["seconds"] is not None else "")
+        )
+        if r["job"]:
+            click.echo(f"    job number {r['job']}")
+        for rule, folder in r["routed"]:
+            click.echo(f"    {rule} -> {folder}  at {_when(r['finished'], zone)}")
+        if r["outcome"] in ("failed", "pending"):
+            click.echo(f"    {r['stage']}: {r['reason']}")
+        if r["failed_as"]:
+            click.echo(f"    failed file: {r['failed_as']}")
+        if r["retried"]:
+            click.echo(f"    put back into the hot folder at {_when(r['retried'], zone)}")
+
+
+def _history(config: Config, text: str, limit: int):
+    from json_workflow.store import DATABASE, open_store
+
+    if not (config.state / DATABASE).is_file():
+        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    with operator_errors():
+        store = open_store(config)
+        try:
+            return store.history(text, limit)
+        finally:
+            store.close()
+
+
+def _when(ts: float | None, zone: datetime.tzinfo) -> str:
+    return "-" if ts is None else datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"

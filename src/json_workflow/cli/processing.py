@@ -1,0 +1,155 @@
+"""The commands that process files: run (the service, or --once), explain, check-config, retry, demo."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from json_workflow.cli.app import config_option, load_config, main, operator_errors, root_option, setup_logging
+from json_workflow.config import Config
+from json_workflow.errors import Rejected, StillWriting
+from json_workflow.intake.scan import scan
+from json_workflow.names import shown
+
+# A backlog at least this large gets a progress bar when stderr is a terminal.
+PROGRESS_MIN_FILES = 500
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process everything in the hot folder, then exit.")
+@config_option
+@root_option
+def run(once: bool, config_path: str | None, root: str | None) -> None:
+    """Run the service (watch the hot folder), or with --once process it and exit."""
+    from json_workflow.run import check_hot_folder, run_once
+
+    config = load_config(config_path, root, sends_mail=not once)
+    if not once:
+        from json_workflow.service import Service
+
+        with operator_errors():
+            setup_logging(config, logging.INFO)
+            sys.exit(Service(config, config_path, root).run())
+    with operator_errors():
+        check_hot_folder(config)
+        backlog = _count_backlog(config) if sys.stderr.isatty() else 0
+        show_bar = backlog >= PROGRESS_MIN_FILES
+        setup_logging(config, logging.WARNING if show_bar else logging.INFO)
+        if show_bar:
+            with click.progressbar(length=backlog, label="Processing", file=sys.stderr) as bar:
+                summary = run_once(config, bar.update)
+        else:
+            summary = run_once(config)
+    click.echo(summary.line())
+
+
+def _count_backlog(config: Config) -> int:
+    return sum(1 for _ in scan(config.hot))
+
+
+@main.command()
+@config_option
+@root_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
+    """Show each file's fields and every place it would go, and why. Changes nothing."""
+    from json_workflow.explain import Explanation, client_folder, explain
+    from json_workflow.intake.scan import read_job_file
+
+    config = load_config(config_path, root)
+    unreadable = 0
+    for file in files:
+        path = Path(os.path.abspath(file))
+        folder = client_folder(path, config.hot)
+        click.echo(shown(str(path)))
+        try:
+            found = explain(read_job_file(str(path), config.max_file_bytes).data, folder, config)
+        except Rejected as r:  # too large, or not a regular file
+            found = Explanation(rejection=r, failed_folder=config.failed_folder(folder))
+        except StillWriting as e:
+            click.echo(f"  still being written ({e}): it is taken once complete")
+            continue
+        except OSError as e:
+            click.echo(f"  cannot read: {e.strerror}")
+            unreadable += 1
+            continue
+        if found.rejection is not None:
+            click.echo(f"  rejected at {found.rejection.stage}: {found.rejection.reason}")
+            click.echo(f"  -> {shown(str(found.failed_folder))}/  (failed folder, with a reason file)")
+            continue
+        for key, value in found.fields:
+            click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
+        for dest in found.destinations:
+            why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
+            click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
+    sys.exit(1 if unreadable else 0)
+
+
+@main.command("check-config")
+@config_option
+@root_option
+def check_config(config_path: str | None, root: str | None) -> None:
+    """Validate the configuration and print the effective folders and routing table."""
+    config = load_config(config_path, root)
+    click.echo(f"configuration: {config_path or 'built-in'} (valid)")
+    for problem in config.email.secret_problems():
+        click.echo(f"warning: {problem}")
+    click.echo(f"root:    {config.root}")
+    for key in ("hot", "archive", "failed", "logs", "state"):
+        click.echo(f"{key + ':':8} {getattr(config, key)}")
+    click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
+    click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+    email = config.email
+    mailed = (
+        f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}"
+        if email.enabled
+        else "written to the logs folder only (email not enabled)"
+    )
+    click.echo(
+        f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days"
+    )
+    click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
+    for rule in config.routes:
+        when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())
+        click.echo(f"  {rule.name}: {when}\n      -> {config.folder(rule.destination)}")
+
+
+@main.command()
+@root_option
+@config_option
+@click.argument("clients", nargs=-1)
+def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -> None:
+    """Move failed files (of CLIENTS, or all) back into the hot folder under their original names."""
+    from json_workflow.delivery.retry import retry as retry_files
+    from json_workflow.store import DATABASE, open_store
+
+    config = load_config(config_path, root)
+    moved: list[str] = []
+    skipped = 0
+    for item in retry_files(config, clients):
+        if item.target is None:
+            skipped += 1
+            click.echo(f"skipped {shown(str(item.source))}: {item.skipped}")
+        else:
+            moved.append(str(item.source))
+            click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
+    if moved and (config.state / DATABASE).is_file():  # the file history shows when each went back
+        with operator_errors():
+            store = open_store(config)
+            store.mark_retried(moved, time.time())
+            store.close()
+    click.echo(f"Retried {len(moved)} files" + (f", skipped {skipped}" if skipped else ""))
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def demo(directory: str | None) -> None:
+    """Build a sandbox with sample jobs, process it, and show where every file went."""
+    from json_workflow.demo import run_demo
+
+    sys.exit(run_demo(directory))

@@ -1,0 +1,102 @@
+"""The commands that read the statistics: report and stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from json_workflow.cli.app import (
+    BadConfiguration,
+    Exit,
+    config_option,
+    load_config,
+    main,
+    operator_errors,
+    root_option,
+)
+from json_workflow.config import Config
+from json_workflow.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from json_workflow.reporting.reporter import Reporter
+
+
+def _open_statistics(config: Config) -> Reporter:
+    """The Reporter over the store, or exit 1 when nothing was ever recorded."""
+    from json_workflow.reporting.reporter import Reporter
+    from json_workflow.store import DATABASE
+
+    if not (config.state / DATABASE).is_file():
+        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    with operator_errors():
+        return Reporter(config)
+
+
+def _day(value: str | None, config: Config):
+    import datetime
+    import time
+
+    from json_workflow.reporting.figures import local_day
+
+    if value is None:
+        return local_day(time.time(), config.email.zone)
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint="--date") from None
+
+
+date_option = click.option(
+    "--date", "date", metavar="YYYY-MM-DD", help="The day, in the configured time zone (email.timezone); default today."
+)
+
+
+@main.command()
+@date_option
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the HTML here (the text beside it, .txt).")
+@click.option("--send", is_flag=True, help="Also mail it through the configured SMTP server.")
+@config_option
+@root_option
+def report(date: str | None, output: str | None, send: bool, config_path: str | None, root: str | None) -> None:
+    """Write (and with --send, mail) the HTML report of a day."""
+    import time
+
+    config = load_config(config_path, root, sends_mail=send)
+    day = _day(date, config)
+    if send and not config.email.enabled:
+        raise BadConfiguration("--send needs [email] enabled = true in the configuration")
+    reporter = _open_statistics(config)
+    try:
+        click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, Path(output) if output else None))
+    except WorkflowError as e:
+        raise Exit(f"report for {day} not sent: {e}") from None
+    except OSError as e:
+        raise Exit(f"cannot write the report: {e}") from None
+    finally:
+        reporter.close()
+
+
+@main.command()
+@date_option
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@config_option
+@root_option
+def stats(date: str | None, as_json: bool, config_path: str | None, root: str | None) -> None:
+    """Print the figures of a day (default today)."""
+    import json
+    import time
+
+    from json_workflow.reporting import figures, render
+
+    config = load_config(config_path, root)
+    day = _day(date, config)
+    reporter = _open_statistics(config)
+    try:
+        fig = figures.build(
+            reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight
+        )
+    finally:
+        reporter.close()
+    click.echo(json.dumps(fig.as_dict(), indent=2) if as_json else render.text(fig, config.report.title))

@@ -1,0 +1,301 @@
+"""What a running service knows right now: counters, gauges, destinations in trouble, the latest activity.
+
+The service updates a Monitor from its main thread, per batch and per turn; the web server, the
+metrics and the saved live state read it from theirs. Nothing here touches the disk: /metrics must
+never cost the files a scan.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from json_workflow.config import UNKNOWN_CLIENT, Config
+from json_workflow.delivery.model import Delivery, Outcome
+from json_workflow.errors import DestinationError, StoreError
+from json_workflow.logs import log
+from json_workflow.names import shown
+from json_workflow.store import Store
+from json_workflow.store.rows import LiveRow
+
+# file_seconds' buckets, claim to finish: a file takes milliseconds; a slow share, seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ACTIVITY = 200  # the latest events kept for the overview
+# Client label values beyond this many are counted as "_other": a label per folder, never unbounded.
+MAX_CLIENTS = 500
+OTHER_CLIENTS = "_other"
+ARCHIVE, FAILED = "archive", "failed"  # the destinations that are not rules, by the names they show under
+_ARCHIVED, _FAILED, _PENDING = Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING
+
+
+@dataclass
+class Destination:
+    """A configured destination folder and the rules (or archive, failed) that send files to it."""
+
+    folder: str
+    rules: list[str]
+    state: str = "ok"  # or "trouble"
+    error: str = ""
+    since: float | None = None
+    next_retry: float | None = None
+
+
+@dataclass
+class Event:
+    seq: int
+    at: float
+    kind: str  # archived, failed, pending, or info / warning for what is not a file
+    text: str
+    file: int | None = None  # the file's row in the history
+
+
+@dataclass
+class Live:
+    """A snapshot of the live state, as saved for `status` and shown by the overview (JSON keys are an interface)."""
+
+    instance: str
+    pid: int
+    started: float
+    beat: float
+    watch: str
+    watcher_alive: bool
+    hot_ok: bool
+    hot_error: str
+    waiting: int  # seen in the hot folder, not yet taken
+    claimed: int
+    pending: int  # back in the hot folder, waiting for a destination
+    destinations: list[Destination]
+    last_scan: dict[str, Any] | None
+    scans: dict[str, int]
+    report: dict[str, Any] | None
+    activity: list[Event] = field(default_factory=list)
+
+    def as_dict(self, activity: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not activity:
+            del data["activity"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Live:
+        data = dict(data)
+        data["destinations"] = [Destination(**d) for d in data.get("destinations", [])]
+        data["activity"] = [Event(**e) for e in data.get("activity", [])]
+        return cls(**data)
+
+    @property
+    def in_trouble(self) -> list[Destination]:
+        return [d for d in self.destinations if d.state != "ok"]
+
+
+class Monitor:
+    """The service's live state and its in-memory counters (the /metrics counters start at 0 at each start)."""
+
+    def __init__(self, config: Config, instance: str, clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self.instance = instance
+        self.started = self.beat = clock()
+        self.watch: str = config.watch
+        self.watcher_alive, self.hot_ok, self.hot_error = True, True, ""
+        self.waiting = self.claimed = self.pending = 0
+        self.files: Counter[tuple[str, str]] = Counter()
+        self.copies: Counter[str] = Counter()
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds_sum = 0.0
+        self.scans: Counter[str] = Counter({"completed": 0, "skipped": 0, "abandoned": 0})
+        self.last_scan: dict[str, Any] | None = None
+        self.report: dict[str, Any] | None = None
+        self.activity: deque[Event] = deque(maxlen=ACTIVITY)
+        self._seq = itertools.count(1)
+        self._troubles: dict[str, Destination] = {}  # trouble folder -> its state
+        self._lock = threading.Lock()
+        self.clients: set[str] = {UNKNOWN_CLIENT}
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Known label values from the configuration and the hot folder; zeros for the series known in advance."""
+        with self._lock:
+            self.config = config
+            self.clients.update(_client_folders(config.hot))
+            for client in self.clients:
+                for outcome in (_ARCHIVED, _FAILED):
+                    self.files.setdefault((client, str(outcome)), 0)
+            for rule in config.routes:
+                self.copies.setdefault(rule.name, 0)
+
+    # --- updates, from the service's main thread ----------------------------------------------
+    def finished(self, deliveries: Iterable[Delivery]) -> None:
+        """Count the files a batch finished, and learn from them which destinations work."""
+        now = self.clock()
+        with self._lock:
+            for d in deliveries:
+                outcome = d.outcome
+                if outcome == _PENDING:
+                    if isinstance(d.waiting_on, DestinationError):
+                        self._trouble(d.waiting_on, now)
+                    self._event(now, "pending", f"{d.candidate.display} waits: {d.waiting_on}", d.row)
+                    continue
+                if outcome != _ARCHIVED and outcome != _FAILED:
+                    continue
+                client = self._client(d.candidate.folder)
+                self.files[(client, str(outcome))] += 1
+                self.buckets[bisect.bisect_left(BUCKETS, d.seconds)] += 1
+                self.seconds_sum += d.seconds
+                if outcome == _FAILED:
+                    assert d.rejection is not None
+                    self._working(os.path.dirname(d.failed_as or ""))
+                    text = f"{d.candidate.display} failed at {d.rejection.stage}: {d.rejection.reason}"
+                    self._event(now, "failed", text, d.row)
+                    continue
+                for destination in d.destinations:
+                    self._working(destination.path)
+                    if not destination.is_archive:
+                        for rule in destination.reasons:
+                            self.copies[rule] += 1
+                self._event(now, "archived", f"{d.candidate.display} archived", d.row)
+
+    def held(self, trouble: DestinationError, seconds: float) -> None:
+        """A file waits for `trouble`'s folder; it is tried again in `seconds`."""
+        with self._lock:
+            self._trouble(trouble, self.clock()).next_retry = self.clock() + seconds
+
+    def scanned(self, outcome: str, seconds: float | None, found: int | None) -> None:
+        with self._lock:
+            self.scans[outcome] += 1
+            self.last_scan = {"at": self.clock(), "outcome": outcome, "seconds": seconds, "found": found}
+
+    def report_sent(self, day: str, at: float) -> None:
+        with self._lock:
+            self.report = {"day": day, "sent": at}
+            self._event(at, "info", f"Daily report for {day} sent")
+
+    def note(self, text: str, kind: str = "info") -> None:
+        """An event for the overview's activity (a reload, a remount, a start)."""
+        with self._lock:
+            self._event(self.clock(), kind, text)
+
+    def turn(self, waiting: int, claimed: int, pending: int, watcher_alive: bool) -> None:
+        """The main loop's heartbeat, with the counts it knows."""
+        self.waiting, self.claimed, self.pending, self.watcher_alive = waiting, claimed, pending, watcher_alive
+        self.beat = self.clock()
+
+    def intake(self, ok: bool, error: str = "") -> None:
+        self.hot_ok, self.hot_error = ok, error
+
+    # --- reading, from any thread -------------------------------------------------------------
+    def snapshot(self, activity: int = 0) -> Live:
+        """The live state now, with the latest `activity` events, newest first."""
+        with self._lock:
+            events = list(itertools.islice(reversed(self.activity), activity))
+            return Live(
+                instance=self.instance,
+                pid=os.getpid(),
+                started=self.started,
+                beat=self.beat,
+                watch=self.watch,
+                watcher_alive=self.watcher_alive,
+                hot_ok=self.hot_ok,
+                hot_error=self.hot_error,
+                waiting=self.waiting,
+                claimed=self.claimed,
+                pending=self.pending,
+                destinations=self._destinations(),
+                last_scan=dict(self.last_scan) if self.last_scan else None,
+                scans=dict(self.scans),
+                report=dict(self.report) if self.report else None,
+                activity=events,
+            )
+
+    def counters(self) -> tuple[dict[tuple[str, str], int], dict[str, int], list[int], float]:
+        """files by (client, outcome), copies by rule, file_seconds' bucket counts and sum: copies, taken at once."""
+        with self._lock:
+            return dict(self.files), dict(self.copies), list(self.buckets), self.seconds_sum
+
+    def events_after(self, seq: int) -> list[Event]:
+        """Events newer than `seq`, oldest first (for the overview's live updates)."""
+        with self._lock:
+            return [e for e in self.activity if e.seq > seq]
+
+    # --- the store: saved for `status`, the last scan and report read at start -------------------
+    def save(self, store: Store) -> None:
+        """Save the live state (a failure is logged by the store: it is only for `status`)."""
+        live = self.snapshot()
+        store.save_live(LiveRow(live.instance, live.pid, live.started, live.beat, json.dumps(live.as_dict())))
+
+    def restore(self, store: Store) -> None:
+        """The last scan and report from before this start, which the overview shows until the next ones."""
+        try:
+            scan, report = store.last_scan(), store.last_report()
+        except StoreError as e:  # figures for the overview only
+            log.warning("Cannot read the last scan and report from the statistics: %s", e)
+            return
+        with self._lock:
+            if scan is not None:
+                self.last_scan = {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]}
+            if report is not None:
+                self.report = {"day": report[0], "sent": report[1]}
+
+    # --- inside the lock ------------------------------------------------------------------------
+    def _client(self, folder: str | None) -> str:
+        label = UNKNOWN_CLIENT if folder is None else shown(folder)
+        if label not in self.clients:
+            if len(self.clients) >= MAX_CLIENTS:
+                return OTHER_CLIENTS
+            self.clients.add(label)
+        return label
+
+    def _trouble(self, trouble: DestinationError, now: float) -> Destination:
+        known = self._troubles.get(trouble.folder)
+        if known is None:
+            known = self._troubles[trouble.folder] = Destination(trouble.folder, [], "trouble", str(trouble), now)
+            self._event(now, "warning", f"Destination in trouble: {trouble}")
+        known.error = str(trouble)
+        return known
+
+    def _working(self, folder: str) -> None:
+        if self._troubles and self._troubles.pop(folder, None) is not None:
+            self._event(self.clock(), "info", f"Destination working again: {shown(folder)}")
+
+    def _event(self, at: float, kind: str, text: str, file: int | None = None) -> None:
+        self.activity.append(Event(next(self._seq), at, kind, text, file))
+
+    def _destinations(self) -> list[Destination]:
+        """Every configured destination, each with the worst trouble of the folders below it."""
+        config = self.config
+        places: dict[str, Destination] = {str(config.archive): Destination(str(config.archive), [ARCHIVE])}
+        for rule in config.routes:
+            folder = str(config.folder(rule.destination))
+            places.setdefault(folder, Destination(folder, [])).rules.append(rule.name)
+        places.setdefault(str(config.failed), Destination(str(config.failed), [FAILED]))
+        for folder, trouble in self._troubles.items():
+            place = places.get(folder) or _container(places, folder)
+            if place is not None and (place.state == "ok" or (trouble.since or 0) < (place.since or 0)):
+                place.state, place.error, place.since = "trouble", trouble.error, trouble.since
+                place.next_retry = trouble.next_retry
+        return list(places.values())
+
+
+def _container(places: dict[str, Destination], folder: str) -> Destination | None:
+    """The configured destination `folder` is inside (the archive's client folders, the failed folder's)."""
+    path = Path(folder)
+    for place, destination in places.items():
+        if path.is_relative_to(place):
+            return destination
+    return None
+
+
+def _client_folders(hot: Path) -> list[str]:
+    try:
+        with os.scandir(hot) as entries:
+            return [shown(e.name) for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+    except OSError:
+        return []

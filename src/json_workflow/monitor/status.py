@@ -1,0 +1,147 @@
+"""The status of a data root as another process sees it: the service's saved live state and the store's figures.
+
+`json-workflow status` and a dashboard run apart from the service read it; the service's own pages
+read its Monitor instead, which is the same state a few seconds fresher.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from json_workflow.config import Config
+from json_workflow.monitor.live import Live
+from json_workflow.reporting import figures
+from json_workflow.run import lock_holder
+from json_workflow.store import DATABASE, Store, open_store
+from json_workflow.store.rows import FileRecord
+
+# The main loop turns at least once a second; this long without a turn, it is stuck (a hung mount, say).
+HEARTBEAT_LIMIT = 60.0
+RUNNING, ATTENTION, NOT_RUNNING = 0, 1, 3  # status's exit codes
+
+
+@dataclass
+class Status:
+    """One data root now: who holds it, what the service saved, today's figures, failed files, last scan and report."""
+
+    generated: float
+    running: str  # "service", "run" (a run --once), or "" when nothing holds the root
+    pid: int | None
+    live: Live | None  # the service's live state, when a service runs
+    today: figures.Today | None  # None before anything ran here
+    failed_files: int
+    last_scan: dict[str, Any] | None
+    last_report: dict[str, Any] | None
+
+    def attention(self) -> list[str]:
+        """What needs an operator, one line each."""
+        problems = []
+        live = self.live
+        if live is not None:
+            if self.generated - live.beat > HEARTBEAT_LIMIT:
+                problems.append(f"the main loop has not turned for {self.generated - live.beat:.0f}s")
+            if not live.hot_ok:
+                problems.append("the hot folder is unavailable (an unmounted share?)")
+            if not live.watcher_alive:
+                problems.append(f"the {live.watch} watcher has stopped")
+            for d in live.in_trouble:
+                problems.append(f"destination in trouble: {d.error}")
+        if self.failed_files:
+            problems.append(f"{self.failed_files} failed files wait for an operator (json-workflow retry)")
+        return problems
+
+    @property
+    def exit_code(self) -> int:
+        if self.running != "service":
+            return NOT_RUNNING
+        return ATTENTION if self.attention() else RUNNING
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["live"] = None if self.live is None else self.live.as_dict()
+        data["attention"] = self.attention()
+        return data
+
+    def lines(self, zone: ZoneInfo) -> list[str]:
+        """The one screen `status` prints."""
+
+        def when(ts: float | None) -> str:
+            return "never" if ts is None else datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+        live = self.live
+        if self.running == "service" and live is not None:
+            head = (
+                f"Service: running (pid {self.pid}, {live.instance}) since {when(live.started)}, "
+                f"watching with {live.watch}; last heartbeat {max(0.0, self.generated - live.beat):.0f}s ago"
+            )
+        elif self.running:
+            head = f"Service: not running; a json-workflow run (pid {self.pid}) is processing the hot folder"
+        else:
+            head = "Service: not running"
+        out = [head]
+        if live is not None and self.running == "service":
+            counts = f"{live.waiting} waiting, {live.claimed} claimed, {live.pending} waiting for a destination"
+            out.append(f"Files: {counts}")
+            for d in live.destinations:
+                state = "ok" if d.state == "ok" else f"IN TROUBLE since {when(d.since)}: {d.error}"
+                retry = f" (next retry {when(d.next_retry)})" if d.state != "ok" and d.next_retry else ""
+                out.append(f"  {', '.join(d.rules) or '-'} -> {d.folder}: {state}{retry}")
+        if self.today is not None:
+            t = self.today
+            out.append(
+                f"Today ({t.day}): {t.processed} processed, {t.archived} archived, {t.errors} errors, "
+                f"{t.success_rate:.1f}% success"
+            )
+            out += [f"  {c.client}: {c.processed} processed, {c.errors} errors" for c in t.clients]
+        out.append(f"Failed files waiting: {self.failed_files}")
+        scan = self.last_scan
+        out.append(
+            "Last periodic scan: "
+            + ("never" if scan is None else f"{when(scan['at'])} ({scan['outcome']}, {scan.get('found')} found)")
+        )
+        report = self.last_report
+        out.append("Last report sent: " + ("never" if report is None else f"{report['day']} at {when(report['sent'])}"))
+        problems = self.attention()
+        out.append("Needs attention:" if problems else "Nothing needs attention")
+        out += [f"  - {p}" for p in problems]
+        return out
+
+
+def read_status(config: Config, now: float | None = None) -> Status:
+    """The status of the configured root; a store is opened only when one exists (nothing is created)."""
+    now = time.time() if now is None else now
+    pid = lock_holder(config)
+    if not (config.state / DATABASE).is_file():
+        return Status(now, "run" if pid else "", pid, None, None, 0, None, None)
+    store = open_store(config)
+    try:
+        return status_from(store, config, pid, now)
+    finally:
+        store.close()
+
+
+def waiting_failed(store: Store, limit: int = 10_000) -> list[FileRecord]:
+    """The failed files the store knows that are still in the failed folder (an operator may have moved some)."""
+    return [r for r in store.failed_files(limit) if r.failed_as is not None and os.path.lexists(r.failed_as)]
+
+
+def status_from(store: Store, config: Config, pid: int | None, now: float) -> Status:
+    saved = {row.pid: row for row in store.live()}
+    live = Live.from_dict(json.loads(saved[pid].state)) if pid in saved else None
+    scan, report = store.last_scan(), store.last_report()
+    return Status(
+        generated=now,
+        running="" if pid is None else ("service" if live is not None else "run"),
+        pid=pid,
+        live=live,
+        today=figures.today(store, now, config.email.zone, config.report.highlight),
+        failed_files=len(waiting_failed(store)),
+        last_scan=None if scan is None else {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]},
+        last_report=None if report is None else {"day": report[0], "sent": report[1]},
+    )
