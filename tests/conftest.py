@@ -210,9 +210,11 @@ def read_or_none(path: Path) -> bytes | None:
 
 def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = "", scan_interval: float = 2) -> Path:
     """A service configuration: files stable after 1 s, a periodic scan every `scan_interval` seconds."""
+    # The dashboard on a port of its own (the log says which): services of several tests never collide.
+    web = "" if "[http]" in extra else '\n[http]\nlisten = "127.0.0.1:0"\n'
     path.write_text(
         f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = {scan_interval:g}\n'
-        f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}"
+        f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}{web}"
     )
     return path
 
@@ -242,6 +244,12 @@ class Service:
 
     def text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+    @property
+    def url(self) -> str:
+        """The dashboard's address, from the log line that announces it."""
+        found = wait_for(lambda: re.search(r"health checks at (http://\S+/)", self.text()), what="the dashboard")
+        return found.group(1)
 
     def stop(self, sig=signal.SIGTERM) -> int:
         if self.process.poll() is None:

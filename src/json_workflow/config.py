@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from json_workflow import layout
 from json_workflow.errors import ConfigError
-from json_workflow.rules import SEED_ROUTES, Folder, Rule
+from json_workflow.rules import SEED_ROUTES, Rule
+from json_workflow.settings import Email, Http, Paths, Permissions, Report, Strict
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -33,106 +27,7 @@ ROOT_ENV = "JSON_WORKFLOW_ROOT"
 UNKNOWN_CLIENT = "_unknown"
 
 
-def _mode(allowed: int) -> Callable[[Any], Any]:
-    """A permission mode within `allowed` bits, from TOML octal (0o664) or a string ("0664")."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{3,4}", value):
-            value = int(value.removeprefix("0o"), 8)
-        # A forgotten 0o (file_mode = 664) reads as decimal 664 = 0o1230; the stray high bits give it away.
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value and not value & ~allowed:
-            return value
-        raise ValueError(f'expected a permission mode within 0o{allowed:o}, written 0o664 (TOML octal) or "0664"')
-
-    return check
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Paths(_Strict):
-    hot: Folder = "JSON"
-    archive: Folder = "JSON_STORE"
-    failed: Folder = "JSON_FAILED"
-    logs: Folder = "JSON_PARSER_LOGS"
-    state: Folder = "JSON_PARSER_STATE"
-
-
-class Permissions(_Strict):
-    file_mode: Annotated[int, BeforeValidator(_mode(0o777))] = 0o664
-    # setgid is allowed on folders: it keeps a shared group on everything created below them.
-    dir_mode: Annotated[int, BeforeValidator(_mode(0o2777))] = 0o775
-
-
-def _clock_time(value: Any) -> Any:
-    if isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-        return value
-    raise ValueError('expected a time of day as "HH:MM" (24-hour)')
-
-
-def _zone(value: Any) -> Any:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError('expected an IANA time zone name such as "Europe/London" or "UTC"') from None
-    return value
-
-
-class Email(_Strict):
-    """The daily report and failure alerts by SMTP; the password comes from the environment only."""
-
-    enabled: bool = False
-    smtp_host: str = ""
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    starttls: bool = True
-    ssl: bool = False
-    username: str = ""
-    password_env: str = "JSON_WORKFLOW_SMTP_PASSWORD"
-    ca_file: str = ""  # a CA bundle for a relay with a private certificate; default: the system's
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    sender: str = ""
-    recipients: tuple[str, ...] = ()
-    subject_prefix: str = ""
-    report_time: Annotated[str, BeforeValidator(_clock_time)] = "00:00"
-    timezone: Annotated[str, BeforeValidator(_zone)] = "UTC"
-    alerts: bool = True
-    alert_interval_minutes: float = Field(default=15.0, gt=0)
-
-    @model_validator(mode="after")
-    def _complete(self) -> Email:
-        if self.ssl and self.starttls:
-            raise ValueError("ssl (port 465) and starttls (port 587) exclude each other: set starttls = false")
-        if self.enabled:
-            missing = [key for key in ("smtp_host", "sender", "recipients") if not getattr(self, key)]
-            if missing:
-                raise ValueError(f"email is enabled but {', '.join(missing)} not set")
-        return self
-
-    def secret_problems(self) -> list[str]:
-        """What is wrong with the password's environment variable, checked where mail is sent."""
-        if self.enabled and self.username and not os.environ.get(self.password_env):
-            return [
-                f"email.password_env: the environment variable {self.password_env} is not set or empty "
-                "(it holds the SMTP password for email.username; set it in the service's environment)"
-            ]
-        return []
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.username else None
-
-
-class Report(_Strict):
-    title: str = Field(default="JSON Workflow Daily Report", min_length=1)
-    # The client breakdown counts files sent by rules whose name contains this ("" for no column).
-    highlight: str = "Celtra"
-
-
-class Config(_Strict):
+class Config(Strict):
     """Everything json-workflow reads from its configuration file, with the seed's values as defaults."""
 
     root: Path = Path("/data/PRODUCTION")
@@ -155,6 +50,7 @@ class Config(_Strict):
     retention_days: int = Field(default=90, ge=1)
     report: Report = Report()
     email: Email = Email()
+    http: Http = Http()
     routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
 
     @field_validator("routes")

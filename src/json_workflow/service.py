@@ -35,6 +35,7 @@ from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
 from json_workflow.run import check_hot_folder, exclusive
 from json_workflow.store import Store
+from json_workflow.web import start_web
 
 STATS_SECONDS = 60
 # How often the live state is saved for `status` and a dashboard run apart from the service.
@@ -44,7 +45,7 @@ REPORT_TICK_SECONDS = 30
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0
 # Settings that shape the process itself; a reload reports them and keeps the running values.
-RESTART_KEYS = ("root", "paths", "workers", "watch")
+RESTART_KEYS = ("root", "paths", "workers", "watch", "http")
 
 Startup = Iterator[tuple[Candidate, Source]]
 
@@ -102,6 +103,7 @@ class Service:
         with exclusive(config) as journal:
             self.attach(journal)
             run = journal.run_started("service", time.time())
+            web = start_web(config, self.monitor, lambda: self.config)
             try:
                 self._loop(self.start_up())
             finally:
@@ -109,6 +111,8 @@ class Service:
                 sd_notify("STOPPING=1")
                 journal.run_stopped(run, time.time())
                 self.shut_down()
+                if web is not None:
+                    web.stop()
         log.info("json-workflow stopped")
         return 0
 
@@ -253,7 +257,7 @@ class Service:
         source = self.config_path or "built-in configuration"
         try:
             new = config_module.load(self.config_path, self.root)
-            if problems := new.email.secret_problems():
+            if problems := new.email.secret_problems() + new.http.secret_problems():
                 raise ConfigError(source, problems)
             kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
             new = new.model_copy(update={key: getattr(self.config, key) for key in kept})

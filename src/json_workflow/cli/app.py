@@ -59,11 +59,15 @@ def operator_errors(prefix: str = "") -> Iterator[None]:
         raise Exit(prefix + str(e)) from None
 
 
-def load_config(config_path: str | None, root: str | None = None, sends_mail: bool = False) -> Config:
-    """The validated configuration, or exit 2 saying what is wrong; `sends_mail` also checks the password."""
+def load_config(
+    config_path: str | None, root: str | None = None, sends_mail: bool = False, serves_http: bool = False
+) -> Config:
+    """The validated configuration, or exit 2 saying what is wrong (the SMTP password and HTTP token too, if used)."""
     try:
         config = config_module.load(config_path, root)
-        if sends_mail and (problems := config.email.secret_problems()):
+        problems = config.email.secret_problems() if sends_mail else []
+        problems += config.http.secret_problems() if serves_http else []
+        if problems:
             raise ConfigError(config_path or "built-in configuration", problems)
         return config
     except ConfigError as e:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import sys
 
 import click
 
-from json_workflow.cli.app import Exit, config_option, load_config, main, operator_errors, root_option
+from json_workflow import logs
+from json_workflow.cli.app import Exit, config_option, load_config, main, operator_errors, root_option, setup_logging
 from json_workflow.config import Config
 
 
@@ -87,3 +89,35 @@ def _when(ts: float | None, zone: datetime.tzinfo) -> str:
 
 def _seconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+@main.command()
+@config_option
+@root_option
+def dashboard(config_path: str | None, root: str | None) -> None:
+    """Serve the dashboard, /metrics and the health checks alone, for sites that run `run --once` from cron.
+
+    It reads the same store, and its Retry moves failed files back into the hot folder like `retry`.
+    """
+    import signal
+    import threading
+
+    from json_workflow.store import DATABASE
+    from json_workflow.web import start_web
+
+    config = load_config(config_path, root, serves_http=True)
+    if not config.http.enabled:
+        raise Exit("the dashboard is disabled in the configuration ([http] enabled = false)")
+    if not (config.state / DATABASE).is_file():
+        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    setup_logging(config, logging.INFO)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = start_web(config, None, lambda: config)
+    if server is None:
+        raise Exit(f"cannot serve the dashboard on {config.http.listen}; the log says why")
+    while not stop.wait(1.0):  # the log is buffered: written out every second
+        logs.flush()
+    server.stop()
+    logs.flush()

@@ -28,7 +28,7 @@ def run(once: bool, config_path: str | None, root: str | None) -> None:
     """Run the service (watch the hot folder), or with --once process it and exit."""
     from json_workflow.run import check_hot_folder, run_once
 
-    config = load_config(config_path, root, sends_mail=not once)
+    config = load_config(config_path, root, sends_mail=not once, serves_http=not once)
     if not once:
         from json_workflow.service import Service
 
@@ -97,7 +97,7 @@ def check_config(config_path: str | None, root: str | None) -> None:
     """Validate the configuration and print the effective folders and routing table."""
     config = load_config(config_path, root)
     click.echo(f"configuration: {config_path or 'built-in'} (valid)")
-    for problem in config.email.secret_problems():
+    for problem in config.email.secret_problems() + config.http.secret_problems():
         click.echo(f"warning: {problem}")
     click.echo(f"root:    {config.root}")
     for key in ("hot", "archive", "failed", "logs", "state"):

@@ -15,14 +15,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from json_workflow.config import Config
+from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.live import Live
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import DATABASE, Store, open_store
 from json_workflow.store.rows import FileRecord
 
-# The main loop turns at least once a second; this long without a turn, it is stuck (a hung mount, say).
-HEARTBEAT_LIMIT = 60.0
 RUNNING, ATTENTION, NOT_RUNNING = 0, 1, 3  # status's exit codes
 
 

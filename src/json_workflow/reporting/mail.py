@@ -7,8 +7,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from json_workflow.config import Email
 from json_workflow.errors import MailError
+from json_workflow.settings import Email
 
 
 def message(email: Email, subject: str, text: str, html: str | None = None) -> EmailMessage:

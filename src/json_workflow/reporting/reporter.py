@@ -15,12 +15,13 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
-from json_workflow.config import Config, Email
+from json_workflow.config import Config
 from json_workflow.delivery import durable
 from json_workflow.errors import MailError, StoreError
 from json_workflow.logs import log
 from json_workflow.names import unshown
 from json_workflow.reporting import figures, mail, render
+from json_workflow.settings import Email
 from json_workflow.store import Store, open_store
 from json_workflow.store.rows import AlertState, Failure, TroubleCount
 

@@ -1,0 +1,120 @@
+"""/metrics: the Prometheus text format, made at scrape time from counters and gauges already in memory.
+
+The service's figures are its Monitor's (counters from 0 at each start, as Prometheus expects of a
+process); `json-workflow dashboard`, which has no pipeline, exports the store's totals instead.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from json_workflow.monitor.live import BUCKETS, Live, Monitor
+
+PREFIX = "json_workflow_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@dataclass
+class Figures:
+    """What one scrape exports."""
+
+    live: Live | None
+    files: dict[tuple[str, str], int]  # (client, outcome) -> files
+    copies: dict[str, int]  # rule -> copies
+    buckets: list[int] | None = None  # file_seconds per bucket (not cumulative), +Inf last; None: not known
+    seconds_sum: float = 0.0
+    scans: dict[str, int] = field(default_factory=dict)
+
+
+def service_figures(monitor: Monitor) -> Figures:
+    files, copies, buckets, seconds_sum = monitor.counters()
+    live = monitor.snapshot()
+    return Figures(live, files, copies, buckets, seconds_sum, live.scans)
+
+
+class _Collector(Collector):
+    def __init__(self, figures: Callable[[], Figures]):
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self.figures())
+
+
+def registry(figures: Callable[[], Figures]) -> CollectorRegistry:
+    """A registry of our own (not the process-wide default, which would add Python's own metrics twice)."""
+    owned = CollectorRegistry(auto_describe=False)
+    owned.register(_Collector(figures))
+    return owned
+
+
+def exposition(owned: CollectorRegistry) -> bytes:
+    return generate_latest(owned)
+
+
+def families(f: Figures) -> Iterator[Metric]:
+    files = CounterMetricFamily(
+        PREFIX + "files", "Files finished, by client folder and outcome.", labels=["client", "outcome"]
+    )
+    for (client, outcome), count in sorted(f.files.items()):
+        files.add_metric([client, outcome], count)
+    yield files
+    copies = CounterMetricFamily(PREFIX + "copies", "Copies delivered, by the rule that sent them.", labels=["rule"])
+    for rule, count in sorted(f.copies.items()):
+        copies.add_metric([rule], count)
+    yield copies
+    if f.buckets is not None:
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), f.buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(
+            PREFIX + "file_seconds",
+            "Processing time of a file, from its claim to its finish.",
+            buckets=cumulative,
+            sum_value=f.seconds_sum,
+        )
+    scans = CounterMetricFamily(PREFIX + "scans", "Periodic scans of the hot folder, by outcome.", labels=["outcome"])
+    for outcome in ("completed", "skipped", "abandoned"):
+        scans.add_metric([outcome], f.scans.get(outcome, 0))
+    yield scans
+    live = f.live
+    if live is not None:
+        yield _gauge("waiting_files", "Files back in the hot folder, waiting for a destination.", live.pending)
+        yield _gauge("claimed_files", "Files in the claim area, being processed.", live.claimed)
+        yield _gauge("hot_files", "Files seen in the hot folder and not yet taken.", live.waiting)
+        up = GaugeMetricFamily(
+            PREFIX + "destination_up", "1 while a destination can be written, else 0.", labels=["rule"]
+        )
+        for destination in live.destinations:
+            for rule in destination.rules:
+                up.add_metric([rule], 1 if destination.state == "ok" else 0)
+        yield up
+        if live.last_scan is not None:
+            at = live.last_scan["at"]
+            yield _gauge("last_scan_timestamp_seconds", "When the last periodic scan ended (Unix time).", at)
+        if live.report is not None:
+            sent = live.report["sent"]
+            yield _gauge("report_last_sent_timestamp_seconds", "When the last daily report was sent (Unix time).", sent)
+        yield _gauge("heartbeat_timestamp_seconds", "When the main loop last turned (Unix time).", live.beat)
+    info = GaugeMetricFamily(
+        PREFIX + "build_info", "The json-workflow version, as a label; always 1.", labels=["version"]
+    )
+    info.add_metric([_version()], 1)
+    yield info
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, documentation, value=value)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("json-workflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,163 @@
+"""What the pages show and do, from the service's Monitor, or from the store for `json-workflow dashboard`.
+
+The web server has a store connection of its own, so a page never waits for the pipeline's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from json_workflow.config import Config
+from json_workflow.delivery.retry import retry_known
+from json_workflow.monitor import metrics
+from json_workflow.monitor.live import Live, Monitor
+from json_workflow.monitor.status import waiting_failed
+from json_workflow.reporting import figures
+from json_workflow.run import lock_holder
+from json_workflow.store import Store
+from json_workflow.store.rows import FileRecord
+
+TODAY_SECONDS = 5.0  # today's figures are recomputed at most this often (a busy day's rows take a while)
+CONTENT_BYTES = 256 * 1024  # of a failed file, shown on its page
+REPORT_NAME = re.compile(r"\d{4}-\d{2}-\d{2}\.html")
+
+
+@dataclass
+class RetryResult:
+    """What one Retry did, for the page that shows it."""
+
+    moved: list[str]
+    skipped: list[tuple[str, str]]  # (name, why)
+
+
+class View:
+    """The pages' data source; `monitor` is None for a dashboard run apart from the service."""
+
+    def __init__(self, config: Callable[[], Config], store: Store, monitor: Monitor | None = None):
+        self.config, self.store, self.monitor = config, store, monitor
+        self._today: tuple[float, figures.Today] | None = None
+        self._refreshing = threading.Lock()
+
+    # --- the overview -------------------------------------------------------------------------------
+    def live(self, activity: int = 0) -> Live | None:
+        """The service's live state: its own when in the service, else what a running service saved."""
+        if self.monitor is not None:
+            return self.monitor.snapshot(activity)
+        pid = lock_holder(self.config())
+        saved = {row.pid: row for row in self.store.live()} if pid is not None else {}
+        return Live.from_dict(json.loads(saved[pid].state)) if pid in saved else None
+
+    def today(self) -> figures.Today:
+        """Today's figures, at most TODAY_SECONDS old: stale ones are served while a thread refreshes them."""
+        cached = self._today
+        if cached is None:
+            return self._refresh_today()
+        if time.monotonic() - cached[0] > TODAY_SECONDS and self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh_today, args=(True,), daemon=True).start()
+        return cached[1]
+
+    def _refresh_today(self, locked: bool = False) -> figures.Today:
+        try:
+            config = self.config()
+            today = figures.today(self.store, time.time(), config.email.zone, config.report.highlight)
+            self._today = (time.monotonic(), today)
+            return today
+        finally:
+            if locked:
+                self._refreshing.release()
+
+    def scan_and_report(self, live: Live | None) -> tuple[dict | None, dict | None]:
+        if live is not None:
+            return live.last_scan, live.report
+        scan, report = self.store.last_scan(), self.store.last_report()
+        return (
+            None if scan is None else {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]},
+            None if report is None else {"day": report[0], "sent": report[1]},
+        )
+
+    def metrics(self) -> metrics.Figures:
+        if self.monitor is not None:
+            return metrics.service_figures(self.monitor)
+        files: dict[tuple[str, str], int] = {}
+        for client, outcome, count in self.store.outcome_totals():
+            if outcome != "pending":
+                key = (client or "_unknown", outcome)
+                files[key] = files.get(key, 0) + count
+        live = self.live()
+        return metrics.Figures(live, files, {}, None, 0.0, live.scans if live else {})
+
+    # --- failed files and retry ---------------------------------------------------------------------
+    def failed(self) -> list[FileRecord]:
+        return waiting_failed(self.store, limit=1000)
+
+    def failed_file(self, row: int) -> tuple[FileRecord, str] | None:
+        """A failed file the store knows and its content (the start of it), decoded for display."""
+        record = self.store.file_record(row)
+        if record is None or record.failed_as is None:
+            return None
+        try:
+            with open(record.failed_as, "rb") as f:
+                data = f.read(CONTENT_BYTES + 1)
+        except OSError as e:
+            return record, f"(cannot read {record.failed_as}: {e.strerror})"
+        text = data[:CONTENT_BYTES].decode("utf-8", "replace")
+        return record, text + ("\n... (only the first 256 KB are shown)" if len(data) > CONTENT_BYTES else "")
+
+    def retry(self, rows: Sequence[int] = (), client: str | None = None, every: bool = False) -> RetryResult:
+        """Put failed files the store knows back into the hot folder: by row, by client, or all of them."""
+        waiting = self.failed()
+        if every:
+            chosen = waiting
+        elif client is not None:
+            chosen = [r for r in waiting if (r.client or "_unknown").casefold() == client.casefold()]
+        else:
+            wanted = set(rows)
+            chosen = [r for r in waiting if r.id in wanted]
+        by_path = {r.failed_as: r for r in chosen if r.failed_as is not None}
+        result, moved = RetryResult([], []), []
+        for item in retry_known(self.config(), list(by_path)):
+            name = by_path[str(item.source)].name
+            if item.target is None:
+                result.skipped.append((name, item.skipped))
+            else:
+                result.moved.append(name)
+                moved.append(str(item.source))
+        if moved:
+            self.store.mark_retried(moved, time.time())
+        return result
+
+    # --- history and reports ------------------------------------------------------------------------
+    def history(self, text: str) -> list[FileRecord]:
+        return self.store.history(text, limit=200) if text.strip() else []
+
+    def reception(self, row: int) -> tuple[FileRecord, list[FileRecord]] | None:
+        """One reception and every reception of the same file."""
+        record = self.store.file_record(row)
+        return None if record is None else (record, self.store.receptions(record.name))
+
+    def reports(self) -> list[str]:
+        """The daily reports kept, newest first (file names: YYYY-MM-DD.html)."""
+        try:
+            names = os.listdir(self._reports_folder())
+        except OSError:
+            return []
+        return sorted((n for n in names if REPORT_NAME.fullmatch(n)), reverse=True)
+
+    def report(self, name: str) -> bytes | None:
+        """A kept report, when `name` is one of those listed (never a path from the request)."""
+        if name not in self.reports():
+            return None
+        try:
+            return (self._reports_folder() / name).read_bytes()
+        except OSError:
+            return None
+
+    def _reports_folder(self) -> Path:
+        return self.config().logs / "reports"
