@@ -53,7 +53,7 @@ class Destination:
 class Event:
     seq: int
     at: float
-    kind: str  # archived, failed, pending, or info / warning for what is not a file
+    kind: str  # archived, failed, or info / warning for what is not a file
     text: str
     file: int | None = None  # the file's row in the history
 
@@ -139,10 +139,9 @@ class Monitor:
         with self._lock:
             for d in deliveries:
                 outcome = d.outcome
-                if outcome == _PENDING:
+                if outcome == _PENDING:  # the destination's trouble is an event once, not each file's retry
                     if isinstance(d.waiting_on, DestinationError):
                         self._trouble(d.waiting_on, now)
-                    self._event(now, "pending", f"{d.candidate.display} waits: {d.waiting_on}", d.row)
                     continue
                 if outcome != _ARCHIVED and outcome != _FAILED:
                     continue
