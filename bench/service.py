@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -27,10 +30,56 @@ import backlog  # noqa: E402
 from backlog import command, floor_round, generate, rate, settle  # noqa: E402
 from json_workflow import samples  # noqa: E402
 
+# --web: the dashboard off, on with no client, or on with a Prometheus-like scraper of /metrics every
+# second and the overview open in a browser (its live part fetched every 2 s).
+WEB = {
+    "off": "\n[http]\nenabled = false\n",
+    "idle": '\n[http]\nlisten = "127.0.0.1:0"\n',
+    "scraped": '\n[http]\nlisten = "127.0.0.1:0"\n',
+}
 
-def start(root: Path, extra: str = "") -> subprocess.Popen:
+
+class Scraper(threading.Thread):
+    """GET /metrics every second and /live every 2 s, as Prometheus and an open overview would."""
+
+    def __init__(self, root: Path):
+        super().__init__(daemon=True)
+        log = (root / "service.stderr").read_text()
+        self.url = re.search(r"checks at (http://\S+/)", log).group(1)
+        self.stopping = threading.Event()
+        self.requests = self.failures = 0
+        self.slowest = 0.0
+
+    def warm(self) -> Scraper:
+        """One request of each before timing: a long-running service has compiled its templates long ago."""
+        for path in ("metrics", "live", ""):
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                response.read()
+        return self
+
+    def run(self) -> None:
+        tick = 0
+        while not self.stopping.wait(1.0):
+            for path in ("metrics", "live") if tick % 2 == 0 else ("metrics",):
+                began = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                        response.read()
+                except OSError:
+                    self.failures += 1
+                self.requests += 1
+                self.slowest = max(self.slowest, time.perf_counter() - began)
+            tick += 1
+
+    def stop(self) -> str:
+        self.stopping.set()
+        self.join()
+        return f"{self.requests} scrapes, {self.failures} failed, slowest {self.slowest * 1000:.0f} ms"
+
+
+def start(root: Path, extra: str = "", web: str = "idle") -> subprocess.Popen:
     config = root / "bench.toml"
-    config.write_text(f'root = "{root}"\n{extra}')
+    config.write_text(f'root = "{root}"\n{extra}{WEB[web]}')
     log = open(root / "service.stderr", "wb")
     process = subprocess.Popen([*command(), "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
@@ -98,10 +147,18 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def latency(args, base: Path) -> None:
+    for web in args.web.split(","):
+        _latency(args, base, web)
+
+
+def _latency(args, base: Path, web: str) -> None:
     root = fresh_root(base, "latency")
     for client in samples.CLIENT_MIX:  # client folders exist in production before files arrive
         (root / "JSON" / client).mkdir()
-    process = start(root)
+    process = start(root, web=web)
+    scraper = Scraper(root).warm() if web == "scraped" else None
+    if scraper:
+        scraper.start()
     rng_files = list(samples.backlog(args.rate * args.seconds, seed=5, bad_every=0))
     dropped: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -118,14 +175,17 @@ def latency(args, base: Path) -> None:
     deadline = time.perf_counter() + 30
     while len(seen) < len(dropped) and time.perf_counter() < deadline:
         _watch(root, seen)
+    scraped = scraper.stop() if scraper else ""
     stop(process)
     delays = sorted(seen[n] - dropped[n] for n in dropped if n in seen)
     missing = len(dropped) - len(delays)
     q = statistics.quantiles(delays, n=100)
     print(
-        f"latency: {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
+        f"latency (web {web}): {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
         f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
         + (f"; {missing} NOT ARCHIVED" if missing else "")
+        + (f"; {scraped}" if scraped else ""),
+        flush=True,
     )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -144,68 +204,92 @@ def sustained(args, base: Path) -> None:
     template = base / f"template-sustained-{args.files}" / "JSON"
     if not template.is_dir():
         generate(template, args.files, seed=1, bad_every=97)
-    ratios, ours, floors = [], [], []
+    webs = args.web.split(",")
+    ratios: dict[str, list[float]] = {w: [] for w in webs}
+    ours: dict[str, list[float]] = {w: [] for w in webs}
+    floors: dict[str, list[float]] = {w: [] for w in webs}
     print(
         f"sustained: {args.files} files in {base}, settle {backlog.SETTLE:g}s before each timed phase, "
-        f"batch_size {args.batch_size or 'default (10)'}",
+        f"batch_size {args.batch_size or 'default (10)'}, web {args.web} (alternating)",
         flush=True,
     )
     for round_number in range(args.rounds + 1):
-        floor = floor_round(template, base)
-        root = fresh_root(base, "sustained")
-        subprocess.run(["cp", "-r", str(template), str(root / "staging" / "JSON")], check=True)
-        for client in os.listdir(root / "staging" / "JSON"):
-            (root / "JSON" / client).mkdir()
-        settle()
-        process = start(root, f"batch_size = {args.batch_size}\n" if args.batch_size else "")
-        began = time.perf_counter()
-        for client in os.listdir(root / "staging" / "JSON"):
-            for name in os.listdir(root / "staging" / "JSON" / client):
-                os.rename(root / "staging" / "JSON" / client / name, root / "JSON" / client / name)
-        expected = args.files - args.files // 97
-        # Drained when the service has logged every valid file as processed (it logs a file once it
-        # is published and flushed). Reading the new part of the log every 10 ms costs the service
-        # next to nothing; listing the ~10,000 archived names that often took a share of a core.
-        log, done = LogCounter(root / "JSON_PARSER_LOGS" / "json_workflow.log", b"] Successfully processed "), 0
-        while done < expected:
-            time.sleep(0.01)
-            done = log.count()
-        seconds = time.perf_counter() - began
-        if archived(root) != expected:
-            raise SystemExit(f"the service logged {done} files but {archived(root)} are archived")
-        stop(process)
-        shutil.rmtree(root, ignore_errors=True)
-        label = "warm-up" if round_number == 0 else f"round {round_number}"
-        ratio = rate(args.files, seconds) / rate(args.files, floor["seconds"])
+        # ABBA: the order alternates round by round, since the first service of a round tends to be faster.
+        for web in webs if round_number % 2 == 0 else webs[::-1]:
+            _sustained_round(args, base, template, web, round_number, ratios, ours, floors)
+    for web in webs:
         print(
-            f"{label}: floor {rate(args.files, floor['seconds']):.0f} files/s, service "
-            f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}",
-            flush=True,
+            f"sustained medians over {args.rounds} rounds (web {web}): floor {statistics.median(floors[web]):.0f} "
+            f"files/s, service {statistics.median(ours[web]):.0f} files/s, ratio {statistics.median(ratios[web]):.3f}"
         )
-        if round_number:
-            ratios.append(ratio)
-            ours.append(rate(args.files, seconds))
-            floors.append(rate(args.files, floor["seconds"]))
+
+
+def _sustained_round(args, base, template, web, round_number, ratios, ours, floors) -> None:
+    floor = floor_round(template, base)
+    root = fresh_root(base, "sustained")
+    subprocess.run(["cp", "-r", str(template), str(root / "staging" / "JSON")], check=True)
+    for client in os.listdir(root / "staging" / "JSON"):
+        (root / "JSON" / client).mkdir()
+    settle()
+    process = start(root, f"batch_size = {args.batch_size}\n" if args.batch_size else "", web)
+    scraper = Scraper(root).warm() if web == "scraped" else None
+    if scraper:
+        scraper.start()
+    began = time.perf_counter()
+    for client in os.listdir(root / "staging" / "JSON"):
+        for name in os.listdir(root / "staging" / "JSON" / client):
+            os.rename(root / "staging" / "JSON" / client / name, root / "JSON" / client / name)
+    expected = args.files - args.files // 97
+    # Drained when the service has logged every valid file as processed (it logs a file once it
+    # is published and flushed). Reading the new part of the log every 10 ms costs the service
+    # next to nothing; listing the ~10,000 archived names that often took a share of a core.
+    log, done = LogCounter(root / "JSON_PARSER_LOGS" / "json_workflow.log", b"] Successfully processed "), 0
+    while done < expected:
+        time.sleep(0.01)
+        done = log.count()
+    seconds = time.perf_counter() - began
+    scraped = scraper.stop() if scraper else ""
+    if archived(root) != expected:
+        raise SystemExit(f"the service logged {done} files but {archived(root)} are archived")
+    stop(process)
+    shutil.rmtree(root, ignore_errors=True)
+    label = "warm-up" if round_number == 0 else f"round {round_number}"
+    ratio = rate(args.files, seconds) / rate(args.files, floor["seconds"])
     print(
-        f"sustained medians over {args.rounds} rounds: floor {statistics.median(floors):.0f} files/s, "
-        f"service {statistics.median(ours):.0f} files/s, ratio {statistics.median(ratios):.3f}"
+        f"{label} (web {web}): floor {rate(args.files, floor['seconds']):.0f} files/s, service "
+        f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}" + (f"; {scraped}" if scraped else ""),
+        flush=True,
     )
+    if round_number:
+        ratios[web].append(ratio)
+        ours[web].append(rate(args.files, seconds))
+        floors[web].append(rate(args.files, floor["seconds"]))
 
 
 def idle(args, base: Path) -> None:
+    for web in args.web.split(","):
+        _idle(args, base, web)
+
+
+def _idle(args, base: Path, web: str) -> None:
     root = fresh_root(base, "idle")
     for n in range(50):
         (root / "JSON" / f"CLIENT{n:02d}").mkdir()
-    process = start(root)
+    process = start(root, web=web)
+    scraper = Scraper(root).warm() if web == "scraped" else None
+    if scraper:
+        scraper.start()
     time.sleep(2)  # start-up itself is not idle cost
     before = cpu_seconds(process.pid)
     time.sleep(args.seconds)
     used = cpu_seconds(process.pid) - before
     rss = peak_rss_mb(process.pid)
+    scraped = scraper.stop() if scraper else ""
     stop(process)
     print(
-        f"idle: {used:.2f} CPU seconds in {args.seconds}s with 50 client folders "
-        f"(scan every 60 s); peak RSS {rss:.1f} MB"
+        f"idle (web {web}): {used:.2f} CPU seconds in {args.seconds}s with 50 client folders "
+        f"(scan every 60 s); peak RSS {rss:.1f} MB" + (f"; {scraped}" if scraped else ""),
+        flush=True,
     )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -241,6 +325,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--web",
+        default="idle",
+        help="the dashboard: off, idle (on, no client) or scraped (/metrics every second, the overview open); "
+        "a comma list (off,scraped) runs each, in `sustained` in every round, in alternating order",
+    )
     parser.add_argument(
         "--settle",
         type=float,

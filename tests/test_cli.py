@@ -135,6 +135,7 @@ def test_check_config_valid_prints_routing_table(tmp_path):
         assert f"-> {tmp_path}/{dest}" in out
     assert "ClientCode in CIBC, OLIVER, ADIDAS, PAYPAL, RECKITTBENCKISER, BAYER, 3M, RANK" in out
     assert "permissions: files 0664, folders 0775" in out
+    assert "dashboard: http://127.0.0.1:8787/ (this host only; no token (JSON_WORKFLOW_HTTP_TOKEN not set))" in out
 
 
 def test_check_config_twist_example_via_env():

@@ -113,6 +113,13 @@ def check_config(config_path: str | None, root: str | None) -> None:
     click.echo(
         f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days"
     )
+    http = config.http
+    if http.enabled:
+        token = f"token from {http.token_env}" if http.token() else f"no token ({http.token_env} not set)"
+        reach = "this host only" if http.loopback else "the network"
+        click.echo(f"dashboard: http://{http.listen}/ ({reach}; {token})")
+    else:
+        click.echo("dashboard: off (http.enabled = false)")
     click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
         when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())

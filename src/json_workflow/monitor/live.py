@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,11 @@ class Live:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Live:
-        data = dict(data)
-        data["destinations"] = [Destination(**d) for d in data.get("destinations", [])]
-        data["activity"] = [Event(**e) for e in data.get("activity", [])]
+        """The state as saved; keys a newer version added are ignored (another instance may be newer)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["destinations"] = [Destination(**_known(Destination, d)) for d in data.get("destinations", [])]
+        data["activity"] = [Event(**_known(Event, e)) for e in data.get("activity", [])]
         return cls(**data)
 
     @property
@@ -281,6 +283,11 @@ class Monitor:
                 place.state, place.error, place.since = "trouble", trouble.error, trouble.since
                 place.next_retry = trouble.next_retry
         return list(places.values())
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _container(places: dict[str, Destination], folder: str) -> Destination | None:

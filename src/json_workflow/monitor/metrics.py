@@ -6,6 +6,7 @@ process); `json-workflow dashboard`, which has no pipeline, exports the store's 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, documentation, value=value)
 
 
+@functools.cache  # importlib.metadata reads the installed files at each call
 def _version() -> str:
     try:
         return importlib.metadata.version("json-workflow")

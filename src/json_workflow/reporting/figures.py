@@ -89,6 +89,7 @@ class Today:
     errors: int
     success_rate: float
     clients: list[ClientFigures]
+    at: float  # when they were counted
 
 
 def today(store: Store, now: float, zone: ZoneInfo, highlight: str = "") -> Today:
@@ -96,7 +97,7 @@ def today(store: Store, now: float, zone: ZoneInfo, highlight: str = "") -> Toda
     rows = store.day_summary(*day_window(day, zone), highlight)
     clients = [_client(c, highlight) for c in rows.clients]
     rate = 100.0 * rows.archived / rows.processed if rows.processed else 100.0
-    return Today(day.isoformat(), rows.processed, rows.archived, rows.errors, rate, clients)
+    return Today(day.isoformat(), rows.processed, rows.archived, rows.errors, rate, clients, now)
 
 
 def day_window(day: datetime.date, zone: ZoneInfo) -> tuple[float, float]:

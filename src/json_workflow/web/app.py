@@ -59,7 +59,6 @@ def make_app(view: View, guard: Guard) -> Starlette:
             when=when,
             ago=lambda ts: "-" if ts is None else _ago(time.time() - ts),
             shown=shown,
-            title=config.report.title,
             **context,
         )
         return HTMLResponse(html, status_code=status_code, headers=_NO_FRAMES)
