@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -101,6 +102,20 @@ def test_readiness_fails_while_the_hot_folder_is_gone_and_liveness_stays(service
     finally:
         shutil.move(tmp_path / "away", root / "JSON")
     wait_for(lambda: request(url + "readyz").status == 200, what="ready again")
+
+
+def test_readiness_fails_while_the_store_cannot_be_written(service, root):
+    url = service.url
+    holder = sqlite3.connect(root / "JSON_PARSER_STATE/journal.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holding the journal's write lock
+    try:
+        ready = request(url + "readyz")
+        store = json.loads(ready.body)["checks"]["store"]
+        assert ready.status == 503 and store["status"] == "failing" and "locked" in store["detail"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert request(url + "readyz").status == 200
 
 
 def test_file_history_pages_show_each_reception_with_rules_and_folders(service, root):

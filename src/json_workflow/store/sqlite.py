@@ -34,6 +34,8 @@ from json_workflow.store.rows import (
 from json_workflow.store.schema import MIGRATIONS, Migration
 
 DATABASE = "journal.sqlite3"
+BUSY_TIMEOUT_MS = 10_000  # the pipeline, the reporter, the web and the commands each have a connection
+CHECK_TIMEOUT_MS = 2_000
 
 
 def unreadable(path: Path, error: sqlite3.Error) -> StoreError:
@@ -56,7 +58,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             # The pipeline, the reporter and the commands each have a connection; wait for each other.
-            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             migrate(self._db, self.path, migrations)
             self._attempted = journal.attempted(self._db)
         except sqlite3.DatabaseError as e:
@@ -251,9 +253,16 @@ class SqliteStore:
             return queries.live(db)
 
     def check_writable(self) -> None:
-        # The write lock taken and given back: what a batch needs first, without writing anything.
-        with self._transaction():
-            pass
+        # The write lock taken and given back: what a batch needs first, without writing anything. A
+        # health check answers within seconds: a lock held longer than that is trouble worth reporting.
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout={CHECK_TIMEOUT_MS}")
+        try:
+            with self._transaction():
+                pass
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 @contextlib.contextmanager
