@@ -75,6 +75,8 @@ def run_demo(directory: str | None) -> int:
     click.echo(f"Log: {config.logs / logs.LOG_FILE}")
     click.echo(f"Report: {_todays_report(config)}  (json-workflow stats --root {root})")
     click.echo(f"Try: json-workflow explain --root {root} '{root}/JSON_STORE/RANK/rank_celtra.json'")
+    click.echo(f"     json-workflow history rank --root {root}")
+    click.echo(f"     json-workflow dashboard --root {root}   (then open http://127.0.0.1:8787/failed)")
     return 0
 
 
