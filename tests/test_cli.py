@@ -94,6 +94,8 @@ def test_explain_prints_fields_and_destinations_and_changes_nothing(root):
     assert f"-> {root}/JSON_STORE/RANK/x.json  (archive)" in out
     assert f'-> {root}/SYNC/MAKE/Monday Rank/x.json  (rule "Monday Rank")' in out
     assert f'-> {root}/{CELTRA}/x.json  (rule "Celtra (eligible client)")' in out
+    assert "    Monday Rank: matched\n" in out
+    assert "    Monday RB: no, ClientCode = RECKITTBENCKISER failed: it is 'RANK'\n" in out
     assert "rejected at parse: invalid JSON" in out
     assert f"-> {root}/JSON_FAILED/RANK/" in out
     assert snapshot(root) == before
@@ -156,7 +158,7 @@ def test_check_config_invalid_exits_2_with_file_and_key(tmp_path):
     r = cli("check-config", "--config", str(cfg))
     assert r.returncode == 2
     assert f"invalid configuration in {cfg}" in r.stderr
-    assert "routes[3].when.ClientCode: expected a string or a list of strings" in r.stderr
+    assert "routes[3].when.ClientCode: expected a string, a list of strings, or a table of one operator" in r.stderr
     assert r.stdout == ""
 
 

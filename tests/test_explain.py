@@ -36,3 +36,13 @@ def test_the_client_folder_is_the_folder_one_down_in_the_hot_folder_only():
     assert client_folder(hot / "RANK/a.json", hot) == "RANK"
     assert client_folder(hot / "a.json", hot) is None
     assert client_folder(Path("/elsewhere/RANK/a.json"), hot) is None
+
+
+def test_each_rule_says_whether_it_matched_and_which_condition_failed():
+    found = explain(job("RANK", "CELTRA", 7), "RANK", CONFIG)
+    rules = dict(found.rules)
+    assert rules["Monday Rank"] is None and rules["Celtra (eligible client)"] is None
+    assert rules["LOREAL/IN"] == "ClientCode = LOREAL failed: it is 'RANK'"
+    assert list(rules) == [r.name for r in CONFIG.routes]  # every rule, in configuration order
+    production = dict(explain(job("RANK", "PRODUCTION", 7), "RANK", CONFIG).rules)
+    assert production["Celtra (eligible client)"] == "JobCategory = CELTRA failed: it is 'PRODUCTION'"

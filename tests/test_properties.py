@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -116,6 +118,58 @@ def test_field_names_in_any_case_plan_like_the_canonical_ones(data, jobs):
     for details in jobs:
         one = Job(client="A", category="X", studio=None, title=None, details=details)
         assert as_written.plan(one) == spelled.plan(one)
+
+
+# Operators on the same small alphabet, so that they often hold: glob, regex (case counts), not, exists.
+operator_value = st.one_of(
+    st.lists(when_value, min_size=1, max_size=2),
+    st.builds(lambda p: {"glob": p}, st.sampled_from(["a*", "*B", "?", "[ab]*", "*"])),
+    st.builds(lambda p: {"regex": p}, st.sampled_from(["a+", "[AB]b?", "(?i)ab", ".", r"\d"])),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+)
+condition_value = st.one_of(operator_value, st.builds(lambda v: {"not": v}, operator_value))
+
+
+def oracle_holds(value_as_written, details: dict, field: str) -> bool:
+    """Independent statement of one condition, from the README's words."""
+    named = {name.lower(): value for name, value in details.items()}
+    present = field.lower() in named
+    value = named.get(field.lower())
+    text = None if (value is None or isinstance(value, dict | list)) else str(value)
+    if isinstance(value, bool):
+        text = str(value).lower()
+    if isinstance(value_as_written, list):
+        return text is not None and text.lower() in {v.lower() for v in value_as_written}
+    ((operator, operand),) = value_as_written.items()
+    if operator == "not":
+        return not oracle_holds(operand, details, field)
+    if operator == "exists":
+        return (present and value is not None) == operand
+    if text is None:
+        return False
+    if operator == "glob":
+        return fnmatch.fnmatch(text.lower(), operand.lower())
+    return re.fullmatch(operand, text) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), jobs=st.lists(details_strategy, min_size=1, max_size=8))
+def test_operators_route_as_stated_and_remembered_plans_never_differ(data, jobs):
+    conditions = data.draw(
+        st.lists(
+            st.dictionaries(st.sampled_from(FIELDS + ["Other"]), condition_value, min_size=1, max_size=2), max_size=5
+        )
+    )
+    config = config_of(conditions)
+    router = Router(config)
+    for details in jobs:
+        one = Job(client="A", category="X", studio=None, title=None, details=details)
+        fired = {name for d in router.plan(one) if not d.is_archive for name in d.reasons}
+        expected = {
+            f"r{i}" for i, when in enumerate(conditions) if all(oracle_holds(v, details, f) for f, v in when.items())
+        }
+        assert fired == expected, (details, conditions)
+        assert router.plan(one) == Router(config).plan(one)
 
 
 @settings(max_examples=300, deadline=None)

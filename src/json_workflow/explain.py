@@ -8,7 +8,7 @@ from pathlib import Path
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
 from json_workflow.parse import parse_job
-from json_workflow.route import Destination, plan
+from json_workflow.route import Destination, plan, why
 
 # The fields `explain` shows, as TWIST names them.
 SHOWN_FIELDS = ("ClientCode", "JobCategory", "StudioCode", "Title")
@@ -20,6 +20,7 @@ class Explanation:
 
     fields: tuple[tuple[str, str | None], ...] = ()
     destinations: tuple[Destination, ...] = ()
+    rules: tuple[tuple[str, str | None], ...] = ()  # (rule, the condition that failed; None when it matched)
     rejection: Rejected | None = None
     failed_folder: Path | None = None
 
@@ -36,4 +37,8 @@ def explain(data: bytes, folder: str | None, config: Config) -> Explanation:
     except Rejected as rejection:
         return Explanation(rejection=rejection, failed_folder=config.failed_folder(folder))
     values = (job.client, job.category, job.studio, job.title)
-    return Explanation(fields=tuple(zip(SHOWN_FIELDS, values, strict=True)), destinations=tuple(plan(job, config)))
+    return Explanation(
+        fields=tuple(zip(SHOWN_FIELDS, values, strict=True)),
+        destinations=tuple(plan(job, config)),
+        rules=tuple((rule.name, why(rule, job.details, job.document)) for rule in config.routes),
+    )

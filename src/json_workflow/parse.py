@@ -25,6 +25,7 @@ class Job:
     title: str | None
     details: Mapping[str, Any]
     number: str | None = None  # JobDetails.JobNumber, for the file history; never required
+    document: Mapping[str, Any] | None = None  # the whole file, for rules on a dotted path
 
 
 def is_safe_folder_name(name: str) -> bool:
@@ -85,6 +86,7 @@ def job_from_document(document: Any, folder: str | None) -> Job:
         title=_optional(details, "Title"),
         details=details,
         number=_job_number(details.get("JobNumber")),
+        document=document,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from json_workflow.conditions import ABSENT, lookup, shown_value
 from json_workflow.config import Config
 from json_workflow.parse import Job
 from json_workflow.rules import Rule
@@ -32,42 +33,23 @@ class Destination:
         return self.reasons == ("archive",)
 
 
-def _accepted(rule: Rule) -> dict[str, frozenset[str]]:
-    return {field: frozenset(a.casefold() for a in values) for field, values in rule.when.items()}
+def matches(rule: Rule, details: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> bool:
+    """True when every condition of the rule's `when` holds for the job (field names in any case)."""
+    return all(test.test(lookup(details, document, field)) for field, test in rule.when.items())
 
 
-def _matches(when: dict[str, frozenset[str]], details: Mapping[str, Any]) -> bool:
-    return all(_value(_field(details, field)) in accepted for field, accepted in when.items())
-
-
-_ABSENT = object()
-
-
-def _field(details: Mapping[str, Any], name: str) -> Any:
-    """The JobDetails field `name`: the key spelled so, else the first one equal to it ignoring case."""
-    value = details.get(name, _ABSENT)
-    if value is not _ABSENT:
-        return value
-    folded = name.casefold()  # only now: a search over every key costs a few microseconds
-    for key, value in details.items():
-        if key.casefold() == folded:
-            return value
+def why(rule: Rule, details: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> str | None:
+    """The first condition of the rule that fails, as `explain` says it; None when the rule matches."""
+    for field, test in rule.when.items():
+        value = lookup(details, document, field)
+        if not test.test(value):
+            return f"{field} {test} failed: it is {shown_value(value)}"
     return None
 
 
-def _value(value: Any) -> str | None:
-    """A field's value as rules compare it (ignoring case); None when absent or not a single value."""
-    return None if value is None or isinstance(value, dict | list) else str(value).casefold()
-
-
-def matches(rule: Rule, details: Mapping[str, Any]) -> bool:
-    """True when every field named in the rule's `when` equals one of its values, names and values in any case."""
-    return _matches(_accepted(rule), details)
-
-
-def route(details: Mapping[str, Any], rules: Iterable[Rule]) -> list[Rule]:
+def route(details: Mapping[str, Any], rules: Iterable[Rule], document: Mapping[str, Any] | None = None) -> list[Rule]:
     """Every rule that matches the job's details, in configuration order."""
-    return [rule for rule in rules if matches(rule, details)]
+    return [rule for rule in rules if matches(rule, details, document)]
 
 
 class Router:
@@ -79,14 +61,14 @@ class Router:
 
     def __init__(self, config: Config):
         self.archive = config.archive
-        self.table = [(rule.name, _accepted(rule), config.folder(rule.destination)) for rule in config.routes]
-        self.fields = sorted({field for _, when, _ in self.table for field in when})
-        self._plans: dict[tuple[str | None, ...], tuple[Destination, ...]] = {}
+        self.table = [(rule.name, list(rule.when.items()), config.folder(rule.destination)) for rule in config.routes]
+        self.fields = sorted({field for _, when, _ in self.table for field, _ in when})
+        self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""
-        details = job.details  # a field spelled as the rule spells it is found without a call
-        key = (job.client, *(_value(details[f] if f in details else _field(details, f)) for f in self.fields))
+        details, document = job.details, job.document
+        key = (job.client, *(_key(lookup(details, document, f)) for f in self.fields))
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= REMEMBERED_PLANS:
@@ -96,10 +78,18 @@ class Router:
 
     def _decide(self, job: Job) -> tuple[Destination, ...]:
         reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
+        details, document = job.details, job.document
         for name, when, folder in self.table:
-            if _matches(when, job.details):
+            if all(test.test(lookup(details, document, field)) for field, test in when):
                 reasons.setdefault(folder, []).append(name)
         return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
+
+
+def _key(value: Any) -> Any:
+    """A field's value as a plan depends on it: as it is (a regex may tell case apart), or what kind it is."""
+    if isinstance(value, dict | list):
+        return ("complex",)  # no condition looks inside: equal as far as any plan goes
+    return value if value is ABSENT or value is None or isinstance(value, str) else str(value)
 
 
 def plan(job: Job, config: Config) -> tuple[Destination, ...]:

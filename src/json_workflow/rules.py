@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, field_validator
+
+from json_workflow.conditions import Condition, check_field, condition
 
 CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]
@@ -24,14 +26,6 @@ SEED_ROUTES: list[dict[str, Any]] = [
 ]
 
 
-def _one_or_many(value: Any) -> Any:
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return (str(value),)
-    if isinstance(value, list) and value and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
-        return tuple(str(v) for v in value)
-    raise ValueError("expected a string or a list of strings")
-
-
 def _no_parent(value: str) -> str:
     # A ".." climbs out of the folder it is written under, and json-workflow creates the folders below it.
     if ".." in value.split("/"):
@@ -42,26 +36,32 @@ def _no_parent(value: str) -> str:
     return value
 
 
-Matches = Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]
+# A `when` value: equality with a string or list of strings, or one operator (conditions.py).
+When = Annotated[Condition, PlainValidator(condition)]
 # A configured folder (a destination, and paths.* too): relative to root or absolute, never reaching up with "..".
 Folder = Annotated[str, AfterValidator(_no_parent)]
 
 
 class Rule(BaseModel):
-    """Send a job to `destination` when every field in `when` equals one of its values (name and value in any case)."""
+    """Send a job to `destination` when every condition in `when` holds (field names in any case)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
     destination: Folder = Field(min_length=1)
-    when: dict[str, Matches] = Field(min_length=1)
+    when: dict[str, When] = Field(min_length=1)
 
     @field_validator("when")
     @classmethod
-    def _distinct_fields(cls, when: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    def _distinct_fields(cls, when: dict[str, Condition]) -> dict[str, Condition]:
         seen: dict[str, str] = {}
         for field in when:
+            check_field(field)
             first = seen.setdefault(field.casefold(), field)
             if first != field:
                 raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); keep one")
         return when
+
+    def describe(self) -> str:
+        """The conditions as `check-config` prints them: ClientCode = RANK and Title matches glob '*x*'."""
+        return " and ".join(f"{field} {test}" for field, test in self.when.items())

@@ -87,6 +87,9 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
         for dest in found.destinations:
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
             click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
+        click.echo("  rules:")
+        for name, failed in found.rules:
+            click.echo(f"    {name}: " + ("matched" if failed is None else f"no, {failed}"))
     sys.exit(1 if unreadable else 0)
 
 
@@ -122,8 +125,7 @@ def check_config(config_path: str | None, root: str | None) -> None:
         click.echo("dashboard: off (http.enabled = false)")
     click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
-        when = " and ".join(f"{k} in {', '.join(v)}" if len(v) > 1 else f"{k} = {v[0]}" for k, v in rule.when.items())
-        click.echo(f"  {rule.name}: {when}\n      -> {config.folder(rule.destination)}")
+        click.echo(f"  {rule.name}: {rule.describe()}\n      -> {config.folder(rule.destination)}")
 
 
 @main.command()

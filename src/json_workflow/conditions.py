@@ -1,0 +1,180 @@
+"""What a rule's `when` can say of one field, and how a field is found in a job. Pure: no disk.
+
+A value in `when` is a string or a list of strings (equal to one of them, ignoring case), or a table
+of one operator: `{ glob = "..." }`, `{ regex = "..." }` (a full match, compiled at load),
+`{ exists = true|false }`, or `{ not = ... }` (any of these, negated). A field is a JobDetails field
+(its name in any case), or a dotted path from the top of the document
+(`"JobSpecification.Delivery.Method"`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OPERATORS = ("glob", "regex", "exists", "not")
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+ABSENT: Any = _Absent()  # a field the job does not have
+
+
+@dataclass(frozen=True, slots=True)
+class Equals:
+    values: tuple[str, ...]
+    folded: frozenset[str]
+
+    def test(self, value: Any) -> bool:
+        return _text(value) is not None and _text(value).casefold() in self.folded  # type: ignore[union-attr]
+
+    def __str__(self) -> str:
+        return f"= {self.values[0]}" if len(self.values) == 1 else f"in {', '.join(self.values)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    pattern: str
+    compiled: re.Pattern[str]  # fnmatch's translation, ignoring case like equality
+
+    def test(self, value: Any) -> bool:
+        text = _text(value)
+        return text is not None and self.compiled.fullmatch(text) is not None
+
+    def __str__(self) -> str:
+        return f"matches glob {self.pattern!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    pattern: str
+    compiled: re.Pattern[str]
+
+    def test(self, value: Any) -> bool:
+        text = _text(value)
+        return text is not None and self.compiled.fullmatch(text) is not None
+
+    def __str__(self) -> str:
+        return f"matches regex {self.pattern!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    present: bool
+
+    def test(self, value: Any) -> bool:
+        return (value is not ABSENT and value is not None) == self.present
+
+    def __str__(self) -> str:
+        return "exists" if self.present else "is absent"
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    inner: Condition
+
+    def test(self, value: Any) -> bool:
+        return not self.inner.test(value)
+
+    def __str__(self) -> str:
+        inner = self.inner
+        if isinstance(inner, Not):
+            return str(inner.inner)
+        if isinstance(inner, Exists):
+            return str(Exists(not inner.present))
+        if isinstance(inner, Equals):
+            return f"!= {inner.values[0]}" if len(inner.values) == 1 else f"not in {', '.join(inner.values)}"
+        return f"does not match {'glob' if isinstance(inner, Glob) else 'regex'} {inner.pattern!r}"
+
+
+Condition = Equals | Glob | Regex | Exists | Not
+
+
+def condition(value: Any) -> Condition:
+    """A `when` value as written in TOML, checked; ValueError saying what was expected."""
+    if _scalar(value) or (isinstance(value, list) and value and all(_scalar(v) for v in value)):
+        values = tuple(str(v) for v in (value if isinstance(value, list) else [value]))
+        return Equals(values, frozenset(v.casefold() for v in values))
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(
+            "expected a string, a list of strings, or a table of one operator: "
+            '{ glob = "..." }, { regex = "..." }, { exists = true }, { not = ... }'
+        )
+    ((operator, operand),) = value.items()
+    if operator == "not":
+        return Not(condition(operand))
+    if operator == "exists":
+        if not isinstance(operand, bool):
+            raise ValueError(f"exists takes true or false, got {operand!r}")
+        return Exists(operand)
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown operator {operator!r}: expected one of {', '.join(OPERATORS)}")
+    if not isinstance(operand, str) or not operand:
+        raise ValueError(f"{operator} takes a non-empty string, got {operand!r}")
+    if operator == "glob":
+        return Glob(operand, re.compile(fnmatch.translate(operand), re.IGNORECASE | re.DOTALL))
+    try:
+        return Regex(operand, re.compile(operand))
+    except re.error as e:
+        raise ValueError(f"invalid regex {operand!r}: {e}") from None
+
+
+def check_field(name: str) -> str:
+    """A field name or dotted path as a rule may name it; ValueError otherwise."""
+    if not name or any(not part.strip() for part in name.split(".")):
+        raise ValueError(f"{name!r} is not a field name or a dotted path such as JobSpecification.Delivery.Method")
+    return name
+
+
+def lookup(details: Mapping[str, Any], document: Mapping[str, Any] | None, name: str) -> Any:
+    """The value of field `name`: a JobDetails field, or a dotted path from the document's top; ABSENT if none."""
+    if "." not in name:
+        return _get(details, name)
+    value: Any = document if document is not None else {}
+    for part in name.split("."):
+        if not isinstance(value, Mapping):
+            return ABSENT
+        value = _get(value, part)
+        if value is ABSENT:
+            return ABSENT
+    return value
+
+
+def _get(mapping: Mapping[str, Any], key: str) -> Any:
+    """The key spelled so, else the first one equal to it ignoring case."""
+    value = mapping.get(key, ABSENT)
+    if value is not ABSENT:
+        return value
+    folded = key.casefold()  # only now: a search over every key costs a few microseconds
+    for other, value in mapping.items():
+        if other.casefold() == folded:
+            return value
+    return ABSENT
+
+
+def _text(value: Any) -> str | None:
+    """A field's value as text for comparing; None when absent, null, or not a single value."""
+    if value is ABSENT or value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def shown_value(value: Any) -> str:
+    """A field's value as `explain` reports it."""
+    if value is ABSENT:
+        return "absent"
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    return "null" if value is None else repr(_text(value))
