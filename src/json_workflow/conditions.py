@@ -39,20 +39,10 @@ class Equals:
 
 
 @dataclass(frozen=True, slots=True)
-class Glob:
-    pattern: str
-    compiled: re.Pattern[str]  # fnmatch's translation, ignoring case like equality
+class Matches:
+    """A glob (ignoring case, like equality) or a regex (as written), matching the whole value."""
 
-    def test(self, value: Any) -> bool:
-        text = _text(value)
-        return text is not None and self.compiled.fullmatch(text) is not None
-
-    def __str__(self) -> str:
-        return f"matches glob {self.pattern!r}"
-
-
-@dataclass(frozen=True, slots=True)
-class Regex:
+    kind: str  # "glob" or "regex"
     pattern: str
     compiled: re.Pattern[str]
 
@@ -61,7 +51,7 @@ class Regex:
         return text is not None and self.compiled.fullmatch(text) is not None
 
     def __str__(self) -> str:
-        return f"matches regex {self.pattern!r}"
+        return f"matches {self.kind} {self.pattern!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +80,10 @@ class Not:
             return str(Exists(not inner.present))
         if isinstance(inner, Equals):
             return f"!= {inner.values[0]}" if len(inner.values) == 1 else f"not in {', '.join(inner.values)}"
-        return f"does not match {'glob' if isinstance(inner, Glob) else 'regex'} {inner.pattern!r}"
+        return f"does not match {inner.kind} {inner.pattern!r}"
 
 
-Condition = Equals | Glob | Regex | Exists | Not
+Condition = Equals | Matches | Exists | Not
 
 
 def condition(value: Any) -> Condition:
@@ -118,9 +108,9 @@ def condition(value: Any) -> Condition:
     if not isinstance(operand, str) or not operand:
         raise ValueError(f"{operator} takes a non-empty string, got {operand!r}")
     if operator == "glob":
-        return Glob(operand, re.compile(fnmatch.translate(operand), re.IGNORECASE | re.DOTALL))
+        return Matches("glob", operand, re.compile(fnmatch.translate(operand), re.IGNORECASE | re.DOTALL))
     try:
-        return Regex(operand, re.compile(operand))
+        return Matches("regex", operand, re.compile(operand))
     except re.error as e:
         raise ValueError(f"invalid regex {operand!r}: {e}") from None
 
