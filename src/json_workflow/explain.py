@@ -37,8 +37,10 @@ def explain(data: bytes, folder: str | None, config: Config) -> Explanation:
     except Rejected as rejection:
         return Explanation(rejection=rejection, failed_folder=config.failed_folder(folder))
     values = (job.client, job.category, job.studio, job.title)
-    return Explanation(
-        fields=tuple(zip(SHOWN_FIELDS, values, strict=True)),
-        destinations=tuple(plan(job, config)),
-        rules=tuple((rule.name, why(rule, job.details, job.document)) for rule in config.routes),
-    )
+    rules = tuple((rule.name, why(rule, job.details, job.document)) for rule in config.routes)
+    fields = tuple(zip(SHOWN_FIELDS, values, strict=True))
+    try:
+        destinations = tuple(plan(job, config))
+    except Rejected as rejection:  # a templated destination its values cannot fill safely
+        return Explanation(fields, (), rules, rejection, config.failed_folder(folder))
+    return Explanation(fields, destinations, rules)

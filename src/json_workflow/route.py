@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from json_workflow.conditions import ABSENT, lookup, shown_value
+from json_workflow.conditions import ABSENT, Condition, lookup, shown_value
 from json_workflow.config import Config
+from json_workflow.errors import Rejected
 from json_workflow.parse import Job
 from json_workflow.rules import Rule
+from json_workflow.template import Template, placeholders
 
 # Distinct (client, field values) plans a Router remembers; a run with more starts afresh.
 REMEMBERED_PLANS = 4096
@@ -60,9 +62,16 @@ class Router:
     """
 
     def __init__(self, config: Config):
+        self.config = config
         self.archive = config.archive
-        self.table = [(rule.name, list(rule.when.items()), config.folder(rule.destination)) for rule in config.routes]
-        self.fields = sorted({field for _, when, _ in self.table for field, _ in when})
+        self.table: list[tuple[str, list[tuple[str, Condition]], Path | Template]] = []
+        fields: set[str] = set()
+        for rule in config.routes:
+            named = placeholders(rule.destination, rule.when)
+            target = Template(rule.name, rule.destination, tuple(named)) if named else config.folder(rule.destination)
+            self.table.append((rule.name, list(rule.when.items()), target))
+            fields.update(rule.when, named)
+        self.fields = sorted(fields)
         self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
@@ -79,16 +88,27 @@ class Router:
     def _decide(self, job: Job) -> tuple[Destination, ...]:
         reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
         details, document = job.details, job.document
-        for name, when, folder in self.table:
+        for name, when, target in self.table:
             if all(test.test(lookup(details, document, field)) for field, test in when):
+                folder = target if isinstance(target, Path) else self._filled(target, details, document)
                 reasons.setdefault(folder, []).append(name)
         return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
+
+    def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:
+        """A templated destination for this job; Rejected when it would feed json-workflow's own folders."""
+        folder, config = self.config.folder(template.render(details, document)), self.config
+        for name, own in (("hot folder", config.hot), ("archive", config.archive), ("failed folder", config.failed)):
+            if folder.is_relative_to(own) or own.is_relative_to(folder):
+                raise Rejected(
+                    f'rule "{template.rule}": its destination {folder} would be in or over the {name}', "route"
+                )
+        return folder
 
 
 def _key(value: Any) -> Any:
     """A field's value as a plan depends on it: as it is (a regex may tell case apart), or what kind it is."""
-    if isinstance(value, dict | list):
-        return ("complex",)  # no condition looks inside: equal as far as any plan goes
+    if isinstance(value, dict | list):  # no condition looks inside: equal as far as any plan goes
+        return ("object",) if isinstance(value, dict) else ("array",)
     return value if value is ABSENT or value is None or isinstance(value, str) else str(value)
 
 

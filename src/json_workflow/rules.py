@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
 
 from json_workflow.conditions import Condition, check_field, condition
+from json_workflow.template import placeholders
 
 CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]
@@ -48,8 +49,8 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    destination: Folder = Field(min_length=1)
     when: dict[str, When] = Field(min_length=1)
+    destination: Folder = Field(min_length=1)  # after `when`: its placeholders may name the fields `when` does
 
     @field_validator("when")
     @classmethod
@@ -61,6 +62,12 @@ class Rule(BaseModel):
             if first != field:
                 raise ValueError(f"{first} and {field} are the same field (field names match ignoring case); keep one")
         return when
+
+    @field_validator("destination")
+    @classmethod
+    def _known_placeholders(cls, destination: str, info: ValidationInfo) -> str:
+        placeholders(destination, info.data.get("when", {}))
+        return destination
 
     def describe(self) -> str:
         """The conditions as `check-config` prints them: ClientCode = RANK and Title matches glob '*x*'."""

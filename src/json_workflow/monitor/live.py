@@ -26,6 +26,7 @@ from json_workflow.logs import log
 from json_workflow.names import shown
 from json_workflow.store import Store
 from json_workflow.store.rows import LiveRow
+from json_workflow.template import pattern
 
 # file_seconds' buckets, claim to finish: a file takes milliseconds; a slow share, seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -279,7 +280,9 @@ class Monitor:
         places.setdefault(str(config.failed), Destination(str(config.failed), [FAILED]))
         for folder, trouble in self._troubles.items():
             place = places.get(folder) or _container(places, folder)
-            if place is not None and (place.state == "ok" or (trouble.since or 0) < (place.since or 0)):
+            if place is None:  # a folder no configured one names: shown on its own
+                place = places[folder] = Destination(folder, [])
+            if place.state == "ok" or (trouble.since or 0) < (place.since or 0):
                 place.state, place.error, place.since = "trouble", trouble.error, trouble.since
                 place.next_retry = trouble.next_retry
         return list(places.values())
@@ -294,7 +297,7 @@ def _container(places: dict[str, Destination], folder: str) -> Destination | Non
     """The configured destination `folder` is inside (the archive's client folders, the failed folder's)."""
     path = Path(folder)
     for place, destination in places.items():
-        if path.is_relative_to(place):
+        if path.is_relative_to(place) or ("{" in place and pattern(place).fullmatch(folder)):
             return destination
     return None
 

@@ -1,0 +1,100 @@
+"""Destinations with placeholders: checked at load, filled per job, unsafe values failing the file unwritten."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import drop, files, make_config, read_reason
+from json_workflow.config import build
+from json_workflow.errors import ConfigError, Rejected
+from json_workflow.parse import parse_job
+from json_workflow.route import Router
+from json_workflow.run import run_once
+from json_workflow.samples import job
+
+
+def rule(destination: str, when: dict | None = None) -> dict:
+    return {"routes": [{"name": "t", "destination": destination, "when": when or {"ClientCode": {"exists": True}}}]}
+
+
+def a_job(client: str = "RANK", folder: str | None = "RANK", **fields) -> bytes:
+    document = json.loads(job(client, "PRODUCTION", 1))
+    document["JobSpecification"]["JobDetails"].update(fields)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    "destination, when, message",
+    [
+        ("OUT/{Colour}", None, "routes[0].destination: unknown placeholder {Colour}: use ClientCode, JobCategory"),
+        ("OUT/{ClientCode", None, "has an unbalanced { or }"),
+        ("OUT/}", None, "has an unbalanced { or }"),
+        ("OUT/{}", None, "unknown placeholder {}"),
+    ],
+)
+def test_a_bad_placeholder_is_a_configuration_error_naming_the_key(destination, when, message):
+    with pytest.raises(ConfigError) as e:
+        build(rule(destination, when), "test.toml")
+    assert any(message in p for p in e.value.problems), e.value.problems
+
+
+def test_known_placeholders_are_the_jobs_fields_and_those_the_rule_names():
+    build(rule("OUT/{ClientCode}/{jobcategory}/{StudioCode}/{Title}/{JobNumber}"), "t")
+    build(rule("OUT/{JobSpecification.Delivery.Method}", {"JobSpecification.Delivery.Method": {"exists": True}}), "t")
+
+
+def plan_of(config, data: bytes, folder="RANK"):
+    return Router(config).plan(parse_job(data, folder))
+
+
+def test_a_destination_is_filled_per_job_and_remembered_per_value(root):
+    config = make_config(root, **rule("CLIENT-STORES/{ClientCode}/IN-{JobCategory}"))
+    router = Router(config)
+    for client in ("RANK", "LOREAL", "RANK"):
+        [_, routed] = router.plan(parse_job(job(client, "SOCIAL", 1), client))
+        assert routed.folder == root / f"CLIENT-STORES/{client}/IN-SOCIAL"
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [("", "''"), ("..", "'..'"), ("a/b", "'a/b'"), (".hidden", "'.hidden'"), ("bell\x07", "'bell\\x07'"),
+     (None, "null"), ({"x": 1}, "a JSON object"), ("\u200bzero-width", "'\\u200bzero-width'")],
+)  # fmt: skip
+def test_an_unsafe_value_fails_the_file_before_anything_is_written(root, value, shown):
+    config = make_config(root, **rule("OUT/{StudioCode}"))
+    with pytest.raises(Rejected) as e:
+        plan_of(config, a_job(StudioCode=value))
+    assert e.value.stage == "route"
+    assert f"{{StudioCode}} is {shown}, not a safe folder name" in e.value.reason
+    drop(root, "RANK", "x.json", a_job(StudioCode=value))
+    summary = run_once(config)
+    assert (summary.archived, summary.failed) == (0, 1)
+    assert not (root / "OUT").exists() and not (root / "JSON_STORE").exists()  # nothing written
+    [failed] = [p for p in (root / "JSON_FAILED/RANK").iterdir() if not p.name.endswith(".reason.txt")]
+    assert "not a safe folder name" in read_reason(failed)["reason"]
+
+
+def test_a_filled_destination_is_never_the_hot_archive_or_failed_folder(root):
+    config = make_config(root, **rule("{ClientCode}"))
+    for client in ("JSON", "JSON_STORE", "JSON_FAILED"):
+        with pytest.raises(Rejected, match=r"would be in or over the (hot folder|archive|failed folder)"):
+            plan_of(config, job(client, "X", 1), client)
+    assert plan_of(config, job("RANK", "X", 1))[1].folder == root / "RANK"
+
+
+def test_folders_from_placeholders_are_made_below_the_root_and_never_outside(root, outside):
+    config = make_config(root, routes=[
+        {"name": "in", "destination": "CLIENT-STORES/{ClientCode}/IN", "when": {"ClientCode": "RANK"}},
+        {"name": "out", "destination": str(outside / "{ClientCode}"), "when": {"ClientCode": "LOREAL"}},
+    ])  # fmt: skip
+    drop(root, "RANK", "r.json", job("RANK", "X", 1))
+    drop(root, "LOREAL", "l.json", job("LOREAL", "X", 2))
+    summary = run_once(config)
+    assert (root / "CLIENT-STORES/RANK/IN/r.json").read_bytes() == job("RANK", "X", 1)
+    assert (summary.archived, summary.pending) == (1, 1)  # LOREAL waits: outside/LOREAL does not exist
+    assert files(outside) == {} and (root / "JSON/LOREAL/l.json").exists()
+    (outside / "LOREAL").mkdir()
+    assert run_once(config).archived == 1
+    assert (outside / "LOREAL/l.json").read_bytes() == job("LOREAL", "X", 2)
