@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from conftest import make_config
+from conftest import drop, make_config
 from json_workflow.conditions import ABSENT, condition, lookup
 from json_workflow.config import build
 from json_workflow.errors import ConfigError
 from json_workflow.parse import parse_job
 from json_workflow.route import Router, matches, why
 from json_workflow.rules import Rule
+from json_workflow.run import run_once
+from json_workflow.samples import job
 
 DOCUMENT = {
     "JobSpecification": {
@@ -102,7 +106,7 @@ def test_the_router_decides_as_matches_does_and_tells_values_apart_where_a_regex
     for title, expected in (("Spring Sale", ["r0", "r1"]), ("spring sale", ["r1"]), ("Spring Sale", ["r0", "r1"])):
         document = {**DOCUMENT, "JobSpecification": {**DOCUMENT["JobSpecification"]}}
         document["JobSpecification"]["JobDetails"] = {**DETAILS, "Title": title}
-        job = parse_job(__import__("json").dumps(document).encode(), "RANK")
+        job = parse_job(json.dumps(document).encode(), "RANK")
         routed = [name for d in router.plan(job) if not d.is_archive for name in d.reasons]
         assert routed == expected, title
         assert [r.name for r in config.routes if matches(r, job.details, job.document)] == expected
@@ -122,3 +126,14 @@ def test_check_config_describes_operators_readably(root):
     assert config.routes[0].describe() == "Title does not match glob 'Test*' and Rush is absent"
     negated = make_config(root, **rules({"ClientCode": {"not": ["A", "B"]}, "X": {"not": {"exists": False}}}))
     assert negated.routes[0].describe() == "ClientCode not in A, B and X exists"
+
+
+def test_a_rule_on_a_dotted_path_delivers_through_a_run(root):
+    config = make_config(root, **rules({"JobSpecification.Delivery.Method": {"glob": "ft*"}}))
+    assert config.dotted_fields and not make_config(root).dotted_fields
+    document = json.loads(job("RANK", "X", 1))
+    document["JobSpecification"]["Delivery"] = {"Method": "FTP"}
+    drop(root, "RANK", "ftp.json", json.dumps(document).encode())
+    drop(root, "RANK", "plain.json", job("RANK", "X", 2))
+    assert run_once(config).routed == 1
+    assert [p.name for p in (root / "D0").iterdir()] == ["ftp.json"]

@@ -102,6 +102,34 @@ def test_a_reload_keeps_restart_keys_with_a_warning_and_applies_the_rest(root, t
     assert (logging.INFO, "Configuration reloaded: 1 routes") in logged
 
 
+def test_a_reload_with_new_rules_logs_what_changed_and_what_a_week_of_the_archive_would_do(root, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    for n, client in enumerate(["RANK", "RANK", "LOREAL"]):
+        (root / "JSON_STORE" / client).mkdir(parents=True, exist_ok=True)
+        (root / "JSON_STORE" / client / f"{n}.json").write_bytes(job(client, "PRODUCTION", n))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[routes]]\nname = "Monday Rank"\ndestination = "SYNC/RANK"\nwhen = { ClientCode = "RANK" }\n'
+        '[[routes]]\nname = "Stores"\ndestination = "STORES/{ClientCode}"\nwhen = { ClientCode = "LOREAL" }\n'
+    )
+    with in_process(root, stable_seconds=0) as s:
+        s.config_path, s.root = str(cfg), str(root)
+        s._reload()
+
+        def effect():
+            return [m for m in messages(caplog) if m.startswith("Reload: replay of the last 7 days")]
+
+        [line] = wait_for(effect, what="the replay's account")
+    assert (
+        "Reload: rules added 'Stores'; removed 'Monday RB', 'BISSELL-WRIKE/IN', 'LOREAL/IN', 'Celtra', "
+        "'Celtra (eligible client)'; changed 'Monday Rank'"
+    ) in messages(caplog)
+    assert line == (
+        "Reload: replay of the last 7 days (3 archived files): 3 would go elsewhere; "
+        "+2 'Monday Rank', +1 'Stores', -1 'LOREAL/IN', -2 'Monday Rank'"
+    )
+
+
 class Clock:
     """A monotonic clock the test moves by hand."""
 

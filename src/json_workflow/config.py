@@ -63,6 +63,11 @@ class Config(Strict):
             seen.add(rule.name)
         return routes
 
+    @property
+    def dotted_fields(self) -> bool:
+        """True when a rule looks past JobDetails (a dotted path in `when` or in a destination)."""
+        return any("." in field for rule in self.routes for field in (*rule.when, *rule.placeholders))
+
     def folder(self, path: str) -> Path:
         """Resolve a configured folder: relative paths are under root."""
         return self.root / path

@@ -44,8 +44,12 @@ def _not_json(constant: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_not_json)  # made once: json.loads with an option makes one per call
 
 
-def parse_job(raw: bytes, folder: str | None) -> Job:
-    """Parse and validate a job file found in client folder `folder` (None at the hot folder's top)."""
+def parse_job(raw: bytes, folder: str | None, keep_document: bool = True) -> Job:
+    """Parse and validate a job file found in client folder `folder` (None at the hot folder's top).
+
+    `keep_document`: the Job holds the whole document, for rules on a dotted path; without them it
+    holds JobDetails only (a batch of whole documents kept alive makes every garbage collection longer).
+    """
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     if not raw.strip():
@@ -62,10 +66,10 @@ def parse_job(raw: bytes, folder: str | None) -> Job:
         raise Rejected(f"invalid JSON: {e}") from None
     except RecursionError:
         raise Rejected("invalid JSON: nesting too deep to parse") from None
-    return job_from_document(document, folder)
+    return job_from_document(document, folder, keep_document)
 
 
-def job_from_document(document: Any, folder: str | None) -> Job:
+def job_from_document(document: Any, folder: str | None, keep_document: bool = True) -> Job:
     """Validate the structure of a decoded job file."""
     if not isinstance(document, dict):
         raise Rejected(f"top level is a JSON {_kind(document)}, expected an object", "validate")
@@ -86,7 +90,7 @@ def job_from_document(document: Any, folder: str | None) -> Job:
         title=_optional(details, "Title"),
         details=details,
         number=_job_number(details.get("JobNumber")),
-        document=document,
+        document=document if keep_document else None,
     )
 
 

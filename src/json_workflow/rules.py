@@ -69,6 +69,11 @@ class Rule(BaseModel):
         placeholders(destination, info.data.get("when", {}))
         return destination
 
+    @property
+    def placeholders(self) -> list[str]:
+        """The fields its destination names."""
+        return placeholders(self.destination, self.when)
+
     def describe(self) -> str:
         """The conditions as `check-config` prints them: ClientCode = RANK and Title matches glob '*x*'."""
         return " and ".join(f"{field} {test}" for field, test in self.when.items())

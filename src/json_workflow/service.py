@@ -31,6 +31,7 @@ from json_workflow.logs import log
 from json_workflow.monitor import instance_name
 from json_workflow.monitor.live import Monitor
 from json_workflow.notify import sd_notify, watchdog_interval
+from json_workflow.replay import recent_effect, rules_changed
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import Reporter
 from json_workflow.run import check_hot_folder, exclusive
@@ -268,12 +269,17 @@ class Service:
             return
         if kept:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
-        self.config = self.feeds.config = new
+        old, self.config = self.config, new
+        self.feeds.config = new
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds
         self.monitor.configure(new)
         log.info("Configuration reloaded: %d routes", len(new.routes))
+        if (change := rules_changed(old, new)) is not None:
+            log.info("Reload: %s", change)
+            # Reading a week of the archive takes seconds: beside the files, never in their way.
+            threading.Thread(target=self._log_effect, args=(old, new), name="replay", daemon=True).start()
         self.monitor.note(f"Configuration reloaded: {len(new.routes)} routes")
 
     # --- the live state ----------------------------------------------------------------------------
@@ -283,6 +289,12 @@ class Service:
         waiting = len(tracker) + len(self.queue)
         claimed = len(self.pipeline.claims.holding)
         self.monitor.turn(waiting, claimed, tracker.holding, self.feeds.watching.alive())
+
+    def _log_effect(self, old: Config, new: Config) -> None:
+        try:
+            log.info("Reload: %s", recent_effect(old, new, time.time()))
+        except Exception:  # an account of the change only: the change itself is made
+            log.exception("Reload: cannot replay the last days of the archive")
 
     def _log_stats(self) -> None:
         """Today's figures from the statistics rows, so a restart does not reset them."""

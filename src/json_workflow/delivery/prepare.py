@@ -33,6 +33,9 @@ class Parts:
     # while writing them, or a file that a crash interrupted again and again.
     poisoned: dict[str, Rejected] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.keep_document = self.config.dotted_fields  # decided once per configuration, not per file
+
 
 def prepare_delivery(
     candidate: Candidate, source: Source, parts: Parts, now: float
@@ -87,7 +90,7 @@ def _decide(d: Delivery, parts: Parts, now: float) -> None:
     read = read_job_file(candidate.path, config.max_file_bytes, config.permissions.file_mode)
     d.data, d.info = read.data, read.info
     try:
-        job = parse_job(read.data, candidate.folder)
+        job = parse_job(read.data, candidate.folder, parts.keep_document)
     except Rejected:
         # Unparsable while a writer we cannot see (another host, another user's file) may still be at it.
         if not read.closed and read.young(config.stable_seconds, now):

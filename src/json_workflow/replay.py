@@ -1,0 +1,130 @@
+"""Replay: what a change of rules would do, by routing the archived files by both rule sets.
+
+Reading the archive is the only I/O here, and it only reads: parse and route, nothing written.
+`difference` is the pure core: a file's added and removed folders, each with the rules behind it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from json_workflow.config import Config
+from json_workflow.errors import Rejected
+from json_workflow.intake.scan import is_job_name
+from json_workflow.parse import parse_job
+from json_workflow.route import Destination, Router
+
+
+@dataclass(frozen=True)
+class Change:
+    """One archived file whose destinations differ: folders added and removed, with the rules behind each."""
+
+    path: str
+    client: str
+    added: tuple[Destination, ...]
+    removed: tuple[Destination, ...]
+
+
+@dataclass
+class Totals:
+    files: int = 0  # archived files read
+    changed: int = 0
+    unreadable: list[str] = field(default_factory=list)  # not parsable or routable any more: "path: why"
+    added: Counter[str] = field(default_factory=Counter)  # copies added, by rule
+    removed: Counter[str] = field(default_factory=Counter)
+    clients: Counter[str] = field(default_factory=Counter)  # files changed, by client
+
+
+def difference(old: Sequence[Destination], new: Sequence[Destination]) -> tuple[tuple[Destination, ...], ...]:
+    """(added, removed): the routed folders only one plan has, each with the rules that send it there."""
+    before = {d.folder: d for d in old if not d.is_archive}
+    after = {d.folder: d for d in new if not d.is_archive}
+    added = tuple(d for folder, d in after.items() if folder not in before)
+    removed = tuple(d for folder, d in before.items() if folder not in after)
+    return added, removed
+
+
+def replay(files: Iterable[tuple[str, str]], old: Config, new: Config, totals: Totals) -> Iterator[Change]:
+    """Route each (path, client folder) by both configurations; yield the files whose folders differ."""
+    old_router, new_router = Router(old), Router(new)
+    for path, client in files:
+        totals.files += 1
+        try:
+            with open(path, "rb") as f:
+                job = parse_job(f.read(), client)
+            before, after = old_router.plan(job), new_router.plan(job)
+        except (OSError, Rejected) as e:
+            totals.unreadable.append(f"{path}: {getattr(e, 'reason', None) or e}")
+            continue
+        added, removed = difference(before, after)
+        if added or removed:
+            totals.changed += 1
+            totals.clients[client] += 1
+            totals.added.update(rule for d in added for rule in d.reasons)
+            totals.removed.update(rule for d in removed for rule in d.reasons)
+            yield Change(path, client, added, removed)
+
+
+def archived(
+    config: Config, since: float | None, until: float | None, clients: Sequence[str] = ()
+) -> Iterator[tuple[str, str]]:
+    """(path, client folder) of the archived job files modified within [since, until), client by client."""
+    wanted = {c.casefold() for c in clients}
+    try:
+        folders = sorted(os.scandir(config.archive), key=lambda e: e.name)
+    except FileNotFoundError:
+        return
+    for folder in folders:
+        if not folder.is_dir(follow_symlinks=False) or (wanted and folder.name.casefold() not in wanted):
+            continue
+        with os.scandir(folder.path) as entries:
+            names = sorted(e.name for e in entries if is_job_name(e.name) and e.is_file(follow_symlinks=False))
+        for name in names:
+            path = os.path.join(folder.path, name)
+            if since is not None or until is not None:
+                mtime = os.lstat(path).st_mtime
+                if (since is not None and mtime < since) or (until is not None and mtime >= until):
+                    continue
+            yield path, folder.name
+
+
+def day_start(day: datetime.date, config: Config) -> float:
+    """The first second of `day` in `email.timezone`, as Unix time."""
+    return datetime.datetime.combine(day, datetime.time(), config.email.zone).timestamp()
+
+
+def relative(folder: Path, config: Config) -> str:
+    return str(folder.relative_to(config.root)) if folder.is_relative_to(config.root) else str(folder)
+
+
+def rules_changed(old: Config, new: Config) -> str | None:
+    """What a reload changes in the rules, in one line; None when the rules are the same."""
+    before, after = {r.name: r for r in old.routes}, {r.name: r for r in new.routes}
+    added = [n for n in after if n not in before]
+    removed = [n for n in before if n not in after]
+    changed = [n for n in after if n in before and after[n] != before[n]]
+    if not (added or removed or changed):
+        return None
+    parts = [f"{what} {', '.join(repr(n) for n in names)}" for what, names in
+             (("added", added), ("removed", removed), ("changed", changed)) if names]  # fmt: skip
+    return "rules " + "; ".join(parts)
+
+
+def recent_effect(old: Config, new: Config, now: float, days: int = 7) -> str:
+    """The per-rule counts replay gives over the last `days` of the archive, in one line."""
+    totals = Totals()
+    for _ in replay(archived(new, now - days * 86400, None), old, new, totals):
+        pass
+    if not totals.changed:
+        return f"replay of the last {days} days ({totals.files} archived files): no file would go elsewhere"
+    counts = [f"+{n} {r!r}" for r, n in sorted(totals.added.items())]
+    counts += [f"-{n} {r!r}" for r, n in sorted(totals.removed.items())]
+    return (
+        f"replay of the last {days} days ({totals.files} archived files): {totals.changed} would go elsewhere; "
+        + ", ".join(counts)
+    )
