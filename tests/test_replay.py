@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -121,3 +123,46 @@ def test_dates_select_by_modification_time_and_clients_by_folder(root, tmp_path)
         ("BISSELL", "added", "Stores"),
         ("BISSELL", "removed", "BISSELL-WRIKE/IN"),
     }
+
+
+# `replay --apply` run through this wrapper is killed (SIGKILL) at its Nth publish, before it.
+KILLED_AT_PUBLISH = """
+import os, signal, sys
+from json_workflow.delivery import durable
+real, count = durable.move_new, [0]
+def move_new(source, target):
+    count[0] += 1
+    if count[0] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(source, target)
+durable.move_new = move_new
+from json_workflow.cli import main
+main(["replay", "--apply", "--config", sys.argv[2]])
+"""
+
+
+def test_apply_interrupted_by_kill_and_run_again_delivers_each_added_copy_exactly_once(root, tmp_path):
+    files = [("LOREAL", "PRODUCTION", n) for n in range(6)] + [("BISSELL", "SOCIAL", n) for n in range(6, 12)]
+    archive(root, files)
+    new = str(write_new(tmp_path, root))
+    (root / "CLIENT-STORES/BISSELL/IN").mkdir(parents=True)
+    (root / "CLIENT-STORES/BISSELL/IN/7.json").write_bytes(b"someone else's")  # never overwritten
+    (root / "CLIENT-STORES/BISSELL/IN/8.json").write_bytes(job("BISSELL", "SOCIAL", 8))  # already delivered
+    for kill_at in (3, 2):
+        killed = subprocess.run([sys.executable, "-c", KILLED_AT_PUBLISH, str(kill_at), new], capture_output=True)
+        assert killed.returncode == -9
+    done = cli("replay", "--apply", "--config", new)
+    assert done.returncode == 1, done.stdout + done.stderr  # 7.json is left alone
+    assert f"left alone {root}/CLIENT-STORES/BISSELL/IN/7.json" in done.stdout
+    delivered = sorted(os.listdir(root / "CLIENT-STORES/BISSELL/IN"))
+    assert delivered == sorted(f"{n}.json" for n in range(6, 12))  # no temporaries left, each once
+    for n in range(6, 12):
+        expected = b"someone else's" if n == 7 else job("BISSELL", "SOCIAL", n)
+        assert (root / f"CLIENT-STORES/BISSELL/IN/{n}.json").read_bytes() == expected
+    assert not (root / "CLIENT-STORES/LOREAL/IN").exists() or os.listdir(root / "CLIENT-STORES/LOREAL/IN") == []
+    again = cli("replay", "--apply", "--config", new)
+    assert "delivered 0 copies, 5 already there, 1 left alone" in again.stdout
+    history = json.loads(cli("history", "BISSELL/9.json", "--json", "--root", str(root)).stdout)
+    assert [(h["source"], h["routed"]) for h in history] == [
+        ("REPLAY", [["Stores", f"{root}/CLIENT-STORES/BISSELL/IN"]])
+    ]

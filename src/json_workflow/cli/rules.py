@@ -36,6 +36,7 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 @click.option("--until", callback=_date, metavar="YYYY-MM-DD", help="... and on or before this day (email.timezone).")
 @click.option("--client", "clients", multiple=True, help="Only this client's archive (repeatable).")
 @click.option("--format", "form", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--apply", "deliver", is_flag=True, help="Deliver the added copies (never removes anything).")
 @root_option
 def replay(
     new_path: str,
@@ -44,12 +45,15 @@ def replay(
     until: datetime.date | None,
     clients: tuple[str, ...],
     form: str,
+    deliver: bool,
     root: str | None,
 ) -> None:
     """Route every archived file by OLD and NEW rules; print each file whose folders would differ.
 
     Reads the archive only: nothing is written anywhere. Exit 0 when nothing would change, 1 when
-    something would, 2 when a configuration is invalid.
+    something would, 2 when a configuration is invalid. With --apply, the added copies are delivered
+    (exactly once, even run again after an interruption): exit 0 when every one is in place, 1 when
+    some could not be (a file of that name with other bytes is never overwritten).
     """
     from json_workflow.replay import Totals, archived, day_start, relative
     from json_workflow.replay import replay as run_replay
@@ -63,6 +67,9 @@ def replay(
     end = day_start(until + datetime.timedelta(days=1), new) if until else None
     totals = Totals()
     changes = run_replay(archived(new, start, end, clients), old, new, totals)
+    if deliver:
+        _apply(changes, new, totals)
+        return
     if form == "json":
         rows = [
             {
@@ -108,3 +115,32 @@ def replay(
         for problem in totals.unreadable[:20]:
             click.echo(f"  cannot route {problem}")
     sys.exit(1 if totals.changed else 0)
+
+
+def _apply(changes, config, totals) -> None:
+    """Deliver the added copies and say what was done; exit 1 when some could not be placed."""
+    from json_workflow.cli.app import operator_errors
+    from json_workflow.delivery.durable import make_folder
+    from json_workflow.redeliver import Applied, apply
+    from json_workflow.store import open_store
+
+    applied = Applied()
+    with operator_errors():
+        make_folder(config.state, config.permissions.dir_mode, config.root)  # the statistics record it
+        store = open_store(config)
+    try:
+        apply(changes, config, store, applied)
+    finally:
+        store.close()
+    for path in applied.delivered:
+        click.echo(f"delivered {path}")
+    for path in applied.conflicts:
+        click.echo(f"left alone {path}: a file of that name with other bytes is there")
+    for problem in applied.failed:
+        click.echo(f"cannot deliver {problem}")
+    click.echo(
+        f"{totals.files} archived files read, {totals.changed} with other folders: delivered "
+        f"{len(applied.delivered)} copies, {len(applied.present)} already there, "
+        f"{len(applied.conflicts)} left alone, {len(applied.failed)} failed"
+    )
+    sys.exit(1 if applied.conflicts or applied.failed else 0)

@@ -10,6 +10,7 @@ class Source(StrEnum):
     REALTIME = "REALTIME"  # an event of the watcher
     PERIODIC = "PERIODIC"  # the periodic safety scan
     RECOVERY = "RECOVERY"  # left claimed by a crash, finished at the next start
+    REPLAY = "REPLAY"  # an archived file given the copies a new rule adds (`replay --apply`)
 
 
 class ScanOutcome(StrEnum):

@@ -166,7 +166,7 @@ def stats_line(store: Store, now: float, zone: ZoneInfo) -> str:
         counts[source.lower()], errors = count, errors + failed
     processed = sum(counts.values())
     rate = 100.0 * (processed - errors) / processed if processed else 100.0
-    shown = ["startup", "realtime", "periodic"] + ["recovery"] * ("recovery" in counts)
+    shown = ["startup", "realtime", "periodic"] + [s for s in ("recovery", "replay") if s in counts]
     by_source = " ".join(f"({s}: {counts.get(s, 0)})" for s in shown)
     return f"Stats: Today: {processed} processed {by_source}, {errors} errors, {rate:.1f}% success"
 
