@@ -79,6 +79,11 @@ def test_a_forged_path_in_a_request_is_never_acted_on(service, root, outside):
         assert request(service.url + path).status == 404, path
 
 
+def test_without_a_token_the_login_form_leads_back_to_the_overview(service):
+    reply = request(service.url + "login")
+    assert reply.status == 303 and reply.headers["location"] == "/"
+
+
 def test_a_foreign_host_header_is_refused(service):
     assert request(service.url, headers={"Host": "attacker.example"}).status == 400
     assert request(service.url, headers={"Host": "attacker.example:8787"}).status == 400

@@ -136,7 +136,9 @@ def make_app(view: View, guard: Guard) -> Starlette:
         status, body = health.readiness(view.config(), view.live(), view.store, time.time())
         return JSONResponse(body, status)
 
-    def login_form(request: Request) -> HTMLResponse:
+    def login_form(request: Request) -> Response:
+        if guard.token is None:  # nothing to sign in to
+            return RedirectResponse("/", status_code=303)
         return page(request, "login.html", next=request.query_params.get("next", "/"), wrong=False)
 
     async def login(request: Request) -> Response:

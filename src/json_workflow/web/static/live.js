@@ -6,6 +6,10 @@
   var url = box.getAttribute("data-refresh");
   var every = 1000 * (parseFloat(box.getAttribute("data-seconds")) || 2);
   function refresh() {
+    if (document.hidden) {  // a tab in the background asks for nothing
+      setTimeout(refresh, every);
+      return;
+    }
     fetch(url, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
