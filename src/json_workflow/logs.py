@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -165,3 +166,17 @@ def flush() -> None:
     """Write out buffered lines (the pipeline calls this after every batch)."""
     for handler in log.handlers:
         handler.flush()
+
+
+def by_worker(lines: Iterable[tuple[str, str | None]]) -> None:
+    """Log a batch's (worker, lines) as one INFO record per worker; the formatter heads every line.
+
+    The seed's log has four lines per file; a record costs more than the lines in it, and the log is
+    written out once per batch anyway.
+    """
+    by_worker: dict[str, list[str]] = {}
+    for worker, text in lines:
+        if text:
+            by_worker.setdefault(worker, []).append(text)
+    for worker, texts in by_worker.items():
+        log.info("\n".join(texts), extra={"worker": worker})

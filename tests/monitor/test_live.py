@@ -7,7 +7,8 @@ import json
 
 from conftest import drop_atomically, wait_for
 from json_workflow.config import build
-from json_workflow.monitor.live import ARCHIVE, FAILED, Live
+from json_workflow.monitor.live import ARCHIVE, FAILED
+from json_workflow.monitor.state import Live
 from json_workflow.run import exclusive
 from json_workflow.samples import job
 from json_workflow.service import Service

@@ -121,7 +121,7 @@ class Pipeline:
             if trouble:
                 self._report_unavailable(trouble)
         deliveries = [d for d, _ in prepared if not d.vanished]
-        _log_by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
+        logs.by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
         try:
             rows = self.store.record_plan(records.planned(planned), records.received(deliveries, now))
@@ -192,7 +192,7 @@ class Pipeline:
             for d in b.staged:
                 if d.waiting_on is None:  # published, not known durable: left claimed for the next start
                     d.waiting_on, d.left_claimed = DestinationError("flush", error), True
-        _log_by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
+        logs.by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
         try:
             self.store.finish_batch(forget, records.finished(b.deliveries), Batch(done, len(b.deliveries), seconds))
@@ -293,20 +293,6 @@ class Pipeline:
             self.store.restart(candidate.path)
             done += self.submit([(candidate, Source.RECOVERY)], summary) + self.drain(summary)
         return done
-
-
-def _log_by_worker(lines: Iterable[tuple[str, str | None]]) -> None:
-    """Log a batch's (worker, lines) as one INFO record per worker; the formatter heads every line.
-
-    The seed's log has four lines per file; a record costs more than the lines in it, and the log is
-    written out once per batch anyway.
-    """
-    by_worker: dict[str, list[str]] = {}
-    for worker, text in lines:
-        if text:
-            by_worker.setdefault(worker, []).append(text)
-    for worker, texts in by_worker.items():
-        log.info("\n".join(texts), extra={"worker": worker})
 
 
 T = TypeVar("T")

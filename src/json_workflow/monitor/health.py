@@ -12,7 +12,7 @@ from typing import Any
 
 from json_workflow.config import Config
 from json_workflow.errors import StoreError
-from json_workflow.monitor.live import Live
+from json_workflow.monitor.state import Live
 from json_workflow.store import Store
 
 # The main loop turns at least once a second; this long without a turn, it is stuck (a hung mount, say).

@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from json_workflow.monitor.live import BUCKETS, Live, Monitor
+from json_workflow.monitor.live import BUCKETS, Monitor
+from json_workflow.monitor.state import Live
 
 PREFIX = "json_workflow_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

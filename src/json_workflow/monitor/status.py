@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from json_workflow.config import Config
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
-from json_workflow.monitor.live import Live
+from json_workflow.monitor.state import Live
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import DATABASE, Store, open_store

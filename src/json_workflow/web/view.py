@@ -18,7 +18,8 @@ from json_workflow.config import Config
 from json_workflow.delivery.retry import retry_known
 from json_workflow.logs import log
 from json_workflow.monitor import metrics
-from json_workflow.monitor.live import Live, Monitor
+from json_workflow.monitor.live import Monitor
+from json_workflow.monitor.state import Live
 from json_workflow.monitor.status import waiting_failed
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
