@@ -32,7 +32,8 @@ class Equals:
     folded: frozenset[str]
 
     def test(self, value: Any) -> bool:
-        return _text(value) is not None and _text(value).casefold() in self.folded  # type: ignore[union-attr]
+        text = as_text(value)
+        return text is not None and text.casefold() in self.folded
 
     def __str__(self) -> str:
         return f"= {self.values[0]}" if len(self.values) == 1 else f"in {', '.join(self.values)}"
@@ -47,7 +48,7 @@ class Matches:
     compiled: re.Pattern[str]
 
     def test(self, value: Any) -> bool:
-        text = _text(value)
+        text = as_text(value)
         return text is not None and self.compiled.fullmatch(text) is not None
 
     def __str__(self) -> str:
@@ -148,7 +149,7 @@ def _get(mapping: Mapping[str, Any], key: str) -> Any:
     return ABSENT
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """A field's value as text for comparing; None when absent, null, or not a single value."""
     if value is ABSENT or value is None or isinstance(value, dict | list):
         return None
@@ -167,4 +168,4 @@ def shown_value(value: Any) -> str:
         return "absent"
     if isinstance(value, dict | list):
         return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
-    return "null" if value is None else repr(_text(value))
+    return "null" if value is None else repr(as_text(value))

@@ -72,6 +72,11 @@ class Config(Strict):
         """Resolve a configured folder: relative paths are under root."""
         return self.root / path
 
+    def relative(self, folder: str | Path) -> str:
+        """A folder as the configuration names it: relative to root when below it, else whole."""
+        path = Path(folder)
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
     def failed_folder(self, client_folder: str | None) -> Path:
         """Where a rejected file of this client folder is set aside (`_unknown` for the top of the hot folder)."""
         return self.failed / (client_folder or UNKNOWN_CLIENT)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from json_workflow.config import Config
 from json_workflow.delivery import durable
+from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Outcome
 from json_workflow.intake import Source
 from json_workflow.replay import Change
@@ -33,6 +34,7 @@ class Applied:
 
 def apply(changes: Iterable[Change], config: Config, store: Store, applied: Applied) -> None:
     """Deliver the added copies of each change, and record each file so touched as a REPLAY reception."""
+    folders = Folders(config)
     for change in changes:
         if not change.added:
             continue
@@ -44,7 +46,7 @@ def apply(changes: Iterable[Change], config: Config, store: Store, applied: Appl
         for destination in change.added:
             final = os.path.join(destination.path, name)
             try:
-                outcome = _deliver(data, destination.folder, final, config)
+                outcome = _deliver(data, destination.folder, final, config, folders)
             except OSError as e:
                 applied.failed.append(f"{final}: {e.strerror or e}")
                 continue
@@ -55,12 +57,11 @@ def apply(changes: Iterable[Change], config: Config, store: Store, applied: Appl
             _record(store, change, routed, time.perf_counter() - began)
 
 
-def _deliver(data: bytes, folder: Path, final: str, config: Config) -> str:
+def _deliver(data: bytes, folder: Path, final: str, config: Config, folders: Folders) -> str:
     """ "delivered", "present" or "conflicts"; OSError when the folder cannot be made or written."""
     if os.path.lexists(final):
         return "present" if _same(final, data) else "conflicts"
-    top = config.root if folder.is_relative_to(config.root) else folder  # outside the root: never created
-    durable.make_folder(folder, config.permissions.dir_mode, top)
+    folders.ensure(folder)  # as the pipeline makes its folders: below the root, never outside
     temp = durable.fixed_temp_name(folder, os.path.basename(final))
     durable.remove_quietly(temp)  # an interrupted run's, never published
     durable.write_new(temp, data, config.permissions.file_mode)

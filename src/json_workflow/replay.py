@@ -11,7 +11,6 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
@@ -96,10 +95,6 @@ def archived(
 def day_start(day: datetime.date, config: Config) -> float:
     """The first second of `day` in `email.timezone`, as Unix time."""
     return datetime.datetime.combine(day, datetime.time(), config.email.zone).timestamp()
-
-
-def relative(folder: Path, config: Config) -> str:
-    return str(folder.relative_to(config.root)) if folder.is_relative_to(config.root) else str(folder)
 
 
 def rules_changed(old: Config, new: Config) -> str | None:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from json_workflow.conditions import ABSENT, Condition, lookup, shown_value
+from json_workflow.conditions import ABSENT, lookup, shown_value
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job
 from json_workflow.rules import Rule
-from json_workflow.template import Template, placeholders
+from json_workflow.template import Template
 
 # Distinct (client, field values) plans a Router remembers; a run with more starts afresh.
 REMEMBERED_PLANS = 4096
@@ -64,12 +64,12 @@ class Router:
     def __init__(self, config: Config):
         self.config = config
         self.archive = config.archive
-        self.table: list[tuple[str, list[tuple[str, Condition]], Path | Template]] = []
+        self.table: list[tuple[Rule, Path | Template]] = []
         fields: set[str] = set()
         for rule in config.routes:
-            named = placeholders(rule.destination, rule.when)
+            named = rule.placeholders
             target = Template(rule.name, rule.destination, tuple(named)) if named else config.folder(rule.destination)
-            self.table.append((rule.name, list(rule.when.items()), target))
+            self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
         self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
@@ -88,10 +88,10 @@ class Router:
     def _decide(self, job: Job) -> tuple[Destination, ...]:
         reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
         details, document = job.details, job.document
-        for name, when, target in self.table:
-            if all(test.test(lookup(details, document, field)) for field, test in when):
+        for rule, target in self.table:  # only when a plan is new: the plans are remembered
+            if matches(rule, details, document):
                 folder = target if isinstance(target, Path) else self._filled(target, details, document)
-                reasons.setdefault(folder, []).append(name)
+                reasons.setdefault(folder, []).append(rule.name)
         return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
 
     def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:

@@ -122,9 +122,8 @@ class Service:
         config = self.config
         self.feeds.start()
         self._handle(self.pipeline.recover(Summary()))
-        self.monitor.watch = self.feeds.watching.mode
         self.monitor.restore(self.journal)
-        self.monitor.note(f"json-workflow started, watching {config.hot} ({self.monitor.watch})")
+        self.monitor.note(f"json-workflow started, watching {config.hot} ({self.feeds.watching.mode})")
         if report:
             threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
         sd_notify("READY=1")
@@ -160,7 +159,7 @@ class Service:
             self._reload()
         if now >= due["intake"]:
             self.feeds.check_intake()
-            self.monitor.intake(self.feeds.hot_identity is not None, "" if self.feeds.hot_identity else "gone")
+            self.monitor.intake(self.feeds.hot_identity is not None)
             due["intake"] = now + INTAKE_CHECK_SECONDS
         if self.feeds.rescan_requested or now >= due["scan"]:
             self.feeds.start_scan()
@@ -288,7 +287,8 @@ class Service:
         tracker = self.tracker
         waiting = len(tracker) + len(self.queue)
         claimed = len(self.pipeline.claims.holding)
-        self.monitor.turn(waiting, claimed, tracker.holding, self.feeds.watching.alive())
+        watching = self.feeds.watching
+        self.monitor.turn(waiting, claimed, tracker.holding, watching.alive(), watching.mode)
 
     def _log_effect(self, old: Config, new: Config) -> None:
         try:

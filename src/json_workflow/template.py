@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from json_workflow.conditions import ABSENT, lookup, shown_value
+from json_workflow.conditions import as_text, lookup, shown_value
 from json_workflow.errors import Rejected
 from json_workflow.parse import is_safe_folder_name
 
@@ -55,7 +55,7 @@ class Template:
         values = {}
         for name in self.fields:
             value = lookup(details, document, name)
-            text = None if value is ABSENT or value is None or isinstance(value, dict | list | bool) else str(value)
+            text = None if isinstance(value, bool) else as_text(value)  # a flag is no folder name
             if text is None or not is_safe_folder_name(text):
                 raise Rejected(
                     f'rule "{self.rule}": {{{name}}} is {shown_value(value)}, not a safe folder name for its '

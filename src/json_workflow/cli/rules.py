@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -55,7 +54,7 @@ def replay(
     (exactly once, even run again after an interruption): exit 0 when every one is in place, 1 when
     some could not be (a file of that name with other bytes is never overwritten).
     """
-    from json_workflow.replay import Totals, archived, day_start, relative
+    from json_workflow.replay import Totals, archived, day_start
     from json_workflow.replay import replay as run_replay
 
     new = load_config(new_path, root)
@@ -98,11 +97,11 @@ def replay(
                     writer.writerow([c.path, c.client, sign, str(d.folder), " + ".join(d.reasons)])
     else:
         for c in changes:
-            click.echo(relative(Path(c.path), new))
+            click.echo(new.relative(c.path))
             for sign, places in (("+", c.added), ("-", c.removed)):
                 for d in places:
                     rules = ", ".join(f'"{r}"' for r in d.reasons)
-                    click.echo(f"  {sign} {relative(d.folder, new)}  (rule {rules})")
+                    click.echo(f"  {sign} {new.relative(d.folder)}  (rule {rules})")
         click.echo(
             f"{totals.files} archived files read, {totals.changed} would change"
             + (f", {len(totals.unreadable)} could not be routed" if totals.unreadable else "")

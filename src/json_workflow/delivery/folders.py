@@ -39,7 +39,7 @@ class Folders:
             key = job.client.casefold()
             with self._lock:
                 for folder in (self.config.archive, self.config.hot):
-                    for name in _folder_names(folder):
+                    for name in folder_names(folder):
                         self._spellings.setdefault(name.casefold(), name)
                 spelling = self._spellings.setdefault(key, job.client.upper() if top else job.client)
                 self._spellings[job.client] = spelling
@@ -100,7 +100,8 @@ class Folders:
         raise FileExistsError(errno.EEXIST, "no free failed-file name", str(folder))
 
 
-def _folder_names(folder: Path) -> list[str]:
+def folder_names(folder: Path) -> list[str]:
+    """The names of the folders in `folder` (not hidden, not symlinks); none when it cannot be listed."""
     try:
         with os.scandir(folder) as entries:
             return [e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]

@@ -7,12 +7,12 @@ trouble only degrades it: files wait for it in the hot folder, nothing is lost.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from json_workflow.config import Config
-from json_workflow.errors import StoreError
+from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.monitor.state import Live
+from json_workflow.run import check_hot_folder
 from json_workflow.store import Store
 
 # The main loop turns at least once a second; this long without a turn, it is stuck (a hung mount, say).
@@ -55,13 +55,11 @@ def readiness(config: Config, live: Live | None, store: Store, now: float) -> tu
 
 
 def _hot_folder(config: Config) -> dict[str, Any]:
-    hot = config.hot
     try:
-        with os.scandir(hot):  # opened, not read: a check, not a scan
-            pass
-    except OSError as e:
-        return _check(FAILING, f"{hot}: {e.strerror or e}")
-    return _check(OK, f"{hot} readable")
+        check_hot_folder(config)  # opened, not read: a check, not a scan
+    except WorkflowError as e:
+        return _check(FAILING, str(e))
+    return _check(OK, f"{config.hot} readable")
 
 
 def _store(store: Store) -> dict[str, Any]:

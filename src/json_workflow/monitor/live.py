@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from json_workflow.config import UNKNOWN_CLIENT, Config
+from json_workflow.delivery.folders import folder_names
 from json_workflow.delivery.model import Delivery, Outcome
 from json_workflow.errors import DestinationError, StoreError
 from json_workflow.logs import log
-from json_workflow.monitor.state import Destination, Event, Live
+from json_workflow.monitor.state import Destination, Event, Live, last_scan_and_report
 from json_workflow.names import shown
 from json_workflow.store import Store
 from json_workflow.store.rows import LiveRow
@@ -46,7 +47,7 @@ class Monitor:
         self.instance = instance
         self.started = self.beat = clock()
         self.watch: str = config.watch
-        self.watcher_alive, self.hot_ok, self.hot_error = True, True, ""
+        self.watcher_alive, self.hot_ok = True, True
         self.waiting = self.claimed = self.pending = 0
         self.files: Counter[tuple[str, str]] = Counter()
         self.copies: Counter[str] = Counter()
@@ -66,7 +67,7 @@ class Monitor:
         """Known label values from the configuration and the hot folder; zeros for the series known in advance."""
         with self._lock:
             self.config = config
-            self.clients.update(_client_folders(config.hot))
+            self.clients.update(shown(name) for name in folder_names(config.hot))
             for client in self.clients:
                 for outcome in (_ARCHIVED, _FAILED):
                     self.files.setdefault((client, str(outcome)), 0)
@@ -123,13 +124,14 @@ class Monitor:
         with self._lock:
             self._event(self.clock(), kind, text)
 
-    def turn(self, waiting: int, claimed: int, pending: int, watcher_alive: bool) -> None:
-        """The main loop's heartbeat, with the counts it knows."""
+    def turn(self, waiting: int, claimed: int, pending: int, watcher_alive: bool, watch: str | None = None) -> None:
+        """The main loop's heartbeat, with the counts it knows and its watch mode (it may switch to polling)."""
         self.waiting, self.claimed, self.pending, self.watcher_alive = waiting, claimed, pending, watcher_alive
+        self.watch = watch or self.watch
         self.beat = self.clock()
 
-    def intake(self, ok: bool, error: str = "") -> None:
-        self.hot_ok, self.hot_error = ok, error
+    def intake(self, ok: bool) -> None:
+        self.hot_ok = ok
 
     # --- reading, from any thread -------------------------------------------------------------
     def snapshot(self, activity: int = 0) -> Live:
@@ -144,7 +146,6 @@ class Monitor:
                 watch=self.watch,
                 watcher_alive=self.watcher_alive,
                 hot_ok=self.hot_ok,
-                hot_error=self.hot_error,
                 waiting=self.waiting,
                 claimed=self.claimed,
                 pending=self.pending,
@@ -174,15 +175,12 @@ class Monitor:
     def restore(self, store: Store) -> None:
         """The last scan and report from before this start, which the overview shows until the next ones."""
         try:
-            scan, report = store.last_scan(), store.last_report()
+            scan, report = last_scan_and_report(store)
         except StoreError as e:  # figures for the overview only
             log.warning("Cannot read the last scan and report from the statistics: %s", e)
             return
         with self._lock:
-            if scan is not None:
-                self.last_scan = {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]}
-            if report is not None:
-                self.report = {"day": report[0], "sent": report[1]}
+            self.last_scan, self.report = scan or self.last_scan, report or self.report
 
     # --- inside the lock ------------------------------------------------------------------------
     def _client(self, folder: str | None) -> str:
@@ -233,11 +231,3 @@ def _container(places: dict[str, Destination], folder: str) -> Destination | Non
         if path.is_relative_to(place) or ("{" in place and pattern(place).fullmatch(folder)):
             return destination
     return None
-
-
-def _client_folders(hot: Path) -> list[str]:
-    try:
-        with os.scandir(hot) as entries:
-            return [shown(e.name) for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
-    except OSError:
-        return []

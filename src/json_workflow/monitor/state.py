@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from json_workflow.store import Store
 
 
 @dataclass
@@ -38,7 +41,6 @@ class Live:
     watch: str
     watcher_alive: bool
     hot_ok: bool
-    hot_error: str
     waiting: int  # seen in the hot folder, not yet taken
     claimed: int
     pending: int  # back in the hot folder, waiting for a destination
@@ -66,6 +68,12 @@ class Live:
     @property
     def in_trouble(self) -> list[Destination]:
         return [d for d in self.destinations if d.state != "ok"]
+
+
+def last_scan_and_report(store: Store) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The last periodic scan and the last report sent, from the statistics, as the live state holds them."""
+    scan, report = store.last_scan(), store.last_report()
+    return None if scan is None else scan._asdict(), None if report is None else report._asdict()
 
 
 def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from json_workflow.config import Config
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
-from json_workflow.monitor.state import Live
+from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import DATABASE, Store, open_store
@@ -133,7 +133,7 @@ def waiting_failed(store: Store, limit: int = 10_000) -> list[FileRecord]:
 def status_from(store: Store, config: Config, pid: int | None, now: float) -> Status:
     saved = {row.pid: row for row in store.live()}
     live = Live.from_dict(json.loads(saved[pid].state)) if pid in saved else None
-    scan, report = store.last_scan(), store.last_report()
+    scan, report = last_scan_and_report(store)
     return Status(
         generated=now,
         running="" if pid is None else ("service" if live is not None else "run"),
@@ -141,6 +141,6 @@ def status_from(store: Store, config: Config, pid: int | None, now: float) -> St
         live=live,
         today=figures.today(store, now, config.email.zone, config.report.highlight),
         failed_files=len(waiting_failed(store)),
-        last_scan=None if scan is None else {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]},
-        last_report=None if report is None else {"day": report[0], "sent": report[1]},
+        last_scan=scan,
+        last_report=report,
     )

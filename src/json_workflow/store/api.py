@@ -20,9 +20,11 @@ from json_workflow.store.rows import (
     Failure,
     FileRecord,
     FinishedFile,
+    LastScan,
     LiveRow,
     PlannedCopy,
     Received,
+    SentReport,
     SourceCount,
     TroubleCount,
 )
@@ -159,11 +161,11 @@ class Store(Protocol):
         """(client, outcome, files) over the rows kept: archived, failed and pending."""
         ...
 
-    def last_scan(self) -> tuple[float, str, float | None, int | None] | None:
+    def last_scan(self) -> LastScan | None:
         """(at, outcome, seconds, found) of the last periodic scan."""
         ...
 
-    def last_report(self) -> tuple[str, float] | None:
+    def last_report(self) -> SentReport | None:
         """(day, sent) of the last scheduled report sent."""
         ...
 

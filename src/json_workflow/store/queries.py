@@ -12,8 +12,10 @@ from json_workflow.store.rows import (
     DaySummary,
     Failure,
     FileRecord,
+    LastScan,
     LiveRow,
     ReceivedFile,
+    SentReport,
     SourceCount,
     TroubleCount,
 )
@@ -226,12 +228,14 @@ def outcome_totals(db: sqlite3.Connection) -> list[tuple[str | None, str, int]]:
     ).fetchall()
 
 
-def last_scan(db: sqlite3.Connection) -> tuple[float, str, float | None, int | None] | None:
-    return db.execute("SELECT at, outcome, seconds, found FROM scans ORDER BY at DESC LIMIT 1").fetchone()
+def last_scan(db: sqlite3.Connection) -> LastScan | None:
+    row = db.execute("SELECT at, outcome, seconds, found FROM scans ORDER BY at DESC LIMIT 1").fetchone()
+    return None if row is None else LastScan(*row)
 
 
-def last_report(db: sqlite3.Connection) -> tuple[str, float] | None:
-    return db.execute("SELECT day, sent FROM reports ORDER BY sent DESC LIMIT 1").fetchone()
+def last_report(db: sqlite3.Connection) -> SentReport | None:
+    row = db.execute("SELECT day, sent FROM reports ORDER BY sent DESC LIMIT 1").fetchone()
+    return None if row is None else SentReport(*row)
 
 
 def live(db: sqlite3.Connection) -> list[LiveRow]:

@@ -155,6 +155,18 @@ class FileRecord(NamedTuple):
     routed: list[tuple[str, str]]  # (rule, folder) of each copy sent
 
 
+class LastScan(NamedTuple):
+    at: float
+    outcome: str  # completed, skipped, abandoned
+    seconds: float | None
+    found: int | None
+
+
+class SentReport(NamedTuple):
+    day: str  # YYYY-MM-DD
+    sent: float
+
+
 class LiveRow(NamedTuple):
     """What a running service saved of its live state (JSON), and when."""
 

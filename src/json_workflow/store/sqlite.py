@@ -26,9 +26,11 @@ from json_workflow.store.rows import (
     Failure,
     FileRecord,
     FinishedFile,
+    LastScan,
     LiveRow,
     PlannedCopy,
     Received,
+    SentReport,
     SourceCount,
     TroubleCount,
 )
@@ -238,11 +240,11 @@ class SqliteStore:
         with self._reading() as db:
             return queries.outcome_totals(db)
 
-    def last_scan(self) -> tuple[float, str, float | None, int | None] | None:
+    def last_scan(self) -> LastScan | None:
         with self._reading() as db:
             return queries.last_scan(db)
 
-    def last_report(self) -> tuple[str, float] | None:
+    def last_report(self) -> SentReport | None:
         with self._reading() as db:
             return queries.last_report(db)
 

@@ -10,7 +10,6 @@ import datetime
 import secrets
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -44,14 +43,9 @@ def make_app(view: View, guard: Guard) -> Starlette:
         def when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
             return "-" if ts is None else datetime.datetime.fromtimestamp(ts, zone).strftime(fmt)
 
-        def relative(folder: str) -> str:
-            """A folder as the configuration names it: below root, relative to it."""
-            path = Path(folder)
-            return str(path.relative_to(config.root)) if path.is_relative_to(config.root) else folder
-
         html = _env.get_template(name).render(
             request=request,
-            relative=relative,
+            relative=config.relative,
             root=str(config.root),
             csrf=guard.csrf,
             csrf_field=CSRF_FIELD,

@@ -19,7 +19,7 @@ from json_workflow.delivery.retry import retry_known
 from json_workflow.logs import log
 from json_workflow.monitor import metrics
 from json_workflow.monitor.live import Monitor
-from json_workflow.monitor.state import Live
+from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.monitor.status import waiting_failed
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
@@ -81,11 +81,7 @@ class View:
     def scan_and_report(self, live: Live | None) -> tuple[dict | None, dict | None]:
         if live is not None:
             return live.last_scan, live.report
-        scan, report = self.store.last_scan(), self.store.last_report()
-        return (
-            None if scan is None else {"at": scan[0], "outcome": scan[1], "seconds": scan[2], "found": scan[3]},
-            None if report is None else {"day": report[0], "sent": report[1]},
-        )
+        return last_scan_and_report(self.store)
 
     def metrics(self) -> metrics.Figures:
         if self.monitor is not None:
