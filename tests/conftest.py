@@ -3,22 +3,26 @@ run_once at a fixed clock, the service as a subprocess, a downstream consumer, a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from json_workflow.config import build
 from json_workflow.reporting.figures import ClientFigures, DayFigures, Problem
 from json_workflow.reporting.sample import sample_figures
 from json_workflow.run import run_once
+from pg_server import PgServer
 
 CELTRA = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
@@ -63,14 +67,56 @@ def outside(tmp_path: Path) -> Path:
     return o
 
 
+# --- the store: SQLite by default; PostgreSQL for the tests that take the `backend` fixture ------------
+
+# The store URL the tests' configurations name: "" (SQLite) unless the running test is on PostgreSQL.
+STORE = {"url": ""}
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL cluster for the session (never skipped: CI installs Debian's postgresql)."""
+    server = PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request):
+    """Runs the test once on SQLite and once on a new PostgreSQL database."""
+    if request.param == "postgresql":
+        STORE["url"] = request.getfixturevalue("pg_server").database()
+    yield request.param
+    STORE["url"] = ""
+
+
+def with_store(data: dict) -> dict:
+    """`data` with the running test's store, unless it names one."""
+    return {"store": {"url": STORE["url"]}, **data} if STORE["url"] else data
+
+
+def query(config, sql: str, *args) -> list[tuple]:
+    """Rows of `sql` (with ? marks) from the configuration's store, read directly."""
+    if config.fleet:
+        with psycopg.connect(config.store.url) as db:
+            return db.execute(sql.replace("?", "%s"), args).fetchall()
+    with contextlib.closing(sqlite3.connect(config.state / "journal.sqlite3")) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def kept(config, path) -> str:
+    """A path as the configuration's store keeps it: relative to root in PostgreSQL (hosts mount it anywhere)."""
+    return os.path.relpath(path, config.root) if config.fleet else str(path)
+
+
 @pytest.fixture
 def config(root: Path):
     """The built-in configuration (the seed's matrix) on the sandbox root."""
-    return build({}, "test", root=root)
+    return build(with_store({}), "test", root=root)
 
 
 def make_config(root: Path, **data):
-    return build(data, "test", root=root)
+    return build(with_store(data), "test", root=root)
 
 
 def drop(root: Path, folder: str | None, name: str, data: bytes) -> Path:
@@ -181,6 +227,16 @@ def assert_clean(root: Path, allowed: set[str] = frozenset()):
     assert leftovers(root, allowed) == []
 
 
+def assert_each_once(root: Path, good: dict, bad: dict, consumer: Consumer) -> None:
+    """Every valid file archived with its bytes, every invalid one set aside once, no copy seen twice downstream."""
+    assert {n for n, count in consumer.seen.items() if count > 1} == set()
+    for name, (client, data) in good.items():
+        assert (root / "JSON_STORE" / client / name).read_bytes() == data
+    for name, (_client, data) in bad.items():
+        (failed,) = failed_entries(root, name)
+        assert failed.read_bytes() == data
+
+
 def trouble_records(caplog):
     """The log records of destinations found in trouble."""
     return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]
@@ -212,6 +268,8 @@ def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = ""
     """A service configuration: files stable after 1 s, a periodic scan every `scan_interval` seconds."""
     # The dashboard on a port of its own (the log says which): services of several tests never collide.
     web = "" if "[http]" in extra else '\n[http]\nlisten = "127.0.0.1:0"\n'
+    if STORE["url"] and "[store]" not in extra:
+        web += f'\n[store]\nurl = "{STORE["url"]}"\n'
     path.write_text(
         f'root = "{root}"\nwatch = "{watch}"\nstable_seconds = 1\nscan_interval = {scan_interval:g}\n'
         f"retry_max_seconds = 1\nshutdown_timeout = 10\n{extra}{web}"
@@ -222,9 +280,9 @@ def write_config(path: Path, root: Path, watch: str = "inotify", extra: str = ""
 class Service:
     """json-workflow run as a subprocess, with its log."""
 
-    def __init__(self, root: Path, config: Path, env: dict | None = None):
+    def __init__(self, root: Path, config: Path, env: dict | None = None, log: Path | None = None):
         self.root, self.config, self.env = root, config, env
-        self.log = root.parent / "service.log"
+        self.log = log or root.parent / "service.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Service:

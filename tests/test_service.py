@@ -13,6 +13,7 @@ from conftest import (
     RANK_ROUTE,
     Consumer,
     Service,
+    assert_each_once,
     drop_atomically,
     failed_entries,
     leftovers,
@@ -178,12 +179,7 @@ def test_kill_9_during_a_backlog_then_restart_delivers_everything_once(root, tmp
         assert second.stop() == 0
         consumer.stop.set()
         consumer.join()
-    assert {n for n, count in consumer.seen.items() if count > 1} == set()
-    for name, (client, data) in good.items():
-        assert (root / "JSON_STORE" / client / name).read_bytes() == data
-    for name, (_client, data) in bad.items():
-        (failed,) = failed_entries(root, name)
-        assert failed.read_bytes() == data
+    assert_each_once(root, good, bad, consumer)
     assert leftovers(root) == []
 
 

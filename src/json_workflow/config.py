@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -16,7 +17,17 @@ from pydantic import (
 from json_workflow import layout
 from json_workflow.errors import ConfigError
 from json_workflow.rules import SEED_ROUTES, Rule
-from json_workflow.settings import Email, Http, Paths, Permissions, Report, Strict
+from json_workflow.settings import (
+    Email,
+    Http,
+    Paths,
+    Permissions,
+    Report,
+    StoreSettings,
+    Strict,
+    default_instance,
+    instance_name,
+)
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -25,12 +36,16 @@ CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
 ROOT_ENV = "JSON_WORKFLOW_ROOT"
 # The failed folder of files from the top of the hot folder, whose client is not known.
 UNKNOWN_CLIENT = "_unknown"
+# The hidden folder of the hot folder where files are claimed (by a rename) before anything reads them.
+CLAIM_AREA = ".processing"
 
 
 class Config(Strict):
     """Everything json-workflow reads from its configuration file, with the seed's values as defaults."""
 
     root: Path = Path("/data/PRODUCTION")
+    # This process's name in a fleet (its claim area, its lines in stats, the report and metrics).
+    instance: Annotated[str, BeforeValidator(instance_name)] = Field(default_factory=default_instance)
     paths: Paths = Paths()
     permissions: Permissions = Permissions()
     max_file_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -51,6 +66,7 @@ class Config(Strict):
     report: Report = Report()
     email: Email = Email()
     http: Http = Http()
+    store: StoreSettings = StoreSettings()
     routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
 
     @field_validator("routes")
@@ -80,6 +96,17 @@ class Config(Strict):
     def failed_folder(self, client_folder: str | None) -> Path:
         """Where a rejected file of this client folder is set aside (`_unknown` for the top of the hot folder)."""
         return self.failed / (client_folder or UNKNOWN_CLIENT)
+
+    @property
+    def fleet(self) -> bool:
+        """True when the store is PostgreSQL, shared by any number of instances on this data root."""
+        return bool(self.store.url)
+
+    @property
+    def claim_area(self) -> Path:
+        """Where this instance claims files: its own folder in a fleet, the hot folder's .processing alone."""
+        area = self.hot / CLAIM_AREA
+        return area / self.instance if self.fleet else area
 
     @property
     def hot(self) -> Path:

@@ -63,5 +63,9 @@ class StoreError(WorkflowError):
     """Raised when the journal cannot be read or written; files wait until it can."""
 
 
+class Fenced(StoreError):
+    """Raised when another instance took over this one's claim area: it plans and publishes nothing more."""
+
+
 class MailError(WorkflowError):
     """Raised when the SMTP server cannot be reached or refuses a message; says what it answered."""

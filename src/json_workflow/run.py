@@ -7,16 +7,21 @@ import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from json_workflow.config import Config
 from json_workflow.delivery import durable
 from json_workflow.delivery.model import Summary
 from json_workflow.delivery.pipeline import Pipeline
-from json_workflow.errors import WorkflowError
+from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.intake import Source
 from json_workflow.intake.scan import scan
 from json_workflow.intake.stability import ignore_lease_breaks
+from json_workflow.logs import log
 from json_workflow.store import Store, open_store
+
+if TYPE_CHECKING:
+    from json_workflow.store.fleet import Membership
 
 
 def check_hot_folder(config: Config) -> None:
@@ -73,13 +78,54 @@ def exclusive(config: Config) -> Iterator[Store]:
             store.close()
 
 
+STORE_RETRY_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def holding(config: Config, stopped: Callable[[], bool] = lambda: False) -> Iterator[tuple[Store, Membership | None]]:
+    """This instance's right to claim, and the store: the state folder's lock alone, or a fleet's membership.
+
+    A fleet's store may be down when the service starts: it waits for it (the files wait in the hot folder).
+    """
+    if not config.fleet:
+        with exclusive(config) as store:
+            yield store, None
+        return
+    from json_workflow.store.fleet import Membership
+
+    while True:
+        try:
+            store = open_store(config, "pipeline")  # made or upgraded before the membership's tables are used
+            break
+        except StoreError as e:
+            log.error("Cannot open the store yet, files wait in the hot folder (trying again): %s", e)
+            pause(STORE_RETRY_SECONDS, stopped)
+    membership = Membership(config.store.url, config.store.password(), config.instance, config.store.lease_seconds)
+    try:
+        membership.join(lambda: pause(STORE_RETRY_SECONDS, stopped))
+        store.fence = membership.fence  # type: ignore[attr-defined]
+        yield store, membership
+    finally:
+        store.close()
+        membership.leave(area_empty=not os.path.lexists(config.claim_area))
+
+
+def pause(seconds: float, stopped: Callable[[], bool]) -> None:
+    """Wait, in short steps so that a stop (a flag a signal handler set) ends it; WorkflowError then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stopped():
+            raise WorkflowError("stopped while waiting for the store")
+        time.sleep(0.2)
+
+
 def run_once(
     config: Config, progress: Callable[[int], None] | None = None, clock: Callable[[], float] = time.time
 ) -> Summary:
     """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
     ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
-    with exclusive(config) as store:
+    with holding(config) as (store, _):
         pipeline = Pipeline(config, store, clock)
         run = store.run_started("once", clock())
         try:

@@ -16,37 +16,42 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.takeover import take_over
 from json_workflow.errors import ConfigError, DestinationError, StillWriting
 from json_workflow.intake import Source
 from json_workflow.intake.feeds import Feeds
 from json_workflow.intake.scan import Candidate, candidate_at
 from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
 from json_workflow.logs import log
-from json_workflow.monitor import instance_name
 from json_workflow.monitor.live import Monitor
 from json_workflow.notify import sd_notify, watchdog_interval
 from json_workflow.replay import recent_effect, rules_changed
 from json_workflow.reporting import figures
-from json_workflow.reporting.reporter import Reporter
-from json_workflow.run import check_hot_folder, exclusive
+from json_workflow.reporting.reporter import report_forever
+from json_workflow.run import check_hot_folder, holding
 from json_workflow.store import Store
 from json_workflow.web import start_web
+
+if TYPE_CHECKING:
+    from json_workflow.store.fleet import Membership
 
 STATS_SECONDS = 60
 # How often the live state is saved for `status` and a dashboard run apart from the service.
 LIVE_SECONDS = 5.0
-REPORT_TICK_SECONDS = 30
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0
 # Settings that shape the process itself; a reload reports them and keeps the running values.
-RESTART_KEYS = ("root", "paths", "workers", "watch", "http")
+RESTART_KEYS = ("root", "paths", "workers", "watch", "http", "instance", "store")
+# The exit status of an instance another took over (a lost lease): systemd starts it again, and it rejoins.
+EXIT_TAKEN_OVER = 75
 
 Startup = Iterator[tuple[Candidate, Source]]
 
@@ -75,11 +80,13 @@ class Service:
         self.feeds = Feeds(config, self.tracker, self._record_scan, self._rewatched, clock)
         self.due: dict[str, float] = {}
         self.beat = 0.0
-        self.monitor = Monitor(config, instance_name())
+        self.monitor = Monitor(config, config.instance)
+        self.membership: Membership | None = None  # a fleet's (store.fleet); None alone
+        self.exit_code = 0
 
-    def attach(self, journal: Store) -> None:
-        """Work with `journal` (the state folder's lock is held): the pipeline is made."""
-        self.journal = journal
+    def attach(self, journal: Store, membership: Membership | None = None) -> None:
+        """Work with `journal` (the state folder's lock, or a fleet's membership, is held): the pipeline is made."""
+        self.journal, self.membership = journal, membership
         self.pipeline = self.make_pipeline(self.config, journal)
 
     # --- signals: flags only (a handler runs between any two bytecodes: it must take no lock) ------
@@ -99,10 +106,16 @@ class Service:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        log.info("json-workflow starting: hot folder %s, %d routes", config.hot, len(config.routes))
+        log.info(
+            "json-workflow starting as instance %s: hot folder %s, %d routes, store %s",
+            config.instance,
+            config.hot,
+            len(config.routes),
+            config.store.shown(),
+        )
         threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
-        with exclusive(config) as journal:
-            self.attach(journal)
+        with holding(config, lambda: self.stop_requested) as (journal, membership):
+            self.attach(journal, membership)
             run = journal.run_started("service", time.time())
             web = start_web(config, self.monitor, lambda: self.config)
             try:
@@ -115,7 +128,7 @@ class Service:
                 if web is not None:
                     web.stop()
         log.info("json-workflow stopped")
-        return 0
+        return self.exit_code
 
     def start_up(self, report: bool = True) -> Startup:
         """Watch, finish what a crash left, start the reporter; returns the startup scan, to be streamed."""
@@ -125,7 +138,12 @@ class Service:
         self.monitor.restore(self.journal)
         self.monitor.note(f"json-workflow started, watching {config.hot} ({self.feeds.watching.mode})")
         if report:
-            threading.Thread(target=self._report_loop, name="reporter", daemon=True).start()
+            threading.Thread(
+                target=report_forever,
+                args=(lambda: self.config, self.stopping, self.monitor.report_sent),
+                name="reporter",
+                daemon=True,
+            ).start()
         sd_notify("READY=1")
         log.info(
             "Watching %s (%s) with a %gs periodic scan", config.hot, self.feeds.watching.mode, config.scan_interval
@@ -157,6 +175,8 @@ class Service:
         now, due = self.clock(), self.due
         if self.reload_requested:
             self._reload()
+        if self.membership is not None and self._fleet_turn():
+            return 0.0
         if now >= due["intake"]:
             self.feeds.check_intake()
             self.monitor.intake(self.feeds.hot_identity is not None)
@@ -194,6 +214,8 @@ class Service:
     # --- batches -----------------------------------------------------------------------------------
     def _next_batch(self, startup: Startup) -> list[tuple[Candidate, Source]]:
         """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
+        if self.membership is not None and not self.membership.fence.held.is_set():
+            return []  # no lease, no claim: the files wait in the hot folder
         if self.tracker.release_due():
             self.pipeline.forget_trouble()  # retry time: try the troubled folders again
         self.queue.extend(self.tracker.ready())
@@ -231,26 +253,21 @@ class Service:
         self.pipeline.claims.forget_folders()
         self.pipeline.forget_trouble()
 
-    # --- reports, reload, stats line, shutdown guard -----------------------------------------------
-    def _report_loop(self) -> None:
-        """The daily report and alerts, in a thread of their own: a slow mail server never holds up files."""
-        reporter = Reporter(self.config)
-        reporter.on_sent = self.monitor.report_sent
-        try:
-            self._report_tick(reporter)  # a report missed while the service was down goes out now
-            log.info("%s", reporter.plan(time.time()))
-            while not self.stopping.wait(REPORT_TICK_SECONDS):
-                reporter.config = self.config  # a reload applies from the next tick
-                self._report_tick(reporter)
-        finally:
-            reporter.close()
+    # --- the fleet ----------------------------------------------------------------------------------
+    def _fleet_turn(self) -> bool:
+        """Take over the dead instances the lease found; True when this one was taken over (it stops)."""
+        membership = self.membership
+        assert membership is not None
+        if membership.fence.lost is not None:
+            log.error("Stopping: %s. Restarted, it rejoins the fleet with an empty claim area", membership.fence.lost)
+            self.exit_code, self.stop_requested = EXIT_TAKEN_OVER, True
+            return True
+        if membership.found:
+            self._handle(self.pipeline.drain(Summary()))
+            self._handle(take_over(membership, self.pipeline))
+        return False
 
-    def _report_tick(self, reporter: Reporter) -> None:
-        try:
-            reporter.tick()
-        except Exception:  # a bug here must not end reporting for the rest of the service's life
-            log.exception("Reporter failed; trying again in %ds", REPORT_TICK_SECONDS)
-
+    # --- reload, stats line, shutdown guard -----------------------------------------------
     def _reload(self) -> None:
         """Apply the configuration file again; keys that shape the process keep their running values."""
         self.reload_requested = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +46,55 @@ class Permissions(Strict):
     file_mode: Annotated[int, BeforeValidator(_mode(0o777))] = 0o664
     # setgid is allowed on folders: it keeps a shared group on everything created below them.
     dir_mode: Annotated[int, BeforeValidator(_mode(0o2777))] = 0o775
+
+
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def default_instance() -> str:
+    """This host's name, made a safe folder name (it names the instance's claim area)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).lstrip("._-")[:63]
+    return name or "localhost"
+
+
+def instance_name(value: Any) -> Any:
+    if isinstance(value, str) and _INSTANCE.fullmatch(value):
+        return value
+    raise ValueError(
+        "expected a name of 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit "
+        "(it names the instance's claim area, JSON/.processing/NAME)"
+    )
+
+
+def _store_url(value: Any) -> Any:
+    if value == "":
+        return value
+    if not isinstance(value, str):
+        raise ValueError('expected "" (SQLite in paths.state) or "postgresql://user@host:port/database"')
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ValueError('expected "postgresql://user@host:port/database" (or "" for SQLite in paths.state)')
+    if parts.password is not None:
+        raise ValueError(
+            "the URL holds a password: remove it and set the environment variable named by store.password_env"
+        )
+    return value
+
+
+class StoreSettings(Strict):
+    """Where the journal and statistics live: SQLite in paths.state (one host), or PostgreSQL (a fleet)."""
+
+    url: Annotated[str, BeforeValidator(_store_url)] = ""
+    password_env: str = "JSON_WORKFLOW_DB_PASSWORD"
+    # A fleet's instance that renews nothing for this long is taken over (renewals every sixth of it).
+    lease_seconds: float = Field(default=30.0, ge=2, le=300)
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) or None
+
+    def shown(self) -> str:
+        """The URL as logs may show it (it never holds a password)."""
+        return self.url or "SQLite"
 
 
 def _clock_time(value: Any) -> Any:

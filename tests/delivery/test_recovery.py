@@ -12,37 +12,39 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Consumer, drop, failed_entries, leftovers, wait_for
-from json_workflow.config import build
+from conftest import Consumer, drop, failed_entries, leftovers, make_config, wait_for
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
-from json_workflow.store import SqliteStore
+from json_workflow.store import Store, open_store
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
 
 
+pytestmark = pytest.mark.usefixtures("backend")  # each test on SQLite and on PostgreSQL
+
+
 def claim_file(root: Path, client: str, name: str, data: bytes, number: int = 1) -> Path:
     """A file as a crashed run left it: moved into the claim area."""
-    folder = root / "JSON/.processing" / client
+    folder = make_config(root).claim_area / client
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{number:020d}_{name}"
     path.write_bytes(data)
     return path
 
 
-def journal(root: Path) -> SqliteStore:
+def journal(root: Path) -> Store:
     (root / "JSON_PARSER_STATE").mkdir(exist_ok=True)
-    return SqliteStore(root / "JSON_PARSER_STATE")
+    return open_store(make_config(root))
 
 
 def test_claimed_file_without_journal_entries_is_processed(root):
     data = job("RANK", "PRODUCTION", 1)
     claim_file(root, "RANK", "a.json", data)
-    summary = run_once(build({}, "t", root=root))
+    summary = run_once(make_config(root))
     assert (summary.archived, summary.routed) == (1, 1)
     assert (root / "JSON_STORE/RANK/a.json").read_bytes() == data
     assert (root / RANK_ROUTE / "a.json").read_bytes() == data
-    assert not (root / "JSON/.processing").exists()
+    assert not make_config(root).claim_area.exists()
 
 
 def test_planned_copies_are_written_again_never_trusted(root):
@@ -55,7 +57,7 @@ def test_planned_copies_are_written_again_never_trusted(root):
     j = journal(root)
     j.record_plan([(str(claim), str(partial), str(archive / "a.json"), "copy")])
     j.close()
-    run_once(build({}, "t", root=root))
+    run_once(make_config(root))
     assert (archive / "a.json").read_bytes() == data
     assert not partial.exists()
     assert leftovers(root) == []
@@ -79,12 +81,12 @@ def test_staged_copies_are_published_and_taken_ones_not_delivered_again(root):
     )
     j.mark_staged([str(claim)])
     j.close()
-    summary = run_once(build({}, "t", root=root))
+    summary = run_once(make_config(root))
     assert summary.archived == 1
     assert (archive / "a.json").read_bytes() == data
     assert not (route / "a.json").exists()
     assert not claim.exists()
-    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
+    assert journal(root).claims() == []
 
 
 def test_staged_failed_file_is_published_once(root):
@@ -101,7 +103,7 @@ def test_staged_failed_file_is_published_once(root):
     )
     j.mark_staged([str(claim)])
     j.close()
-    summary = run_once(build({}, "t", root=root))
+    summary = run_once(make_config(root))
     assert summary.failed == 1
     assert failed_entries(root, "bad.json") == [final]
     assert final.read_bytes() == b"{"
@@ -114,21 +116,20 @@ def test_planned_entries_of_a_removed_claim_are_forgotten_and_temporaries_remove
     archive.mkdir(parents=True)
     stray = archive / ".a.json.1-1.jwtmp"
     stray.write_bytes(b"x")
+    gone = make_config(root).claim_area / "RANK/00000000000000000001_a.json"  # removed before the crash
     j = journal(root)
-    j.record_plan(
-        [(str(root / "JSON/.processing/RANK/00000000000000000001_a.json"), str(stray), str(archive / "a.json"), "copy")]
-    )
+    j.record_plan([(str(gone), str(stray), str(archive / "a.json"), "copy")])
     j.close()
-    run_once(build({}, "t", root=root))
+    run_once(make_config(root))
     assert not stray.exists()
     assert not (archive / "a.json").exists()
-    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
+    assert journal(root).claims() == []
 
 
 def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
     # The crash came after the original's move into the archive (the last rename) reached the disk
     # but before a routed copy's rename did: the flushed copy is published, not thrown away.
-    claim = str(root / "JSON/.processing/RANK/00000000000000000001_a.json")
+    claim = str(make_config(root).claim_area / "RANK/00000000000000000001_a.json")
     archive, route = root / "JSON_STORE/RANK", root / RANK_ROUTE
     archive.mkdir(parents=True)
     route.mkdir(parents=True)
@@ -139,12 +140,12 @@ def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
     j.record_plan([(claim, str(temp), str(route / "a.json"), "copy"), (claim, claim, str(archive / "a.json"), "move")])
     j.mark_staged([claim])
     j.close()
-    summary = run_once(build({}, "t", root=root))
+    summary = run_once(make_config(root))
     assert (route / "a.json").read_bytes() == b"job"
     assert (archive / "a.json").read_bytes() == b"job"
     assert not temp.exists()
     assert summary.archived == 1
-    assert SqliteStore(root / "JSON_PARSER_STATE").claims() == []
+    assert journal(root).claims() == []
 
 
 def test_planned_move_never_removes_the_claimed_original(root):
@@ -155,7 +156,7 @@ def test_planned_move_never_removes_the_claimed_original(root):
     j = journal(root)
     j.record_plan([(str(claimed), str(claimed), str(archive / "a.json"), "move")])
     j.close()
-    run_once(build({}, "t", root=root))
+    run_once(make_config(root))
     assert (archive / "a.json").read_bytes() == data
     assert (root / RANK_ROUTE / "a.json").read_bytes() == data
     assert leftovers(root) == []
@@ -172,7 +173,7 @@ def test_archive_copy_across_a_mount_interrupted_by_a_crash_is_redone(root, bind
     j.record_plan([(str(claimed), str(claimed), str(bind_archive / "RANK/a.json"), "move")])
     j.mark_staged([str(claimed)])
     j.close()
-    summary = run_once(build({"paths": {"archive": str(bind_archive)}}, "t", root=root))
+    summary = run_once(make_config(root, paths={"archive": str(bind_archive)}))
     assert summary.archived == 1
     assert (bind_archive / "RANK/a.json").read_bytes() == data
     assert os.listdir(bind_archive / "RANK") == ["a.json"]

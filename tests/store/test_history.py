@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
+
 from conftest import drop, make_config
 from json_workflow.delivery.retry import retry_known
 from json_workflow.run import run_once
 from json_workflow.samples import job
-from json_workflow.store import SqliteStore
+from json_workflow.store import open_store
+
+pytestmark = pytest.mark.usefixtures("backend")  # each test on SQLite and on PostgreSQL
 
 
 def store_of(root):
-    return contextlib.closing(SqliteStore(root / "JSON_PARSER_STATE"))
+    return contextlib.closing(open_store(make_config(root)))
 
 
 def test_a_delivered_file_is_found_by_name_and_job_number_with_every_rule_and_folder(root):

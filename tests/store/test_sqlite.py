@@ -52,9 +52,14 @@ def test_a_journal_made_before_versions_is_upgraded_in_place_and_its_rows_read_a
     try:
         assert query(old, "SELECT version FROM schema_version") == [(VERSION,)]
         after = {t: query(old, f"SELECT * FROM {t}") for t in before}
-        # Version 2 adds the file history's columns to files (job, failed_as, retried): empty for old rows.
-        assert after["files"] == [(*row, None, None, None) for row in before["files"]]
-        assert {t: rows for t, rows in after.items() if t != "files"} == {t: before[t] for t in after if t != "files"}
+        # Version 2 adds the file history's columns to files (job, failed_as, retried), version 3 the
+        # instance that processed a file and ran a run: empty for old rows.
+        assert after["files"] == [(*row, None, None, None, None) for row in before["files"]]
+        assert after["runs"] == [(*row, None) for row in before["runs"]]
+        changed = ("files", "runs")
+        assert {t: rows for t, rows in after.items() if t not in changed} == {
+            t: before[t] for t in after if t not in changed
+        }
         expected = json.loads((DATA / "journal-56c39ce.json").read_text())
         got = figures.build(store, DAY, UTC, NOON + 86400, lambda name, claim: False, "Celtra")
         assert json.loads(json.dumps(got.as_dict())) == expected["figures"]

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import sqlite3
 from zoneinfo import ZoneInfo
 
-from conftest import cli, drop, make_config
+import pytest
+
+from conftest import cli, drop, kept, make_config, query
 from json_workflow.delivery import records
 from json_workflow.delivery.model import Delivery
 from json_workflow.intake.scan import Candidate
 from json_workflow.reporting import figures
 from json_workflow.run import run_once
 from json_workflow.samples import job
-from json_workflow.store import SqliteStore
+from json_workflow.store import Store, open_store
 
 UTC = ZoneInfo("UTC")
 LONDON = ZoneInfo("Europe/London")
@@ -24,17 +25,15 @@ NOON = datetime.datetime(2026, 3, 10, 14, 30, tzinfo=UTC).timestamp()
 DAY = datetime.date(2026, 3, 10)
 
 
-def database(root) -> contextlib.closing[sqlite3.Connection]:
-    return contextlib.closing(sqlite3.connect(root / "JSON_PARSER_STATE/journal.sqlite3", isolation_level=None))
+pytestmark = pytest.mark.usefixtures("backend")  # each test on SQLite and on PostgreSQL
 
 
-def rows(root, query: str, *args) -> list[tuple]:
-    with database(root) as db:
-        return db.execute(query, args).fetchall()
+def rows(root, sql: str, *args) -> list[tuple]:
+    return query(make_config(root), sql, *args)
 
 
-def store(root) -> contextlib.closing[SqliteStore]:
-    return contextlib.closing(SqliteStore(root / "JSON_PARSER_STATE"))
+def store(root) -> contextlib.closing[Store]:
+    return contextlib.closing(open_store(make_config(root)))
 
 
 def day_figures(root, day=DAY, zone=UTC, present=lambda name, claim: False, highlight="Celtra"):
@@ -45,7 +44,8 @@ def day_figures(root, day=DAY, zone=UTC, present=lambda name, claim: False, high
 def test_each_file_gets_one_row_with_its_fields_outcome_and_destinations(root):
     drop(root, "RANK", "good.json", job("RANK", "CELTRA", 1, title="Spring <launch>"))
     drop(root, "LOREAL", "bad.json", b"{broken")
-    run_once(make_config(root), clock=lambda: NOON)
+    config = make_config(root)
+    run_once(config, clock=lambda: NOON)
     got = rows(
         root,
         "SELECT name, client, source, outcome, category, studio, title, stage, reason, received,"
@@ -81,8 +81,8 @@ def test_each_file_gets_one_row_with_its_fields_outcome_and_destinations(root):
     ]
     routed = rows(root, "SELECT rule, folder FROM routed ORDER BY rule")
     assert routed == [
-        ("Celtra (eligible client)", str(root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File")),
-        ("Monday Rank", str(root / "SYNC/MAKE/Monday Rank")),
+        ("Celtra (eligible client)", kept(config, root / "SYNC/MAKE/Celtra - Create_Rename - Project_Design File")),
+        ("Monday Rank", kept(config, root / "SYNC/MAKE/Monday Rank")),
     ]
 
 
@@ -157,11 +157,11 @@ def test_a_waiting_file_that_disappears_is_named_as_unaccounted_for(root):
 
 def test_a_row_opened_before_a_crash_is_closed_by_the_recovery(root):
     data = job("RANK", "PRODUCTION", 1)
-    claim = root / "JSON/.processing/RANK/00000000000000000001_a.json"
+    claim = make_config(root).claim_area / "RANK/00000000000000000001_a.json"
     claim.parent.mkdir(parents=True)
     claim.write_bytes(data)
     (root / "JSON_PARSER_STATE").mkdir()
-    journal = SqliteStore(root / "JSON_PARSER_STATE")
+    journal = open_store(make_config(root))
     crashed = Delivery(
         Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="STARTUP"
     )
@@ -231,14 +231,14 @@ def test_stats_command_without_statistics_or_with_a_bad_date_says_so(root):
 
 def test_a_row_of_a_file_published_before_a_crash_is_closed_without_a_second_row(root):
     data = job("RANK", "PRODUCTION", 1)
-    claim = root / "JSON/.processing/RANK/00000000000000000001_a.json"
+    claim = make_config(root).claim_area / "RANK/00000000000000000001_a.json"
     claim.parent.mkdir(parents=True)
     claim.write_bytes(data)
     archive = root / "JSON_STORE/RANK"
     archive.mkdir(parents=True)
     (archive / "a.json").write_bytes(data)  # published just before the kill
     (root / "JSON_PARSER_STATE").mkdir()
-    journal = SqliteStore(root / "JSON_PARSER_STATE")
+    journal = open_store(make_config(root))
     crashed = Delivery(
         Candidate(str(claim), "RANK", name="a.json", origin=str(root / "JSON/RANK/a.json")), source="REALTIME"
     )

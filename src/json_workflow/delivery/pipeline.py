@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from json_workflow import logs
@@ -51,7 +52,7 @@ class Pipeline:
     def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time):
         self.store = store
         self.clock = clock
-        self.claims = Claims(config.hot, config.permissions.dir_mode)
+        self.claims = Claims(config.hot, config.claim_area, config.permissions.dir_mode)
         self.workers = Workers(config.workers)
         self._configure(config, poisoned={})
 
@@ -267,14 +268,20 @@ class Pipeline:
         self.store.record_trouble(trouble.folder, str(trouble), self.clock())
 
     # --- after a crash -----------------------------------------------------------------------------
-    def recover(self, summary: Summary) -> list[Delivery]:
-        """Finish what a crash left claimed; returns the deliveries of the files processed afresh.
+    def recover(self, summary: Summary, area: Path | None = None) -> list[Delivery]:
+        """Finish what a crash left claimed (in `area`: a dead instance's); returns the deliveries of the
+        files processed afresh.
 
         Any of them may be what stopped the process, so each is processed alone, its restart counted
         first: a stop while one is processed is its own. One that was being processed at each of the last
         CRASHES_BEFORE_SET_ASIDE stops is set aside unread, so that it cannot stop the service forever.
         """
-        recovered = recovery.recover(self.claims, self.store, self.barrier, self.clock())
+        claims, adopt = self.claims, None
+        if area is not None:  # a dead instance's: what it left staged is finished there, the rest moved here
+            claims, adopt = Claims(self.config.hot, area, self.config.permissions.dir_mode), self.claims
+        recovered = recovery.recover(claims, self.store, self.barrier, self.clock(), adopt)
+        if area is not None:
+            claims.tidy()
         summary.archived += recovered.archived
         summary.failed += recovered.failed
         done = []

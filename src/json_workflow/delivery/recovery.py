@@ -11,6 +11,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 
+from json_workflow.config import CLAIM_AREA
 from json_workflow.delivery import durable, stages
 from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
 from json_workflow.intake.claim import Claims
@@ -28,9 +29,15 @@ class Recovered:
     fresh: list[tuple[Candidate, int]] = field(default_factory=list)
 
 
-def recover(claims: Claims, journal: Store, barrier: durable.Barrier, now: float) -> Recovered:
+def recover(
+    claims: Claims, journal: Store, barrier: durable.Barrier, now: float, adopt: Claims | None = None
+) -> Recovered:
     """Finish what a crash left claimed; each file to process afresh comes with the number of times its
-    processing began alone after a crash (see Store.restart)."""
+    processing began alone after a crash (see Store.restart).
+
+    `claims` is this instance's claim area, or (`adopt` given: this instance's) a dead instance's, whose
+    files to process afresh are moved into `adopt` first.
+    """
     recovered = Recovered()
     for candidate in claims.leftovers():
         staged, copies = _journaled(journal, candidate.path)
@@ -38,10 +45,18 @@ def recover(claims: Claims, journal: Store, barrier: durable.Barrier, now: float
             _finish_staged(claims, journal, barrier, candidate, copies, recovered, now)
             continue
         remove_temporaries(copies)  # planned, maybe half written: start again from the claim
-        recovered.fresh.append((candidate, journal.restarts(candidate.path)))
+        restarts = journal.restarts(candidate.path)
+        if adopt is not None:
+            moved = adopt.adopt(candidate)
+            if moved is None:  # another instance took it first
+                continue
+            journal.adopt(candidate.path, moved.path)
+            candidate = moved
+        recovered.fresh.append((candidate, restarts))
+    mine, fleets = str(claims.area) + os.sep, str(claims.hot / CLAIM_AREA) + os.sep
     for claim in journal.claims():
-        if os.path.lexists(claim):
-            continue
+        if (claim.startswith(fleets) and not claim.startswith(mine)) or os.path.lexists(claim):
+            continue  # another instance's (its own recovery, or a takeover, finishes it), or still there
         # The claim left before the crash: removed when finished, or moved into the archive as the
         # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
         staged, copies = _journaled(journal, claim)

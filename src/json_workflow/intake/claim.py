@@ -19,7 +19,6 @@ from json_workflow.errors import WorkflowError
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 
-AREA = ".processing"
 TOP = ".top"  # files claimed from the top of the hot folder; a client folder is never hidden
 LONG = ".long"  # suffix of a claim's own folder, for names too long to take a number in front
 
@@ -38,10 +37,10 @@ class Sequence:
 
 
 class Claims:
-    """The claim area of one hot folder."""
+    """A claim area of one hot folder (config.claim_area: in a fleet, each instance has its own)."""
 
-    def __init__(self, hot: Path, dir_mode: int):
-        self.area = hot / AREA
+    def __init__(self, hot: Path, area: Path, dir_mode: int):
+        self.hot, self.area = hot, area
         self.dir_mode = dir_mode
         self.sequence = Sequence()
         self._made: dict[str | None, str] = {}  # client -> its claim folder, made
@@ -51,6 +50,8 @@ class Claims:
         folder = self._made.get(client)
         if folder is None:
             folder = os.path.join(self.area, client or TOP)
+            for level in reversed(self.area.relative_to(self.hot).parents[:-1]):  # .processing, in a fleet
+                self._make(str(self.hot / level))
             self._make(str(self.area))
             self._make(folder)
             self._made[client] = folder
@@ -95,6 +96,15 @@ class Claims:
         self.holding.add(target)
         return Candidate(target, candidate.folder, candidate.symlink, candidate.name, candidate.origin)
 
+    def adopt(self, claimed: Candidate) -> Candidate | None:
+        """Move a claim of another (dead) instance's area into this one; None when another took it first."""
+        try:
+            return self._claim(claimed)
+        except FileNotFoundError:
+            if os.path.lexists(claimed.path):
+                raise
+            return None
+
     def release(self, claimed: Candidate, moved: bool = False) -> None:
         """Remove a finished claim; one `moved` into the archive is gone already (its folder may remain)."""
         self.holding.discard(claimed.path)
@@ -122,8 +132,9 @@ class Claims:
             for folder in folders:
                 with contextlib.suppress(OSError):
                     os.rmdir(folder.path)  # only succeeds when empty
-        with contextlib.suppress(OSError):
-            os.rmdir(self.area)
+        for level in (self.area, *self.area.relative_to(self.hot).parents[:-1]):  # .processing, in a fleet
+            with contextlib.suppress(OSError):
+                os.rmdir(self.hot / level)  # only when empty: the fleet's other instances keep theirs
 
     def leftovers(self) -> Iterator[Candidate]:
         """Every file still in the claim area (a crash left it), oldest claim first."""
@@ -137,7 +148,7 @@ class Claims:
             if not folder.is_dir(follow_symlinks=False):
                 continue
             client = None if folder.name == TOP else folder.name
-            origin_folder = self.area.parent / client if client else self.area.parent
+            origin_folder = self.hot / client if client else self.hot
             for entry in os.scandir(folder.path):
                 number, _, name = entry.name.partition("_")
                 path = entry.path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -26,6 +27,7 @@ from json_workflow.store import Store, open_store
 from json_workflow.store.rows import AlertState, Failure, TroubleCount
 
 CATCH_UP_DAYS = 7
+TICK_SECONDS = 30
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0
 ALERT_FILES = 50  # files listed by name in one alert; the rest are counted
 
@@ -189,3 +191,34 @@ class Reporter:
             if len(failed) > ALERT_FILES:
                 lines.append(f"  ... and {len(failed) - ALERT_FILES} more")
         return "json-workflow alert: " + ", ".join(parts), "\n".join(lines) + "\n"
+
+
+def report_forever(
+    config: Callable[[], Config], stopping: threading.Event, on_sent: Callable[[str, float], None]
+) -> None:
+    """The daily report and alerts, in a thread of their own: a slow mail server never holds up files.
+
+    `config` gives the running configuration (a reload applies from the next tick); a store that cannot
+    be opened yet (a fleet's, down) is tried again at each tick.
+    """
+    reporter: Reporter | None = None
+    try:
+        while True:
+            try:
+                if reporter is None:
+                    reporter = Reporter(config())
+                    reporter.on_sent = on_sent
+                    reporter.tick()  # a report missed while the service was down goes out now
+                    log.info("%s", reporter.plan(time.time()))
+                else:
+                    reporter.config = config()
+                    reporter.tick()
+            except StoreError as e:
+                log.error("Reporter cannot open the store, trying again in %ds: %s", TICK_SECONDS, e)
+            except Exception:  # a bug here must not end reporting for the rest of the service's life
+                log.exception("Reporter failed; trying again in %ds", TICK_SECONDS)
+            if stopping.wait(TICK_SECONDS):
+                return
+    finally:
+        if reporter is not None:
+            reporter.close()

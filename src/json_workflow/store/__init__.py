@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["DATABASE", "SqliteStore", "Store", "open_store"]
 
 
-def open_store(config: Config) -> Store:
-    """The configured store, made or upgraded to the current schema; StoreError naming it when it cannot be read."""
-    return SqliteStore(config.state)
+def open_store(config: Config, purpose: str = "store") -> Store:
+    """The configured store, made or upgraded to the current schema; StoreError naming it when it cannot be read.
+
+    `purpose` names the connection in PostgreSQL's pg_stat_activity (pipeline, reporter, web, a command).
+    """
+    if config.fleet:
+        from json_workflow.store.postgres import PgStore  # psycopg is only imported by a fleet
+
+        return PgStore(config.store.url, config.store.password(), config.instance, config.root, purpose)
+    return SqliteStore(config.state, instance=config.instance)

@@ -64,6 +64,10 @@ class Store(Protocol):
         """How many times `claim` was restarted since it was last forgotten."""
         ...
 
+    def adopt(self, claim: str, new: str) -> None:
+        """A claim taken over from a dead instance was moved to `new`: its restart count and row follow it."""
+        ...
+
     def entries(self, claim: str) -> list[Entry]:
         """The claim's copies, in the order they were planned."""
         ...

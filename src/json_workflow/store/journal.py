@@ -12,58 +12,67 @@ claimed file still in the claim area:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 from json_workflow.names import from_store, stored
 from json_workflow.store.rows import Entry, PlannedCopy
+from json_workflow.store.sql import Db
 
 
-def plan(db: sqlite3.Connection, copies: Iterable[PlannedCopy]) -> None:
+def plan(db: Db, copies: Iterable[PlannedCopy]) -> None:
     # Bytes that are not UTF-8 can only come from the file's name and client folder, which the claim's
     # path holds too: when it is plain ASCII, so are they, and the configured folders are text.
     db.executemany(
-        "INSERT OR REPLACE INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?)",
+        "INSERT INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?) ON CONFLICT (claim, temp)"
+        " DO UPDATE SET final = excluded.final, kind = excluded.kind, state = 'planned'",
         (row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3]) for row in copies),
     )
 
 
-def mark_staged(db: sqlite3.Connection, claims: Iterable[str]) -> None:
+def mark_staged(db: Db, claims: Iterable[str]) -> None:
     db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((stored(c),) for c in claims))
 
 
-def forget(db: sqlite3.Connection, claims: list[str], attempted: bool) -> None:
+def forget(db: Db, claims: list[str], attempted: bool) -> None:
     """Drop the claims' copies (and their restart counts, when any claim has one)."""
     db.executemany("DELETE FROM copies WHERE claim = ?", ((stored(c),) for c in claims))
     if attempted:
         db.executemany("DELETE FROM attempts WHERE claim = ?", ((stored(c),) for c in claims))
 
 
-def restart(db: sqlite3.Connection, claim: str) -> None:
+def restart(db: Db, claim: str) -> None:
     db.execute("DELETE FROM copies WHERE claim = ?", (stored(claim),))
     db.execute(
-        "INSERT INTO attempts (claim, count) VALUES (?, 1) ON CONFLICT (claim) DO UPDATE SET count = count + 1",
+        "INSERT INTO attempts (claim, count) VALUES (?, 1)"
+        " ON CONFLICT (claim) DO UPDATE SET count = attempts.count + 1",
         (stored(claim),),
     )
 
 
-def restarts(db: sqlite3.Connection, claim: str) -> int:
+def restarts(db: Db, claim: str) -> int:
     row = db.execute("SELECT count FROM attempts WHERE claim = ?", (stored(claim),)).fetchone()
     return row[0] if row else 0
 
 
-def attempted(db: sqlite3.Connection) -> set[str]:
+def attempted(db: Db) -> set[str]:
     """Every claim with a restart count."""
     return {from_store(row[0]) for row in db.execute("SELECT claim FROM attempts")}
 
 
-def entries(db: sqlite3.Connection, claim: str) -> list[Entry]:
+def entries(db: Db, claim: str) -> list[Entry]:
     rows = db.execute(
         "SELECT claim, temp, final, kind, state FROM copies WHERE claim = ? ORDER BY rowid", (stored(claim),)
     ).fetchall()
     return [Entry(from_store(c), from_store(t), from_store(f), kind, state) for c, t, f, kind, state in rows]
 
 
-def claims(db: sqlite3.Connection) -> list[str]:
+def claims(db: Db) -> list[str]:
     rows = db.execute("SELECT claim FROM copies GROUP BY claim ORDER BY MIN(rowid)").fetchall()
     return [from_store(row[0]) for row in rows]
+
+
+def adopt(db: Db, claim: str, new: str) -> None:
+    """A claim moved to `new` (taken over from a dead instance): its restart count and open row follow it."""
+    db.execute("DELETE FROM copies WHERE claim = ?", (stored(claim),))
+    db.execute("UPDATE attempts SET claim = ? WHERE claim = ?", (stored(new), stored(claim)))
+    db.execute("UPDATE files SET claim = ? WHERE claim = ? AND outcome IS NULL", (stored(new), stored(claim)))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from json_workflow.names import from_store
 from json_workflow.store.rows import (
     AlertState,
@@ -19,20 +17,23 @@ from json_workflow.store.rows import (
     SourceCount,
     TroubleCount,
 )
+from json_workflow.store.sql import Db
 
 # Files processed (archived or failed) within a window; the two parameters are its start and end.
 DONE = "finished >= ? AND finished < ? AND outcome IN ('archived', 'failed')"
 
 
-def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, last_errors: int) -> DayRows:
+def day_rows(db: Db, start: float, end: float, highlight: str, last_errors: int) -> DayRows:
     window = (start, end)
     processed, archived, errors, average = db.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0),"
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN outcome = 'archived' THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END), 0),"
         f" COALESCE(AVG(seconds), 0) FROM files WHERE {DONE}",
         window,
     ).fetchone()
     batches, average_batch = db.execute(
-        "SELECT COUNT(*), COALESCE(AVG(size), 0) FROM batches WHERE at >= ? AND at < ?", window
+        "SELECT COUNT(*), COALESCE(AVG(CAST(size AS DOUBLE PRECISION)), 0) FROM batches WHERE at >= ? AND at < ?",
+        window,
     ).fetchone()
     started = db.execute(
         "SELECT started FROM runs WHERE mode = 'service' AND stopped IS NULL ORDER BY started DESC LIMIT 1"
@@ -50,7 +51,7 @@ def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, l
                 "SELECT outcome, COUNT(*) FROM scans WHERE at >= ? AND at < ? GROUP BY outcome", window
             ).fetchall()
         ),
-        scans_slow=db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow", window).fetchone()[0],
+        scans_slow=db.execute("SELECT COUNT(*) FROM scans WHERE at >= ? AND at < ? AND slow = 1", window).fetchone()[0],
         clients=clients(db, start, end, highlight),
         categories=db.execute(
             "SELECT COALESCE(f.client, '_unknown'), f.category, COUNT(*)"
@@ -64,7 +65,7 @@ def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, l
         ).fetchall(),
         hours=dict(
             db.execute(
-                f"SELECT CAST((finished - ?) / 3600 AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
+                f"SELECT CAST(FLOOR((finished - ?) / 3600) AS INTEGER), COUNT(*) FROM files WHERE {DONE} GROUP BY 1",
                 (start, *window),
             ).fetchall()
         ),
@@ -86,65 +87,71 @@ def day_rows(db: sqlite3.Connection, start: float, end: float, highlight: str, l
     )
 
 
-def day_summary(db: sqlite3.Connection, start: float, end: float, highlight: str) -> DaySummary:
+def day_summary(db: Db, start: float, end: float, highlight: str) -> DaySummary:
     processed, archived, errors = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(outcome = 'archived'), 0), COALESCE(SUM(outcome = 'failed'), 0)"
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN outcome = 'archived' THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END), 0)"
         f" FROM files WHERE {DONE}",
         (start, end),
     ).fetchone()
     return DaySummary(processed, archived, errors, clients(db, start, end, highlight))
 
 
-def clients(db: sqlite3.Connection, start: float, end: float, highlight: str) -> list[ClientCount]:
+def clients(db: Db, start: float, end: float, highlight: str) -> list[ClientCount]:
     return [
         ClientCount(*row)
         for row in db.execute(
-            "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*), SUM(f.outcome = 'failed'),"
-            " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id)),"
-            " SUM(EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id AND instr(lower(r.rule), lower(?)) > 0))"
+            "SELECT COALESCE(f.client, '_unknown') AS c, COUNT(*),"
+            " SUM(CASE WHEN f.outcome = 'failed' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id) THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN ? <> '' AND EXISTS (SELECT 1 FROM routed r WHERE r.file = f.id"
+            " AND lower(r.rule) LIKE lower(?) ESCAPE '\\') THEN 1 ELSE 0 END)"
             f" FROM files f WHERE {DONE} GROUP BY c ORDER BY COUNT(*) DESC, c",
-            (highlight or "\0", start, end),
+            (highlight, _like(highlight), start, end),
         )
     ]
 
 
-def by_source(db: sqlite3.Connection, start: float, end: float) -> list[SourceCount]:
+def by_source(db: Db, start: float, end: float) -> list[SourceCount]:
     return [
         SourceCount(*row)
         for row in db.execute(
-            f"SELECT source, COUNT(*), SUM(outcome = 'failed') FROM files WHERE {DONE} GROUP BY source ORDER BY source",
+            f"SELECT source, COUNT(*), SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) FROM files WHERE {DONE}"
+            " GROUP BY source ORDER BY source",
             (start, end),
         )
     ]
 
 
-def first_run(db: sqlite3.Connection) -> float | None:
+def first_run(db: Db) -> float | None:
     return db.execute("SELECT MIN(started) FROM runs").fetchone()[0]
 
 
-def reports_sent(db: sqlite3.Connection) -> set[str]:
+def reports_sent(db: Db) -> set[str]:
     return {row[0] for row in db.execute("SELECT day FROM reports")}
 
 
-def mark_report_sent(db: sqlite3.Connection, day: str, now: float, delivery: str) -> None:
-    db.execute("INSERT OR IGNORE INTO reports (day, sent, delivery) VALUES (?, ?, ?)", (day, now, delivery))
+def mark_report_sent(db: Db, day: str, now: float, delivery: str) -> None:
+    db.execute(
+        "INSERT INTO reports (day, sent, delivery) VALUES (?, ?, ?) ON CONFLICT (day) DO NOTHING", (day, now, delivery)
+    )
 
 
-def alert_state(db: sqlite3.Connection) -> AlertState | None:
+def alert_state(db: Db) -> AlertState | None:
     setting = dict(db.execute("SELECT key, value FROM settings WHERE key LIKE 'alert_%'").fetchall())
     if "alert_since" not in setting:
         return None
     return AlertState(setting["alert_since"], setting["alert_sent"])
 
 
-def save_alert_state(db: sqlite3.Connection, state: AlertState) -> None:
+def save_alert_state(db: Db, state: AlertState) -> None:
     db.executemany(
-        "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [("alert_since", state.since), ("alert_sent", state.sent)],
     )
 
 
-def failures(db: sqlite3.Connection, since: float, until: float) -> list[Failure]:
+def failures(db: Db, since: float, until: float) -> list[Failure]:
     return [
         Failure(*row)
         for row in db.execute(
@@ -155,7 +162,7 @@ def failures(db: sqlite3.Connection, since: float, until: float) -> list[Failure
     ]
 
 
-def trouble_counts(db: sqlite3.Connection, since: float, until: float) -> list[TroubleCount]:
+def trouble_counts(db: Db, since: float, until: float) -> list[TroubleCount]:
     return [
         TroubleCount(*row)
         for row in db.execute(
@@ -171,7 +178,7 @@ _RECORD = (
 )
 
 
-def _records(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> list[FileRecord]:
+def _records(db: Db, where: str, parameters: tuple[object, ...]) -> list[FileRecord]:
     rows = db.execute(f"{_RECORD} WHERE {where}", parameters).fetchall()
     routed: dict[int, list[tuple[str, str]]] = {}
     ids = [row[0] for row in rows]
@@ -195,25 +202,26 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def history(db: sqlite3.Connection, text: str, limit: int) -> list[FileRecord]:
+def history(db: Db, text: str, limit: int) -> list[FileRecord]:
     pattern = _like(text)
     return _records(
         db,
-        "name LIKE ? ESCAPE '\\' OR job LIKE ? ESCAPE '\\' ORDER BY received DESC, id DESC LIMIT ?",
+        "lower(name) LIKE lower(?) ESCAPE '\\' OR lower(job) LIKE lower(?) ESCAPE '\\'"
+        " ORDER BY received DESC, id DESC LIMIT ?",
         (pattern, pattern, limit),
     )
 
 
-def file_record(db: sqlite3.Connection, row: int) -> FileRecord | None:
+def file_record(db: Db, row: int) -> FileRecord | None:
     found = _records(db, "id = ?", (row,))
     return found[0] if found else None
 
 
-def receptions(db: sqlite3.Connection, name: str) -> list[FileRecord]:
+def receptions(db: Db, name: str) -> list[FileRecord]:
     return _records(db, "name = ? ORDER BY received DESC, id DESC", (name,))
 
 
-def failed_files(db: sqlite3.Connection, limit: int) -> list[FileRecord]:
+def failed_files(db: Db, limit: int) -> list[FileRecord]:
     return _records(
         db,
         "outcome = 'failed' AND retried IS NULL AND failed_as IS NOT NULL ORDER BY finished DESC, id DESC LIMIT ?",
@@ -221,24 +229,24 @@ def failed_files(db: sqlite3.Connection, limit: int) -> list[FileRecord]:
     )
 
 
-def outcome_totals(db: sqlite3.Connection) -> list[tuple[str | None, str, int]]:
+def outcome_totals(db: Db) -> list[tuple[str | None, str, int]]:
     return db.execute(
         "SELECT client, outcome, COUNT(*) FROM files WHERE outcome IN ('archived', 'failed', 'pending')"
         " GROUP BY client, outcome"
     ).fetchall()
 
 
-def last_scan(db: sqlite3.Connection) -> LastScan | None:
+def last_scan(db: Db) -> LastScan | None:
     row = db.execute("SELECT at, outcome, seconds, found FROM scans ORDER BY at DESC LIMIT 1").fetchone()
     return None if row is None else LastScan(*row)
 
 
-def last_report(db: sqlite3.Connection) -> SentReport | None:
+def last_report(db: Db) -> SentReport | None:
     row = db.execute("SELECT day, sent FROM reports ORDER BY sent DESC LIMIT 1").fetchone()
     return None if row is None else SentReport(*row)
 
 
-def live(db: sqlite3.Connection) -> list[LiveRow]:
+def live(db: Db) -> list[LiveRow]:
     return [
         LiveRow(*row) for row in db.execute("SELECT instance, pid, started, beat, state FROM live ORDER BY instance")
     ]

@@ -7,20 +7,19 @@ never finished shows up in the report's reconciliation.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from json_workflow.names import shown, stored
 from json_workflow.store.rows import Batch, FinishedFile, LiveRow, Received
+from json_workflow.store.sql import Db
 
 
-def open_rows(db: sqlite3.Connection, received: Sequence[Received]) -> list[int]:
+def open_rows(db: Db, received: Sequence[Received], instance: str) -> list[int]:
     """Open (or reopen) the row of every claimed file; returns their ids, in order."""
     if not received:
         return []
     waiting = db.execute("SELECT 1 FROM files WHERE outcome = 'pending' LIMIT 1").fetchone() is not None
-    # New rows get their ids here so that one executemany inserts them all (we hold the write lock).
-    next_id, ids, new = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()[0], [], []
+    found: list[int | None] = []  # the row each file had, if any
     for r in received:
         row = None
         if r.after_crash:  # its row was opened before the crash
@@ -31,16 +30,22 @@ def open_rows(db: sqlite3.Connection, received: Sequence[Received]) -> list[int]
             ).fetchone()
         if row is not None:
             db.execute("UPDATE files SET claim = ?, outcome = NULL WHERE id = ?", (stored(r.claim), row[0]))
-            ids.append(row[0])
-        else:
-            ids.append(next_id)
-            new.append((next_id, r.at, r.name, r.client, r.source, stored(r.claim)))
-            next_id += 1
-    db.executemany("INSERT INTO files (id, received, name, client, source, claim) VALUES (?, ?, ?, ?, ?, ?)", new)
+        found.append(None if row is None else row[0])
+    # The new rows get their ids together, so that one executemany inserts them all.
+    fresh = iter(db.new_ids(found.count(None)))
+    ids = [next(fresh) if row is None else row for row in found]
+    db.executemany(
+        "INSERT INTO files (id, received, name, client, source, claim, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (i, r.at, r.name, r.client, r.source, stored(r.claim), instance)
+            for i, r, row in zip(ids, received, found, strict=True)
+            if row is None
+        ],
+    )
     return ids
 
 
-def close_rows(db: sqlite3.Connection, files: Sequence[FinishedFile], now: float) -> None:
+def close_rows(db: Db, files: Sequence[FinishedFile], now: float) -> None:
     db.executemany(
         "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
         " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode), job = ?, failed_as = ?"
@@ -70,7 +75,7 @@ def close_rows(db: sqlite3.Connection, files: Sequence[FinishedFile], now: float
     )
 
 
-def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float, failed_as: str | None) -> None:
+def recovered(db: Db, claim: str, outcome: str, now: float, failed_as: str | None) -> None:
     """Close the row of a file that a crash left staged and the next start finished."""
     db.execute(
         "UPDATE files SET outcome = ?, finished = ?, failed_as = ? WHERE claim = ? AND outcome IS NULL",
@@ -78,13 +83,13 @@ def recovered(db: sqlite3.Connection, claim: str, outcome: str, now: float, fail
     )
 
 
-def retried(db: sqlite3.Connection, failed: list[str], now: float) -> None:
+def retried(db: Db, failed: list[str], now: float) -> None:
     db.executemany(
         "UPDATE files SET retried = ? WHERE failed_as = ? AND retried IS NULL", [(now, stored(f)) for f in failed]
     )
 
 
-def save_live(db: sqlite3.Connection, row: LiveRow) -> None:
+def save_live(db: Db, row: LiveRow) -> None:
     db.execute(
         "INSERT INTO live (instance, pid, started, beat, state) VALUES (?, ?, ?, ?, ?) ON CONFLICT (instance)"
         " DO UPDATE SET pid = excluded.pid, started = excluded.started, beat = excluded.beat, state = excluded.state",
@@ -92,35 +97,35 @@ def save_live(db: sqlite3.Connection, row: LiveRow) -> None:
     )
 
 
-def batch(db: sqlite3.Connection, b: Batch) -> None:
+def batch(db: Db, b: Batch) -> None:
     db.execute("INSERT INTO batches (at, size, seconds) VALUES (?, ?, ?)", (b.at, b.size, b.seconds))
 
 
-def scan(
-    db: sqlite3.Connection, outcome: str, now: float, seconds: float | None, found: int | None, slow: bool
-) -> None:
+def scan(db: Db, outcome: str, now: float, seconds: float | None, found: int | None, slow: bool) -> None:
     db.execute(
         "INSERT INTO scans (at, outcome, seconds, found, slow) VALUES (?, ?, ?, ?, ?)",
         (now, outcome, seconds, found, int(slow)),
     )
 
 
-def trouble(db: sqlite3.Connection, folder: str, error: str, now: float) -> None:
+def trouble(db: Db, folder: str, error: str, now: float) -> None:
     db.execute("INSERT INTO troubles (at, folder, error) VALUES (?, ?, ?)", (now, shown(folder), error))
 
 
-def run_started(db: sqlite3.Connection, mode: str, now: float) -> int:
-    db.execute("UPDATE runs SET stopped = ? WHERE stopped IS NULL", (now,))
-    row = db.execute("INSERT INTO runs (started, mode) VALUES (?, ?)", (now, mode)).lastrowid
-    assert row is not None  # an INSERT always has one
-    return row
+def run_started(db: Db, mode: str, now: float, instance: str) -> int:
+    db.execute(
+        "UPDATE runs SET stopped = ? WHERE stopped IS NULL AND (instance = ? OR instance IS NULL)", (now, instance)
+    )
+    return db.execute(
+        "INSERT INTO runs (started, mode, instance) VALUES (?, ?, ?) RETURNING id", (now, mode, instance)
+    ).fetchone()[0]
 
 
-def run_stopped(db: sqlite3.Connection, run: int, now: float) -> None:
+def run_stopped(db: Db, run: int, now: float) -> None:
     db.execute("UPDATE runs SET stopped = ? WHERE id = ?", (now, run))
 
 
-def prune(db: sqlite3.Connection, days: int, now: float) -> int:
+def prune(db: Db, days: int, now: float) -> int:
     cutoff = now - days * 86400
     done = "SELECT id FROM files WHERE received < ? AND outcome IN ('archived', 'failed')"
     db.execute(f"DELETE FROM routed WHERE file IN ({done})", (cutoff,))

@@ -1,0 +1,232 @@
+"""Several instances on one data root (PostgreSQL): each proves it is alive, the living take over the dead.
+
+Liveness is both a session-level advisory lock and a lease, held on a connection of their own:
+
+- the lock, keyed by the instance's name, is freed by PostgreSQL the moment the session ends (a killed
+  process, a closed connection), and makes a second process of the same name refuse to start. Alone it
+  cannot tell a hung process from a working one, and a host cut off keeps it until keepalives give up;
+- the lease (`instances.beat`, by the store's clock so that hosts' clocks do not matter, renewed six
+  times per store.lease_seconds) says the process still works. Alone it could be taken from a process
+  merely slow to renew.
+
+An instance is taken over when its lease is store.lease_seconds stale and its lock can be had; when its
+lock is still held half as long again (a hung process, a half-open connection), that session is ended
+first. Fencing: each start and each takeover raises the instance's epoch, and every plan and
+publication checks it in its own transaction (Fence.check): an instance that was taken over plans and
+publishes nothing more, and leaves the claims to the one that took them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from json_workflow.errors import Fenced, StoreError, WorkflowError
+from json_workflow.logs import log
+from json_workflow.store.postgres import connect
+
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())"  # the store's clock, the one all hosts read
+
+
+def lock_key(instance: str) -> int:
+    """The advisory lock of an instance: a signed 64-bit number from its name."""
+    return int.from_bytes(hashlib.blake2b(f"json-workflow {instance}".encode(), digest_size=8).digest(), signed=True)
+
+
+class Fence:
+    """What the pipeline's store checks, in the transaction that plans or publishes copies."""
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.held = threading.Event()  # the lease is held and renewed now
+        self.lost: str | None = None  # why this instance may never publish again (until it restarts)
+
+    def check(self, db: Any, instance: str) -> None:
+        if self.lost is not None:
+            raise Fenced(self.lost)
+        if not self.held.is_set():
+            raise StoreError(f"instance {instance} is renewing its lease (its connection to the store was lost)")
+        row = db.execute("SELECT epoch, taken_by FROM instances WHERE name = ? FOR SHARE", (instance,)).fetchone()
+        if row is None or row[0] != self.epoch:
+            self.lost = f"instance {instance} was taken over by {row[1] if row else 'another'}; its claims are theirs"
+            raise Fenced(self.lost)
+
+
+class Membership:
+    """This instance's lease and lock, renewed in a thread; the dead instances it found, to be taken over."""
+
+    def __init__(self, url: str, password: str | None, instance: str, lease: float = 30.0):
+        self.url, self.password, self.instance = url, password, instance
+        self.lease, self.beat, self.terminate = lease, lease / 6, lease * 1.5
+        self.fence = Fence()
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.found: list[str] = []  # dead instances whose lock this one holds, for the main loop to take over
+        self._taking: set[str] = set()
+        self._lock = threading.Lock()  # the connection: the thread renews, the main loop finishes takeovers
+        self._connection: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- joining and leaving --------------------------------------------------------------------------
+    def join(self, pause: Callable[[], None]) -> None:
+        """Hold this instance's lock and lease, `pause` between tries; WorkflowError when the name runs elsewhere."""
+        while not self._try_join():
+            pause()
+        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+        self._thread.start()
+
+    def _try_join(self) -> bool:
+        try:
+            with self._lock:
+                db = self._connected()
+                if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
+                    self._held_elsewhere(db)
+                    return False
+                self.fence.epoch = db.execute(
+                    "INSERT INTO instances (name, host, pid, started, beat, epoch) VALUES"
+                    f" (%s, %s, %s, {NOW}, {NOW}, 1) ON CONFLICT (name) DO UPDATE SET host = excluded.host,"
+                    " pid = excluded.pid, started = excluded.started, beat = excluded.beat,"
+                    " epoch = instances.epoch + 1 RETURNING epoch",
+                    (self.instance, self.host, self.pid),
+                ).fetchone()[0]
+        except (StoreError, psycopg.Error) as e:  # the store is down, or went away mid-way
+            log.error("Cannot join the fleet yet, files wait in the hot folder: %s", e)
+            self._drop_connection()
+            return False
+        self.fence.held.set()
+        log.info("Joined the fleet as instance %s (epoch %d)", self.instance, self.fence.epoch)
+        return True
+
+    def _held_elsewhere(self, db: Any) -> None:
+        """This name's lock is held: by a live process of that name (refused), a peer taking it over, or a ghost."""
+        row = db.execute(f"SELECT host, pid, {NOW} - beat FROM instances WHERE name = %s", (self.instance,)).fetchone()
+        if row is not None and row[2] < self.lease:
+            host, pid, _ = row
+            raise WorkflowError(
+                f"instance {self.instance} is already running on {host} (pid {pid}); give each host its own "
+                "`instance` in the configuration"
+            )
+        holder = _lock_holder(db, self.instance)
+        if holder is not None and holder[1].startswith(f"json-workflow {self.instance} ") and row is not None:
+            if row[2] > self.terminate:  # a session of this instance's last process, still open on the server
+                db.execute("SELECT pg_terminate_backend(%s)", (holder[0],))
+                log.warning("Ended a session left open by the previous process of instance %s", self.instance)
+                return
+        log.info("Instance %s's claim area is being taken over by another instance; waiting for it", self.instance)
+
+    def leave(self, area_empty: bool) -> None:
+        """Stop renewing; a clean stop with nothing left claimed needs no takeover."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.beat * 2)
+        with self._lock, contextlib.suppress(Exception):
+            if area_empty and self.fence.lost is None and self._connection is not None:
+                self._connection.execute(
+                    "UPDATE instances SET taken = beat WHERE name = %s AND epoch = %s",
+                    (self.instance, self.fence.epoch),
+                )
+        self._drop_connection()
+
+    # --- the lease ------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self.beat):
+            try:
+                with self._lock:
+                    db = self._connected()
+                    if not self.fence.held.is_set() and not self._relock(db):
+                        continue
+                    self._renew(db)
+                    self._look_for_the_dead(db)
+            except Exception as e:  # the store went away: nothing is published until the lease is held again
+                if self.fence.held.is_set():
+                    log.error("Lost the store's connection; files wait until the lease is held again: %s", e)
+                self.fence.held.clear()
+                self._drop_connection()
+
+    def _relock(self, db: Any) -> bool:
+        """After a lost connection: the lock again, and the same epoch (else this instance was taken over)."""
+        if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
+            return False
+        row = db.execute("SELECT epoch, taken_by FROM instances WHERE name = %s", (self.instance,)).fetchone()
+        if row is None or row[0] != self.fence.epoch:
+            self.fence.lost = f"instance {self.instance} was taken over by {row[1] if row else 'another'} meanwhile"
+            return False
+        self.fence.held.set()
+        log.info("Holding the lease of instance %s again; files flow", self.instance)
+        return True
+
+    def _renew(self, db: Any) -> None:
+        renewed = db.execute(
+            f"UPDATE instances SET beat = {NOW} WHERE name = %s AND epoch = %s RETURNING 1",
+            (self.instance, self.fence.epoch),
+        ).fetchone()
+        if renewed is None:
+            self.fence.held.clear()
+            self.fence.lost = f"instance {self.instance} was taken over while its lease was stale"
+
+    def _look_for_the_dead(self, db: Any) -> None:
+        stale = db.execute(
+            f"SELECT name, {NOW} - beat FROM instances WHERE name <> %s AND beat < {NOW} - %s"
+            " AND (taken IS NULL OR taken < beat) ORDER BY name",
+            (self.instance, self.lease),
+        ).fetchall()
+        for name, age in stale:
+            if name in self._taking:
+                continue
+            if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()[0]:
+                holder = _lock_holder(db, name)
+                if age > self.terminate and holder is not None and holder[1].startswith(f"json-workflow {name} "):
+                    db.execute("SELECT pg_terminate_backend(%s)", (holder[0],))
+                    log.warning("Instance %s renews nothing for %.0fs but holds its lock: ended its session", name, age)
+                continue
+            taken = db.execute(
+                f"UPDATE instances SET epoch = epoch + 1, taken_by = %s WHERE name = %s AND beat < {NOW} - %s"
+                " RETURNING epoch",
+                (self.instance, name, self.lease),
+            ).fetchone()
+            if taken is None:  # it came back meanwhile
+                db.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+                continue
+            log.warning("Instance %s stopped renewing its lease %.0fs ago; taking over its claim area", name, age)
+            self._taking.add(name)
+            self.found.append(name)
+
+    def taken_over(self, name: str) -> None:
+        """The main loop finished taking over `name`'s claim area: say so, and let `name` start again."""
+        with self._lock:
+            self._taking.discard(name)
+            with contextlib.suppress(Exception):
+                db = self._connected()
+                db.execute(f"UPDATE instances SET taken = {NOW} WHERE name = %s", (name,))
+                db.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+
+    # --- the connection -------------------------------------------------------------------------------
+    def _connected(self) -> Any:
+        if self._connection is None or self._connection.closed:
+            self._connection = connect(self.url, self.password, self.instance, "lease")
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+            self._taking.clear()  # their locks went with the session: another may take them over
+
+
+def _lock_holder(db: Any, instance: str) -> tuple[int, str] | None:
+    """(pid, application_name) of the session holding `instance`'s advisory lock."""
+    key = lock_key(instance)
+    return db.execute(
+        "SELECT a.pid, COALESCE(a.application_name, '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s"
+        " AND l.objsubid = 1",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    ).fetchone()

@@ -1,0 +1,207 @@
+"""The PostgreSQL store: one database shared by a fleet of instances on one data root.
+
+The statements are the SQLite store's (store.common), with `?` turned into psycopg's `%s`. Paths are
+kept relative to the data root, since each host may mount the share elsewhere. A lost connection is
+made again at the next operation; meanwhile every operation fails with StoreError and the files wait.
+Before copies are planned or published the store checks the fence (store.fleet): an instance whose
+claim area another took over plans and publishes nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from json_workflow.errors import StoreError
+from json_workflow.names import shown, unshown
+from json_workflow.store.common import SqlStore
+from json_workflow.store.schema import MIGRATIONS, Migration
+
+try:
+    import psycopg
+    from psycopg.types.numeric import FloatLoader
+except ImportError:  # pragma: no cover - the extra is part of every install that names a URL
+    psycopg = None  # type: ignore[assignment]
+
+MIGRATION_LOCK = 0x6A77_0001  # pg_advisory_xact_lock key: one instance upgrades the schema at a time
+STATEMENT_TIMEOUT_MS = 30_000  # a statement that takes longer is a store in trouble: the files wait
+
+
+@functools.lru_cache(maxsize=512)
+def _dialect(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """A psycopg connection as the store's SQL modules use one (store.sql.Db)."""
+
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.connection.execute(_dialect(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any:
+        cursor = self.connection.cursor()
+        cursor.executemany(_dialect(sql), list(parameters))
+        return cursor
+
+    def new_ids(self, count: int) -> list[int]:
+        if not count:
+            return []
+        rows = self.connection.execute(
+            "SELECT nextval(pg_get_serial_sequence('files', 'id')) FROM generate_series(1, %s)", (count,)
+        )
+        return [row[0] for row in rows]
+
+
+def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
+    """A new autocommit connection; StoreError naming the store (never its password) when it fails."""
+    if psycopg is None:
+        raise StoreError(
+            "store.url names PostgreSQL, but psycopg is not installed: pip install 'json-workflow[postgresql]'"
+        )
+    try:
+        connection = psycopg.connect(
+            url,
+            password=password,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=f"json-workflow {instance} {purpose}"[:63],
+            # A host that vanished is noticed within half a minute, not the kernel's two hours.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        )
+    except psycopg.Error as e:
+        raise StoreError(f"cannot connect to the store {url}: {_words(e)}") from None
+    connection.adapters.register_loader("numeric", FloatLoader)  # AVG and SUM of integers: floats, as SQLite's
+    return connection
+
+
+def _words(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class PgStore(SqlStore):
+    """The store in a PostgreSQL database, made or upgraded to the last schema version when opened."""
+
+    maps_paths = True
+
+    def __init__(
+        self,
+        url: str,
+        password: str | None,
+        instance: str,
+        root: Path,
+        purpose: str = "store",
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ):
+        self.url, self.where, self.instance = url, url, instance
+        self._password, self._purpose = password, purpose
+        self._root = str(root).rstrip(os.sep) + os.sep
+        self._lock = threading.Lock()
+        self._attempted = _Everything()
+        self.fence: Any = None  # store.fleet.Fence, when this store plans and publishes copies
+        self._connection: Any = None
+        with self._lock, self._raised():
+            migrate(self._connected(), url, migrations)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _connected(self) -> Any:
+        if self._connection is None or self._connection.closed:
+            self._connection = connect(self.url, self._password, self.instance, self._purpose)
+        return self._connection
+
+    @contextlib.contextmanager
+    def _raised(self) -> Iterator[None]:
+        """psycopg's errors leave as StoreError; a broken connection is made again at the next operation."""
+        try:
+            yield
+        except psycopg.Error as e:
+            if self._connection is not None and (self._connection.broken or self._connection.closed):
+                with contextlib.suppress(Exception):
+                    self._connection.close()
+                self._connection = None
+            raise StoreError(f"{self.url}: {_words(e)}") from e
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = False, snapshot: bool = False) -> Iterator[PgConnection]:
+        # Every commit is durable in PostgreSQL (synchronous_commit); a snapshot sees one point in time.
+        with self._lock, self._raised():
+            connection = self._connected()
+            with connection.transaction():
+                if snapshot:
+                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield PgConnection(connection)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[PgConnection]:
+        with self._lock, self._raised():
+            yield PgConnection(self._connected())
+
+    def _fenced(self, db: Any) -> None:
+        if self.fence is not None:
+            self.fence.check(db, self.instance)
+
+    def _kept(self, path: str) -> str:
+        return shown(path[len(self._root) :] if path.startswith(self._root) else path)
+
+    def _path(self, kept: str) -> str:
+        path = unshown(kept)
+        return path if path.startswith(os.sep) else self._root + path
+
+    def check_writable(self) -> None:
+        with self._transaction() as db:
+            db.execute("SELECT 1")
+
+    def now(self) -> float:
+        """The store's clock: the one every instance of the fleet reads."""
+        with self._reading() as db:
+            return float(db.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
+
+
+class _Everything(set[str]):
+    """Any claim may have a restart count: another instance may have counted it."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def migrate(connection: Any, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the schema to the last version in one transaction, one instance at a time; returns the version found."""
+    latest = migrations[-1].version
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        exists = connection.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+        found = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0 if exists else 0
+        if found > latest:
+            raise StoreError(
+                f"the store {url} has schema version {found}, newer than this json-workflow knows ({latest}): "
+                "run the version that made it, or a newer one"
+            )
+        for migration in migrations:
+            if migration.version > found:
+                for statement in migration.postgresql:
+                    connection.execute(statement)
+        if found < latest:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (latest,))
+    return found

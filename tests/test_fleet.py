@@ -1,0 +1,93 @@
+"""Several instances on one data root with a PostgreSQL store: claims of their own, takeover, fencing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+
+from conftest import Consumer, Service, assert_each_once, cli, drop, failed_entries, leftovers, wait_for, write_config
+from json_workflow.samples import backlog
+
+RANK_ROUTE = "SYNC/MAKE/Monday Rank"
+LEASE = 3  # seconds: a dead instance is taken over within about four
+
+
+def fleet_config(tmp: Path, root: Path, url: str, instance: str, watch: str = "inotify", extra: str = "") -> Path:
+    return write_config(
+        tmp / f"{instance}.toml",
+        root,
+        watch=watch,
+        extra=f'instance = "{instance}"\nworkers = 2\n{extra}\n[store]\nurl = "{url}"\nlease_seconds = {LEASE}\n',
+    )
+
+
+def start(tmp: Path, root: Path, url: str, instance: str, **kwargs) -> Service:
+    return Service(root, fleet_config(tmp, root, url, instance, **kwargs), log=tmp / f"{instance}.log").start()
+
+
+def burst(root: Path, count: int, seed: int = 3):
+    """Drop `count` files (one in 50 invalid); returns (good, bad, rank names)."""
+    good, bad, rank = {}, {}, set()
+    for client, name, data, valid in backlog(count, seed=seed, bad_every=50):
+        drop(root, client, name, data)
+        (good if valid else bad)[name] = (client, data)
+        if valid and client == "RANK":
+            rank.add(name)
+    return good, bad, rank
+
+
+def archived(root: Path) -> int:
+    return sum(len(names) for _, _, names in os.walk(root / "JSON_STORE"))
+
+
+def assert_exactly_once(root: Path, good: dict, bad: dict, rank: set, consumer: Consumer) -> None:
+    """Every valid file archived with its bytes, every invalid one failed once, each RANK copy seen once."""
+    wait_for(lambda: set(consumer.seen) == rank, timeout=30, what="every RANK copy taken downstream")
+    consumer.stop.set()
+    consumer.join()
+    assert_each_once(root, good, bad, consumer)
+    assert not [p for p in (root / "JSON").rglob("*") if p.is_file()]
+    assert leftovers(root, allowed={".processing"}) == []
+
+
+def done(root: Path, good: dict, bad: dict) -> bool:
+    return archived(root) >= len(good) and all(failed_entries(root, name) for name in bad)
+
+
+def test_a_second_process_of_one_instance_is_refused(tmp_path, root, pg_server):
+    url = pg_server.database()
+    first = start(tmp_path, root, url, "a")
+    try:
+        result = cli("run", "--config", str(fleet_config(tmp_path, root, url, "a")), timeout=30)
+        assert result.returncode != 0
+        assert "instance a is already running" in result.stderr
+    finally:
+        assert first.stop() == 0
+
+
+def test_two_instances_share_a_burst_and_one_killed_is_taken_over(tmp_path, root, pg_server):
+    url = pg_server.database()
+    good, bad, rank = {}, {}, set()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    a = start(tmp_path, root, url, "a")
+    b = start(tmp_path, root, url, "b")
+    try:
+        good, bad, rank = burst(root, 1500)
+        wait_for(lambda: archived(root) >= 200, timeout=60, what="200 files archived")
+        a.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: "[TAKEOVER] Took over instance a" in b.text(), timeout=60, what="b to take over a")
+        assert time.monotonic() - killed_at < 60
+        wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed")
+    finally:
+        b.stop()
+        a.stop(signal.SIGKILL)
+    assert_exactly_once(root, good, bad, rank, consumer)
+    with psycopg.connect(url) as db:
+        by_instance = dict(db.execute("SELECT instance, COUNT(*) FROM files GROUP BY instance").fetchall())
+    assert set(by_instance) == {"a", "b"}
