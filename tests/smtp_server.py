@@ -6,11 +6,13 @@ these tests (openssl req -x509 -subj /CN=localhost -addext subjectAltName=DNS:lo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -31,6 +33,15 @@ class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     refuse: str | None = None  # e.g. "554 5.7.1 Message rejected for the test"
+    hold_seconds: float = 0.0  # the first sender is kept this long at RCPT TO (its message not yet sent)
+    held: threading.Event = field(default_factory=threading.Event)  # set when a sender is being kept
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.hold_seconds and not self.held.is_set():
+            self.held.set()
+            await asyncio.sleep(self.hold_seconds)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
         if self.refuse:

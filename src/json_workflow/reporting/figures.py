@@ -70,6 +70,7 @@ class DayFigures:
     received_failed: int
     pending: int
     unaccounted: list[str]  # received that day, neither finished nor waiting anywhere
+    instances: list[tuple[str, int, int]] = field(default_factory=list)  # a fleet's: (instance, processed, failed)
 
     @property
     def reconciled(self) -> bool:
@@ -121,7 +122,13 @@ def duration(seconds: float) -> str:
 
 
 def build(
-    store: Store, day: datetime.date, zone: ZoneInfo, now: float, present: Present, highlight: str = "Celtra"
+    store: Store,
+    day: datetime.date,
+    zone: ZoneInfo,
+    now: float,
+    present: Present,
+    highlight: str = "Celtra",
+    by_instance: bool = False,
 ) -> DayFigures:
     """Every figure of one day, from the store's rows as they are now."""
     start, end = day_window(day, zone)
@@ -156,6 +163,7 @@ def build(
             for e in rows.last_errors
         ],
         **_reconciliation(rows.received, present),
+        instances=[(i.instance, i.processed, i.failed) for i in rows.instances] if by_instance else [],
     )
 
 

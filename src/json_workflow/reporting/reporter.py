@@ -8,11 +8,12 @@ sent is sent, oldest first, at most the last CATCH_UP_DAYS of them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -104,10 +105,24 @@ class Reporter:
             day += datetime.timedelta(days=1)
         return due
 
+    @contextlib.contextmanager
+    def _sending(self, what: str) -> Iterator[bool]:
+        """Whether this instance is the fleet's one sender of `what` now (always, alone)."""
+        taken = self.store.take_send(what, self.config.store.lease_seconds)
+        try:
+            yield taken
+        finally:
+            if taken:  # after the write that records the send there is nothing left to release
+                self.store.release_send(what)
+
     def _reports(self, now: float) -> None:
         for day in self.due_days(now):
-            delivery = self.deliver(day, now, send=self.config.email.enabled)
-            self.store.mark_report_sent(day.isoformat(), now, delivery)
+            with self._sending(f"report {day.isoformat()}") as mine:
+                # Another instance sends it; or it has, since the days due were read.
+                if not mine or day.isoformat() in self.store.reports_sent():
+                    continue
+                delivery = self.deliver(day, now, send=self.config.email.enabled)
+                self.store.mark_report_sent(day.isoformat(), now, delivery)
             log.info("Daily report for %s: %s", day.isoformat(), delivery)
             if self.on_sent is not None:
                 self.on_sent(day.isoformat(), now)
@@ -115,7 +130,9 @@ class Reporter:
     def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
         """Write one day's report (HTML and text) to `output` or the reports folder, and mail it."""
         config = self.config
-        fig = figures.build(self.store, day, config.email.zone, now, self.present, config.report.highlight)
+        fig = figures.build(
+            self.store, day, config.email.zone, now, self.present, config.report.highlight, config.fleet
+        )
         title = config.report.title
         html, text = render.html(fig, title), render.text(fig, title)
         try:
@@ -153,6 +170,12 @@ class Reporter:
         email = self.config.email
         if not (email.enabled and email.alerts):
             return
+        with self._sending("alert") as mine:
+            if mine:  # one instance of a fleet mails each round, from the fleet's shared alert state
+                self._alert_round(now)
+
+    def _alert_round(self, now: float) -> None:
+        email = self.config.email
         state = self.store.alert_state()
         if state is None:  # first start: only what happens from now on is news
             self.store.save_alert_state(AlertState(since=now, sent=0.0))

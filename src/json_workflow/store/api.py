@@ -116,6 +116,17 @@ class Store(Protocol):
         """When the first run still recorded started."""
         ...
 
+    def take_send(self, what: str, lease: float) -> bool:
+        """Become the one sender of `what` ("report DAY", "alert"); False while another live instance is.
+
+        The send ends with the write that records it (mark_report_sent, save_alert_state) or release_send.
+        """
+        ...
+
+    def release_send(self, what: str) -> None:
+        """Give up sending `what` (it failed: another, or this one later, tries again) (logged)."""
+        ...
+
     def reports_sent(self) -> set[str]:
         """Days (YYYY-MM-DD) whose scheduled report was sent."""
         ...

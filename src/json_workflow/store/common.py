@@ -8,6 +8,7 @@ of a fleet may mount the share elsewhere.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from json_workflow.errors import StoreError
@@ -206,6 +207,18 @@ class SqlStore:
     def first_run(self) -> float | None:
         with self._reading() as db:
             return queries.first_run(db)
+
+    def now(self) -> float:
+        """The store's clock (a fleet's: the database's, which every host reads)."""
+        return time.time()
+
+    def take_send(self, what: str, lease: float) -> bool:
+        now = self.now()
+        with self._transaction() as db:
+            return queries.take_send(db, what, self.instance, now, lease)
+
+    def release_send(self, what: str) -> None:
+        self._record(lambda db: db.execute("DELETE FROM sends WHERE what = ? AND instance = ?", (what, self.instance)))
 
     def reports_sent(self) -> set[str]:
         with self._reading() as db:

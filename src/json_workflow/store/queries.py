@@ -10,6 +10,7 @@ from json_workflow.store.rows import (
     DaySummary,
     Failure,
     FileRecord,
+    InstanceCount,
     LastScan,
     LiveRow,
     ReceivedFile,
@@ -84,6 +85,14 @@ def day_rows(db: Db, start: float, end: float, highlight: str, last_errors: int)
             )
         ],
         service_started=started[0] if started else None,
+        instances=[
+            InstanceCount(*row)
+            for row in db.execute(
+                "SELECT COALESCE(instance, '-'), COUNT(*), SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END)"
+                f" FROM files WHERE {DONE} GROUP BY 1 ORDER BY 1",
+                window,
+            )
+        ],
     )
 
 
@@ -135,6 +144,20 @@ def mark_report_sent(db: Db, day: str, now: float, delivery: str) -> None:
     db.execute(
         "INSERT INTO reports (day, sent, delivery) VALUES (?, ?, ?) ON CONFLICT (day) DO NOTHING", (day, now, delivery)
     )
+    db.execute("DELETE FROM sends WHERE what = ?", (f"report {day}",))  # sent: nobody is sending it any more
+
+
+def take_send(db: Db, what: str, instance: str, now: float, lease: float) -> bool:
+    """Become the one sender of `what` unless a live instance is (its lease renewed within `lease`)."""
+    return (
+        db.execute(
+            "INSERT INTO sends (what, instance, started) VALUES (?, ?, ?) ON CONFLICT (what) DO UPDATE"
+            " SET instance = excluded.instance, started = excluded.started WHERE sends.instance = excluded.instance"
+            " OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.name = sends.instance AND i.beat >= ?) RETURNING 1",
+            (what, instance, now, now - lease),
+        ).fetchone()
+        is not None
+    )
 
 
 def alert_state(db: Db) -> AlertState | None:
@@ -149,6 +172,7 @@ def save_alert_state(db: Db, state: AlertState) -> None:
         "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [("alert_since", state.since), ("alert_sent", state.sent)],
     )
+    db.execute("DELETE FROM sends WHERE what = 'alert'")
 
 
 def failures(db: Db, since: float, until: float) -> list[Failure]:

@@ -109,6 +109,12 @@ class DaySummary(NamedTuple):
     clients: list[ClientCount]  # most files first
 
 
+class InstanceCount(NamedTuple):
+    instance: str  # "-" for files processed before instances were recorded
+    processed: int
+    failed: int
+
+
 class DayRows(NamedTuple):
     """What a day's figures are computed from: the rows of one window [start, end), mostly counted."""
 
@@ -128,6 +134,7 @@ class DayRows(NamedTuple):
     last_errors: list[Failure]  # newest first
     received: list[ReceivedFile]  # every file received within the window, in order
     service_started: float | None  # the running service's start, if one is running
+    instances: list[InstanceCount] = []  # files processed, per instance
 
 
 class AlertState(NamedTuple):

@@ -1,0 +1,93 @@
+"""One daily report for a fleet, sent exactly once whatever the number of instances, even when its sender dies."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from conftest import Service, drop, wait_for
+from json_workflow.samples import job
+from smtp_server import PASSWORD, email_settings, smtp_server
+from test_fleet import fleet_config
+
+UTC = ZoneInfo("UTC")
+ENV = {"JW_TEST_SMTP_PASSWORD": PASSWORD}
+
+
+def email_toml(port: int) -> str:
+    lines = ["[email]"]
+    for key, value in email_settings(port, alerts=False).items():
+        lines.append(f"{key} = " + (str(value).lower() if isinstance(value, bool) else repr(value).replace("'", '"')))
+    return "\n".join(lines) + "\n"
+
+
+def ran_yesterday(url: str) -> str:
+    """A run recorded yesterday in the fleet's store: yesterday's report is due now. Returns the day."""
+    yesterday = datetime.datetime.now(UTC) - datetime.timedelta(days=1)
+    with psycopg.connect(url) as db:
+        db.execute(
+            "INSERT INTO runs (started, stopped, mode, instance) VALUES (%s, %s, 'once', 'a')",
+            (yesterday.timestamp(), yesterday.timestamp() + 60),
+        )
+    return yesterday.date().isoformat()
+
+
+def start(tmp_path, root, url, name, port) -> Service:
+    config = fleet_config(tmp_path, root, url, name, extra=email_toml(port))
+    return Service(root, config, ENV, log=tmp_path / f"{name}.log").start()
+
+
+def reports(url: str) -> list[tuple]:
+    with psycopg.connect(url) as db:
+        return db.execute("SELECT day FROM reports").fetchall()
+
+
+@pytest.fixture
+def fleet_store(tmp_path, root, pg_server):
+    """A fleet's store made by one run (schema and all), with a run recorded yesterday."""
+    url = pg_server.database()
+    drop(root, "RANK", "a.json", job("RANK", "PRODUCTION", 1))
+    from conftest import cli
+
+    done = cli("run", "--once", "--config", str(fleet_config(tmp_path, root, url, "a")))
+    assert done.returncode == 0, done.stderr
+    return url, ran_yesterday(url)
+
+
+def test_two_instances_at_report_time_send_one_email_and_record_one_row(tmp_path, root, fleet_store):
+    url, day = fleet_store
+    with smtp_server() as (port, inbox):
+        a, b = start(tmp_path, root, url, "a", port), start(tmp_path, root, url, "b", port)
+        try:
+            wait_for(lambda: len(inbox.messages) == 1, what="the report")
+            wait_for(lambda: " due at " in a.text() and " due at " in b.text(), what="both reporters' first round")
+        finally:
+            assert a.stop() == 0 and b.stop() == 0
+        assert len(inbox.messages) == 1
+        assert day in inbox.messages[0]["Subject"]
+    assert reports(url) == [(day,)]
+
+
+@pytest.mark.slow  # about 40 s: the sender is taken for dead after its lease, then the report tick
+def test_the_sender_killed_mid_send_leaves_the_report_to_another_still_exactly_one(tmp_path, root, fleet_store):
+    url, day = fleet_store
+    with smtp_server() as (port, inbox):
+        inbox.hold_seconds = 15
+        a, b = start(tmp_path, root, url, "a", port), start(tmp_path, root, url, "b", port)
+        try:
+            wait_for(inbox.held.is_set, what="a sender in the middle of sending")
+            with psycopg.connect(url) as db:
+                (sender,) = db.execute("SELECT instance FROM sends WHERE what = %s", (f"report {day}",)).fetchone()
+            killed, survivor = (a, b) if sender == "a" else (b, a)
+            killed.stop(signal.SIGKILL)
+            wait_for(lambda: len(inbox.messages) == 1, timeout=120, what="the report, sent by the survivor")
+            wait_for(lambda: reports(url) == [(day,)], what="the report recorded as sent")
+            wait_for(lambda: f"Daily report for {day}: mailed" in survivor.text(), what="the survivor's log of it")
+        finally:
+            survivor.stop()
+            killed.stop(signal.SIGKILL)
+    assert len(inbox.messages) == 1
