@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import psycopg
 
 from conftest import Consumer, Service, assert_each_once, cli, drop, failed_entries, leftovers, wait_for, write_config
 from json_workflow.samples import backlog
+from web_client import request
 
 RANK_ROUTE = "SYNC/MAKE/Monday Rank"
 LEASE = 3  # seconds: a dead instance is taken over within about four
@@ -91,3 +95,47 @@ def test_two_instances_share_a_burst_and_one_killed_is_taken_over(tmp_path, root
     with psycopg.connect(url) as db:
         by_instance = dict(db.execute("SELECT instance, COUNT(*) FROM files GROUP BY instance").fetchall())
     assert set(by_instance) == {"a", "b"}
+
+
+def metric(text: str, metric_name: str, **labels) -> float | None:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    found = re.search("^" + re.escape(metric_name) + r"\{" + re.escape(wanted) + r"\} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+def test_status_stats_dashboard_and_metrics_show_the_fleet_and_each_instance(tmp_path, root, pg_server):
+    url = pg_server.database()
+    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    config_a = str(tmp_path / "a.toml")
+    try:
+        good, bad, _ = burst(root, 100)
+        wait_for(lambda: done(root, good, bad), what="the files processed")
+        status = json.loads(cli("status", "--json", "--config", config_a).stdout)
+        assert status["instance"] == "a" and status["running"] == "service"
+        fleet = {i["name"]: i for i in status["fleet"]}
+        assert fleet["a"]["alive"] and fleet["b"]["alive"]
+        assert fleet["a"]["processed_today"] + fleet["b"]["processed_today"] == 100
+
+        def fleet_in_metrics() -> str | None:
+            text = request(a.url + "metrics").body
+            return text if metric(text, "json_workflow_fleet_instance_up", name="b") == 1 else None
+
+        text = wait_for(fleet_in_metrics, what="b in a's metrics")
+        assert metric(text, "json_workflow_instance_info", name="a", store="postgresql") == 1
+        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        page = request(a.url).body
+        assert "Fleet" in page and "2 of 2 instances running" in page
+        stats = cli("stats", "--config", config_a)
+        assert re.search(r"Files by instance: +a \d+.*, b \d+", stats.stdout), stats.stdout
+        b.stop(signal.SIGKILL)
+        wait_for(lambda: "[TAKEOVER] Took over instance b" in a.text(), timeout=60, what="a to take over b")
+        status = json.loads(cli("status", "--json", "--config", config_a).stdout)
+        b_now = next(i for i in status["fleet"] if i["name"] == "b")
+        assert not b_now["alive"] and b_now["taken_by"] == "a"
+        text = request(a.url + "metrics").body
+        assert metric(text, "json_workflow_fleet_instance_up", name="b") == 0
+        assert "b: stopped" in cli("status", "--config", config_a).stdout
+    finally:
+        a.stop()
+        b.stop(signal.SIGKILL)

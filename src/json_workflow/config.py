@@ -125,6 +125,11 @@ class Config(Strict):
         return self.folder(self.paths.logs)
 
     @property
+    def log_folder(self) -> Path:
+        """Where this process's json_workflow.log is: a folder per instance in a fleet (one file, one writer)."""
+        return self.logs / self.instance if self.fleet else self.logs
+
+    @property
     def state(self) -> Path:
         return self.folder(self.paths.state)
 

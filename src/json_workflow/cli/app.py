@@ -85,9 +85,9 @@ def setup_logging(config: Config, console_level: int) -> None:
     from json_workflow.delivery.durable import make_folder
 
     try:
-        make_folder(config.logs, config.permissions.dir_mode, config.root)
+        make_folder(config.log_folder, config.permissions.dir_mode, config.root)
     except OSError as e:
         logs.setup(None, console_level)
-        logs.log.warning("Cannot write the log file in %s (%s); logging to stderr only", config.logs, e)
+        logs.log.warning("Cannot write the log file in %s (%s); logging to stderr only", config.log_folder, e)
         return
-    logs.setup(config.logs, console_level)
+    logs.setup(config.log_folder, console_level)

@@ -71,10 +71,10 @@ def history(text: str, as_json: bool, limit: int, config_path: str | None, root:
 
 
 def _history(config: Config, text: str, limit: int):
-    from json_workflow.store import DATABASE, open_store
+    from json_workflow.store import has_store, no_statistics, open_store
 
-    if not (config.state / DATABASE).is_file():
-        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    if not has_store(config):
+        raise Exit(no_statistics(config))
     with operator_errors():
         store = open_store(config)
         try:
@@ -102,14 +102,14 @@ def dashboard(config_path: str | None, root: str | None) -> None:
     import signal
     import threading
 
-    from json_workflow.store import DATABASE
+    from json_workflow.store import has_store, no_statistics
     from json_workflow.web import start_web
 
     config = load_config(config_path, root, serves_http=True)
     if not config.http.enabled:
         raise Exit("the dashboard is disabled in the configuration ([http] enabled = false)")
-    if not (config.state / DATABASE).is_file():
-        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    if not has_store(config):
+        raise Exit(no_statistics(config))
     setup_logging(config, logging.INFO)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

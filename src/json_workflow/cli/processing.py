@@ -135,7 +135,7 @@ def check_config(config_path: str | None, root: str | None) -> None:
 def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -> None:
     """Move failed files (of CLIENTS, or all) back into the hot folder under their original names."""
     from json_workflow.delivery.retry import retry as retry_files
-    from json_workflow.store import DATABASE, open_store
+    from json_workflow.store import has_store, open_store
 
     config = load_config(config_path, root)
     moved: list[str] = []
@@ -147,7 +147,7 @@ def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -
         else:
             moved.append(str(item.source))
             click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
-    if moved and (config.state / DATABASE).is_file():  # the file history shows when each went back
+    if moved and has_store(config):  # the file history shows when each went back
         with operator_errors():
             store = open_store(config)
             store.mark_retried(moved, time.time())

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 def _open_statistics(config: Config) -> Reporter:
     """The Reporter over the store, or exit 1 when nothing was ever recorded."""
     from json_workflow.reporting.reporter import Reporter
-    from json_workflow.store import DATABASE
+    from json_workflow.store import has_store, no_statistics
 
-    if not (config.state / DATABASE).is_file():
-        raise Exit(f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)")
+    if not has_store(config):
+        raise Exit(no_statistics(config))
     with operator_errors():
         return Reporter(config)
 
@@ -95,7 +95,7 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     reporter = _open_statistics(config)
     try:
         fig = figures.build(
-            reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight
+            reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight, config.fleet
         )
     finally:
         reporter.close()

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from json_workflow.monitor.fleet import Instance
 from json_workflow.monitor.live import BUCKETS, Monitor
 from json_workflow.monitor.state import Live
 
@@ -32,6 +33,9 @@ class Figures:
     buckets: list[int] | None = None  # file_seconds per bucket (not cumulative), +Inf last; None: not known
     seconds_sum: float = 0.0
     scans: dict[str, int] = field(default_factory=dict)
+    instance: str = ""  # this process's instance
+    store: str = "sqlite"
+    fleet: list[Instance] = field(default_factory=list)  # a fleet's instances (none alone)
 
 
 def service_figures(monitor: Monitor) -> Figures:
@@ -109,6 +113,35 @@ def families(f: Figures) -> Iterator[Metric]:
     )
     info.add_metric([_version()], 1)
     yield info
+    if f.instance:
+        me = GaugeMetricFamily(
+            PREFIX + "instance_info",
+            "This instance's name and store kind, as labels; always 1.",
+            labels=["name", "store"],
+        )
+        me.add_metric([f.instance, f.store], 1)
+        yield me
+    if f.fleet:
+        yield from _fleet(f.fleet)
+
+
+def _fleet(fleet: list[Instance]) -> Iterator[Metric]:
+    """Every instance of the fleet, as the store's lease rows say (any instance's /metrics gives them all)."""
+    up = GaugeMetricFamily(PREFIX + "fleet_instance_up", "1 while the instance renews its lease.", labels=["name"])
+    age = GaugeMetricFamily(
+        PREFIX + "fleet_instance_lease_age_seconds", "Seconds since the instance renewed its lease.", labels=["name"]
+    )
+    today = GaugeMetricFamily(
+        PREFIX + "fleet_instance_files_today",
+        "Files the instance processed today, by outcome.",
+        labels=["name", "outcome"],
+    )
+    for i in fleet:
+        up.add_metric([i.name], int(i.alive))
+        age.add_metric([i.name], i.beat_age)
+        today.add_metric([i.name, "archived"], i.processed_today - i.failed_today)
+        today.add_metric([i.name, "failed"], i.failed_today)
+    yield from (up, age, today)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

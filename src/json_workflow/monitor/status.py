@@ -10,16 +10,17 @@ import datetime
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from json_workflow.config import Config
+from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
-from json_workflow.store import DATABASE, Store, open_store
+from json_workflow.store import Store, has_store, open_store
 from json_workflow.store.rows import FileRecord
 
 RUNNING, ATTENTION, NOT_RUNNING = 0, 1, 3  # status's exit codes
@@ -37,6 +38,8 @@ class Status:
     failed_files: int
     last_scan: dict[str, Any] | None
     last_report: dict[str, Any] | None
+    instance: str = ""  # this configuration's instance
+    fleet: list[Instance] = field(default_factory=list)  # a fleet's instances (none alone)
 
     def attention(self) -> list[str]:
         """What needs an operator, one line each."""
@@ -51,6 +54,9 @@ class Status:
                 problems.append(f"the {live.watch} watcher has stopped")
             for d in live.in_trouble:
                 problems.append(f"destination in trouble: {d.error}")
+        for other in self.fleet:
+            if other.waiting_for_takeover and other.name != self.instance:
+                problems.append(f"instance {other.line()}")
         if self.failed_files:
             problems.append(f"{self.failed_files} failed files wait for an operator (json-workflow retry)")
         return problems
@@ -98,6 +104,9 @@ class Status:
                 f"{t.success_rate:.1f}% success"
             )
             out += [f"  {c.client}: {c.processed} processed, {c.errors} errors" for c in t.clients]
+        if self.fleet:
+            out.append(f"Fleet ({sum(i.alive for i in self.fleet)} of {len(self.fleet)} instances running):")
+            out += [f"  {i.line()}" for i in self.fleet]
         out.append(f"Failed files waiting: {self.failed_files}")
         scan = self.last_scan
         out.append(
@@ -115,8 +124,14 @@ class Status:
 def read_status(config: Config, now: float | None = None) -> Status:
     """The status of the configured root; a store is opened only when one exists (nothing is created)."""
     now = time.time() if now is None else now
+    if config.fleet:  # who runs is the fleet's lease rows', not a lock on this host
+        store = open_store(config, "status")
+        try:
+            return status_from(store, config, None, now)
+        finally:
+            store.close()
     pid = lock_holder(config)
-    if not (config.state / DATABASE).is_file():
+    if not has_store(config):
         return Status(now, "run" if pid else "", pid, None, None, 0, None, None)
     store = open_store(config)
     try:
@@ -131,16 +146,25 @@ def waiting_failed(store: Store, limit: int = 10_000) -> list[FileRecord]:
 
 
 def status_from(store: Store, config: Config, pid: int | None, now: float) -> Status:
-    saved = {row.pid: row for row in store.live()}
-    live = Live.from_dict(json.loads(saved[pid].state)) if pid in saved else None
+    """The status from the store; `pid` holds the state folder's lock (alone; a fleet's come from its leases)."""
+    today = figures.today(store, now, config.email.zone, config.report.highlight)
+    fleet = instances(store, config, today.instances)
+    if config.fleet:
+        mine = next((i for i in fleet if i.name == config.instance and i.alive), None)
+        pid = None if mine is None else mine.pid
+    saved = {row.instance: row for row in store.live()}
+    row = saved.get(config.instance) if config.fleet else next((r for r in saved.values() if r.pid == pid), None)
+    live = Live.from_dict(json.loads(row.state)) if row is not None and pid is not None else None
     scan, report = last_scan_and_report(store)
     return Status(
         generated=now,
         running="" if pid is None else ("service" if live is not None else "run"),
         pid=pid,
         live=live,
-        today=figures.today(store, now, config.email.zone, config.report.highlight),
+        today=today,
         failed_files=len(waiting_failed(store)),
         last_scan=scan,
         last_report=report,
+        instance=config.instance,
+        fleet=fleet,
     )

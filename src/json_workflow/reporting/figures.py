@@ -91,6 +91,7 @@ class Today:
     success_rate: float
     clients: list[ClientFigures]
     at: float  # when they were counted
+    instances: list[tuple[str, int, int]] = field(default_factory=list)  # (instance, processed, failed)
 
 
 def today(store: Store, now: float, zone: ZoneInfo, highlight: str = "") -> Today:
@@ -98,7 +99,8 @@ def today(store: Store, now: float, zone: ZoneInfo, highlight: str = "") -> Toda
     rows = store.day_summary(*day_window(day, zone), highlight)
     clients = [_client(c, highlight) for c in rows.clients]
     rate = 100.0 * rows.archived / rows.processed if rows.processed else 100.0
-    return Today(day.isoformat(), rows.processed, rows.archived, rows.errors, rate, clients, now)
+    instances = [(i.instance, i.processed, i.failed) for i in rows.instances]
+    return Today(day.isoformat(), rows.processed, rows.archived, rows.errors, rate, clients, now, instances)
 
 
 def day_window(day: datetime.date, zone: ZoneInfo) -> tuple[float, float]:

@@ -14,7 +14,17 @@ from json_workflow.store.sqlite import DATABASE, SqliteStore
 if TYPE_CHECKING:
     from json_workflow.config import Config
 
-__all__ = ["DATABASE", "SqliteStore", "Store", "open_store"]
+__all__ = ["DATABASE", "SqliteStore", "Store", "has_store", "open_store"]
+
+
+def has_store(config: Config) -> bool:
+    """Whether anything ran on this root yet (a fleet's store is always there to ask)."""
+    return config.fleet or (config.state / DATABASE).is_file()
+
+
+def no_statistics(config: Config) -> str:
+    """What to say when `has_store` is False."""
+    return f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)"
 
 
 def open_store(config: Config, purpose: str = "store") -> Store:

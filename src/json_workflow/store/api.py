@@ -22,6 +22,7 @@ from json_workflow.store.rows import (
     FinishedFile,
     LastScan,
     LiveRow,
+    Member,
     PlannedCopy,
     Received,
     SentReport,
@@ -186,6 +187,14 @@ class Store(Protocol):
 
     def save_live(self, row: LiveRow) -> None:
         """A running service's live state (logged)."""
+        ...
+
+    def members(self) -> list[Member]:
+        """A fleet's instances, as their lease rows say (none alone, with SQLite)."""
+        ...
+
+    def now(self) -> float:
+        """The store's clock: a fleet's is the database's, which every host reads."""
         ...
 
     def live(self) -> list[LiveRow]:

@@ -25,6 +25,7 @@ from json_workflow.store.rows import (
     FinishedFile,
     LastScan,
     LiveRow,
+    Member,
     PlannedCopy,
     Received,
     SentReport,
@@ -281,6 +282,10 @@ class SqlStore:
 
     def save_live(self, row: LiveRow) -> None:
         self._record(lambda db: stats.save_live(db, row))
+
+    def members(self) -> list[Member]:
+        with self._reading() as db:
+            return queries.members(db)
 
     def live(self) -> list[LiveRow]:
         with self._reading() as db:

@@ -129,7 +129,7 @@ class Membership:
         with self._lock, contextlib.suppress(Exception):
             if area_empty and self.fence.lost is None and self._connection is not None:
                 self._connection.execute(
-                    "UPDATE instances SET taken = beat WHERE name = %s AND epoch = %s",
+                    "UPDATE instances SET taken = beat, taken_by = name WHERE name = %s AND epoch = %s",
                     (self.instance, self.fence.epoch),
                 )
         self._drop_connection()

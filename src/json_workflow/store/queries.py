@@ -13,6 +13,7 @@ from json_workflow.store.rows import (
     InstanceCount,
     LastScan,
     LiveRow,
+    Member,
     ReceivedFile,
     SentReport,
     SourceCount,
@@ -85,14 +86,7 @@ def day_rows(db: Db, start: float, end: float, highlight: str, last_errors: int)
             )
         ],
         service_started=started[0] if started else None,
-        instances=[
-            InstanceCount(*row)
-            for row in db.execute(
-                "SELECT COALESCE(instance, '-'), COUNT(*), SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END)"
-                f" FROM files WHERE {DONE} GROUP BY 1 ORDER BY 1",
-                window,
-            )
-        ],
+        instances=instances(db, start, end),
     )
 
 
@@ -103,7 +97,27 @@ def day_summary(db: Db, start: float, end: float, highlight: str) -> DaySummary:
         f" FROM files WHERE {DONE}",
         (start, end),
     ).fetchone()
-    return DaySummary(processed, archived, errors, clients(db, start, end, highlight))
+    return DaySummary(processed, archived, errors, clients(db, start, end, highlight), instances(db, start, end))
+
+
+def instances(db: Db, start: float, end: float) -> list[InstanceCount]:
+    return [
+        InstanceCount(*row)
+        for row in db.execute(
+            "SELECT COALESCE(instance, '-'), COUNT(*), SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END)"
+            f" FROM files WHERE {DONE} GROUP BY 1 ORDER BY 1",
+            (start, end),
+        )
+    ]
+
+
+def members(db: Db) -> list[Member]:
+    return [
+        Member(*row)
+        for row in db.execute(
+            "SELECT name, host, pid, started, beat, epoch, taken_by, taken FROM instances ORDER BY name"
+        )
+    ]
 
 
 def clients(db: Db, start: float, end: float, highlight: str) -> list[ClientCount]:

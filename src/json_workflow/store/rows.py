@@ -107,6 +107,7 @@ class DaySummary(NamedTuple):
     archived: int
     errors: int
     clients: list[ClientCount]  # most files first
+    instances: list[InstanceCount] = []  # files processed per instance
 
 
 class InstanceCount(NamedTuple):
@@ -172,6 +173,19 @@ class LastScan(NamedTuple):
 class SentReport(NamedTuple):
     day: str  # YYYY-MM-DD
     sent: float
+
+
+class Member(NamedTuple):
+    """An instance of a fleet, as its lease row says (store.fleet)."""
+
+    name: str
+    host: str
+    pid: int
+    started: float
+    beat: float  # its last renewal, by the store's clock
+    epoch: int
+    taken_by: str | None  # the instance that last took over its claim area
+    taken: float | None
 
 
 class LiveRow(NamedTuple):

@@ -60,7 +60,14 @@ def make_app(view: View, guard: Guard) -> Starlette:
     def overview_context() -> dict[str, Any]:
         live = view.live(activity=30)
         scan, report = view.scan_and_report(live)
-        return {"live": live, "today": view.today(), "failed": len(view.failed()), "scan": scan, "report": report}
+        return {
+            "live": live,
+            "today": view.today(),
+            "failed": len(view.failed()),
+            "scan": scan,
+            "report": report,
+            "fleet": view.fleet(),
+        }
 
     def overview(request: Request) -> HTMLResponse:
         return page(request, "overview.html", **overview_context())

@@ -16,9 +16,12 @@ from pathlib import Path
 
 from json_workflow.config import Config
 from json_workflow.delivery.retry import retry_known
+from json_workflow.errors import StoreError
 from json_workflow.logs import log
 from json_workflow.monitor import metrics
+from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.live import Monitor
+from json_workflow.monitor.metrics import Figures
 from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.monitor.status import waiting_failed
 from json_workflow.reporting import figures
@@ -54,7 +57,12 @@ class View:
         """The service's live state: its own when in the service, else what a running service saved."""
         if self.monitor is not None:
             return self.monitor.snapshot(activity)
-        pid = lock_holder(self.config())
+        config = self.config()
+        if config.fleet:  # the instance this configuration names, while it renews its lease
+            row = {r.instance: r for r in self.store.live()}.get(config.instance)
+            alive = any(i.alive and i.name == config.instance for i in self.fleet())
+            return Live.from_dict(json.loads(row.state)) if row is not None and alive else None
+        pid = lock_holder(config)
         saved = {row.pid: row for row in self.store.live()} if pid is not None else {}
         return Live.from_dict(json.loads(saved[pid].state)) if pid in saved else None
 
@@ -83,7 +91,13 @@ class View:
             return live.last_scan, live.report
         return last_scan_and_report(self.store)
 
-    def metrics(self) -> metrics.Figures:
+    def metrics(self) -> Figures:
+        figures, config = self._metrics(), self.config()
+        figures.instance, figures.store = config.instance, "postgresql" if config.fleet else "sqlite"
+        figures.fleet = self.fleet()
+        return figures
+
+    def _metrics(self) -> Figures:
         if self.monitor is not None:
             return metrics.service_figures(self.monitor)
         files: dict[tuple[str, str], int] = {}
@@ -93,6 +107,17 @@ class View:
                 files[key] = files.get(key, 0) + count
         live = self.live()
         return metrics.Figures(live, files, {}, None, 0.0, live.scans if live else {})
+
+    def fleet(self) -> list[Instance]:
+        """A fleet's instances (none alone); none either while the store cannot be read (logged)."""
+        config = self.config()
+        if not config.fleet:
+            return []
+        try:
+            return instances(self.store, config, self.today().instances)
+        except StoreError as e:
+            log.error("Cannot read the fleet's instances: %s", e)
+            return []
 
     # --- failed files and retry ---------------------------------------------------------------------
     def failed(self) -> list[FileRecord]:
