@@ -377,3 +377,36 @@ def test_bad_when_in_file_gives_file_and_key_path(tmp_path):
     assert e.value.problems[0].startswith(
         "routes[3].when.ClientCode: expected a string, a list of strings, or a table of one operator"
     )
+
+
+def test_a_fleet_names_its_store_and_instance_and_claims_in_a_folder_of_its_own(tmp_path):
+    config = build({"store": {"url": "postgresql://jw@db.example:5432/workflow"}, "instance": "press-2"}, "t", tmp_path)
+    assert (
+        config.fleet and config.store.lease_seconds == 30 and config.store.password_env == "JSON_WORKFLOW_DB_PASSWORD"
+    )
+    assert config.claim_area == tmp_path / "JSON/.processing/press-2"
+    assert config.log_folder == tmp_path / "JSON_PARSER_LOGS/press-2"
+    alone = build({}, "t", tmp_path)
+    assert not alone.fleet and alone.claim_area == tmp_path / "JSON/.processing"
+    assert (
+        alone.instance and build({"instance": alone.instance}, "t", tmp_path).instance == alone.instance
+    )  # a safe name
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "words"),
+    [
+        ({"instance": "../x"}, "instance", "letters, digits"),
+        ({"instance": ".hidden"}, "instance", "starting with a letter or digit"),
+        ({"instance": ""}, "instance", "1 to 63"),
+        ({"store": {"url": "postgresql://jw:s3cret@db/workflow"}}, "store.url", "holds a password"),
+        ({"store": {"url": "mysql://jw@db/workflow"}}, "store.url", "postgresql://"),
+        ({"store": {"url": "postgresql://jw@db"}}, "store.url", "database"),
+        ({"store": {"lease_seconds": 1}}, "store.lease_seconds", "greater than or equal to 2"),
+    ],
+)
+def test_a_bad_store_or_instance_names_the_key_and_what_was_expected(data, key, words, tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        build(data, "t", tmp_path)
+    assert f"{key}: " in str(raised.value) and words in str(raised.value)
+    assert "s3cret" not in str(raised.value)

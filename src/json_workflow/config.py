@@ -151,7 +151,8 @@ def _describe(error: ErrorDetails) -> str:
     # Pydantic adds a "[function-after]" step to loc for validators; it means nothing to an operator.
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
-    if error["type"] not in _MESSAGES and "input" in error and not isinstance(error["input"], dict | list):
+    echoed = loc != ("store", "url")  # a URL may hold a password: never repeated
+    if echoed and error["type"] not in _MESSAGES and "input" in error and not isinstance(error["input"], dict | list):
         message += f" (got {error['input']!r})"
     return f"{_key_path(loc)}: {message}"
 

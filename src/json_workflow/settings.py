@@ -66,7 +66,8 @@ def instance_name(value: Any) -> Any:
     )
 
 
-def _store_url(value: Any) -> Any:
+def store_url(value: Any) -> Any:
+    """A store URL as written: "" or postgresql://user@host:port/database, never with a password."""
     if value == "":
         return value
     if not isinstance(value, str):
@@ -84,7 +85,7 @@ def _store_url(value: Any) -> Any:
 class StoreSettings(Strict):
     """Where the journal and statistics live: SQLite in paths.state (one host), or PostgreSQL (a fleet)."""
 
-    url: Annotated[str, BeforeValidator(_store_url)] = ""
+    url: Annotated[str, BeforeValidator(store_url)] = ""
     password_env: str = "JSON_WORKFLOW_DB_PASSWORD"
     # A fleet's instance that renews nothing for this long is taken over (renewals every sixth of it).
     lease_seconds: float = Field(default=30.0, ge=2, le=300)

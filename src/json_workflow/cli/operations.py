@@ -121,3 +121,42 @@ def dashboard(config_path: str | None, root: str | None) -> None:
         logs.flush()
     server.stop()
     logs.flush()
+
+
+@main.group()
+def store() -> None:
+    """The store: move one host's SQLite statistics into PostgreSQL, for a fleet."""
+
+
+@store.command()
+@click.option("--to", "url", required=True, metavar="URL", help="postgresql://user@host:port/database")
+@config_option
+@root_option
+def migrate(url: str, config_path: str | None, root: str | None) -> None:
+    """Copy this root's SQLite store (statistics, file history, reports sent) into an empty PostgreSQL database.
+
+    Refused while a json-workflow runs on the root. The password comes from store.password_env.
+    """
+    from json_workflow.run import exclusive, lock_holder
+    from json_workflow.settings import store_url
+    from json_workflow.store import has_store, no_statistics
+    from json_workflow.store.transfer import to_postgresql
+
+    config = load_config(config_path, root)
+    if config.fleet:
+        raise Exit("this configuration's store is PostgreSQL already (store.url); migrate copies a SQLite store")
+    try:
+        store_url(url)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--to") from None
+    if not has_store(config):
+        raise Exit(no_statistics(config))
+    if (pid := lock_holder(config)) is not None:
+        raise Exit(f"json-workflow (pid {pid}) is running on {config.root}: stop it (and every run on this root) first")
+    with operator_errors("cannot migrate: "), exclusive(config):
+        copied = to_postgresql(config, url, config.store.password())
+    click.echo(f"Copied {config.state / 'journal.sqlite3'} into {url}:")
+    click.echo("".join(f"  {table}: {rows} rows\n" for table, rows in copied.items()), nl=False)
+    click.echo(
+        f'Next: set [store] url = "{url}" (and each host\'s instance) in the configuration, then start the units.'
+    )

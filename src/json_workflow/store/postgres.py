@@ -87,6 +87,11 @@ def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
     return connection
 
 
+def kept_path(root: str, path: str) -> str:
+    """A path as a fleet's store keeps it: relative to the data root (`root` ends with a slash), printable."""
+    return shown(path[len(root) :] if path.startswith(root) else path)
+
+
 def _words(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -158,7 +163,7 @@ class PgStore(SqlStore):
             self.fence.check(db, self.instance)
 
     def _kept(self, path: str) -> str:
-        return shown(path[len(self._root) :] if path.startswith(self._root) else path)
+        return kept_path(self._root, path)
 
     def _path(self, kept: str) -> str:
         path = unshown(kept)
