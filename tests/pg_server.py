@@ -33,9 +33,10 @@ def _binaries() -> Path:
 class PgServer:
     """One cluster: `start`, `stop`, `restart`; `url(db)` for json-workflow, `admin()` for the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False, where: Path | None = None) -> None:
+        """`fsync` off for the tests (their data is thrown away); on for a benchmark, in `where` (its disk)."""
         self.bin = _binaries()
-        self.top = Path(tempfile.mkdtemp(prefix="jw-pg-"))
+        self.top = Path(tempfile.mkdtemp(prefix="jw-pg-", dir=where))
         self.data, self.socket = self.top / "data", self.top / "socket"
         self.socket.mkdir()
         self.as_owner: list[str] = []
@@ -47,7 +48,7 @@ class PgServer:
         self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
-                f"listen_addresses = ''\nunix_socket_directories = '{self.socket}'\nfsync = off\n"
+                f"listen_addresses = ''\nunix_socket_directories = '{self.socket}'\nfsync = {'on' if fsync else 'off'}\n"
                 "max_connections = 200\nshared_buffers = 64MB\n"
             )
         self.start()

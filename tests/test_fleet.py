@@ -11,8 +11,20 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
-from conftest import Consumer, Service, assert_each_once, cli, drop, failed_entries, leftovers, wait_for, write_config
+from conftest import (
+    FAILED_NAME,
+    Consumer,
+    Service,
+    assert_each_once,
+    cli,
+    drop,
+    failed_entries,
+    leftovers,
+    wait_for,
+    write_config,
+)
 from json_workflow.samples import backlog
 from web_client import request
 
@@ -139,3 +151,99 @@ def test_status_stats_dashboard_and_metrics_show_the_fleet_and_each_instance(tmp
     finally:
         a.stop()
         b.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def view(tmp_path, root):
+    """The data root as a second host sees a share: a bindfs view, where the other's writes raise no inotify event."""
+    mount = tmp_path / "view"
+    mount.mkdir()
+    subprocess.run(["bindfs", "--no-allow-other", str(root), str(mount)], check=True, capture_output=True, timeout=10)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=10)
+
+
+@pytest.mark.root
+@pytest.mark.slow  # a 5,000-file burst on two hosts, five kills: about a minute
+def test_a_burst_on_two_hosts_loses_nothing_and_doubles_nothing_through_five_kills(tmp_path, root, view, pg_server):
+    """Instance a sees the root (inotify), b the bindfs view (polling, as on a share). Five times, at a
+    different point of the burst, one of them is killed -9: the other takes its claims over, and the
+    killed one starts again and rejoins (with an empty claim area) before the next kill."""
+    url = pg_server.database()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    good, bad, rank = burst(root, 5000)  # dropped first, so that both instances share it from their start
+
+    def launch(name: str, incarnation: int) -> Service:
+        on, watch = (view, "polling") if name == "b" else (root, "inotify")
+        config = fleet_config(tmp_path, on, url, name, watch=watch)
+        return Service(on, config, log=tmp_path / f"{name}-{incarnation}.log").start()
+
+    services = {"b": launch("b", 0), "a": launch("a", 0)}
+    try:
+        for kill, moment in enumerate([0.1, 0.25, 0.4, 0.55, 0.7], start=1):
+            name, other = ("a", "b") if kill % 2 else ("b", "a")
+            wait_for(lambda m=moment: archived(root) >= m * len(good), timeout=120, what=f"{moment:.0%} archived")
+            victim, survivor = services[name], services[other]
+            assert victim.process.poll() is None, f"instance {name} stopped by itself"
+            victim.stop(signal.SIGKILL)
+            wait_for(
+                lambda s=survivor, n=name: f"[TAKEOVER] Took over instance {n}" in s.text(),
+                timeout=60,
+                what=f"{other} to take over {name} (kill {kill})",
+            )
+            services[name] = launch(name, kill)
+        wait_for(lambda: done(root, good, bad), timeout=180, what="every file processed")
+    finally:
+        for service in services.values():
+            service.stop()
+    assert_exactly_once(root, good, bad, rank, consumer)
+
+
+def test_a_terminated_store_connection_mid_burst_loses_nothing_and_doubles_nothing(tmp_path, root, pg_server):
+    url = pg_server.database()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    try:
+        good, bad, rank = burst(root, 2000)
+        wait_for(lambda: archived(root) >= 400, timeout=60, what="400 files archived")
+        with psycopg.connect(url) as db:  # every connection of instance a: its pipeline's, its lease's, ...
+            ended = db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'json-workflow a %'"
+            ).fetchall()
+        assert len(ended) >= 2
+        wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed")
+        assert a.process.poll() is None and b.process.poll() is None  # a reconnected: nobody took it over
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+    assert "Holding the lease of instance a again" in a.text() or "lease" not in a.text()
+    assert "[TAKEOVER]" not in a.text() + b.text()
+    assert_exactly_once(root, good, bad, rank, consumer)
+
+
+def test_files_wait_while_the_store_is_down_and_flow_when_it_is_back(tmp_path, root, pg_server):
+    url = pg_server.database()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    try:
+        good, bad, rank = burst(root, 1000)
+        wait_for(lambda: archived(root) >= 200, timeout=60, what="200 files archived")
+        pg_server.stop()
+        try:
+            down = archived(root)
+            time.sleep(LEASE * 2)  # the outage itself: nothing to poll for
+            assert archived(root) - down < 300  # at most the batches in flight finished
+            failed = [FAILED_NAME.match(p.name).group(3) for p in (root / "JSON_FAILED").rglob("*.json")]
+            assert set(failed) <= set(bad)  # the valid files wait: none failed for the store's sake
+            assert a.process.poll() is None and b.process.poll() is None  # still running, retrying
+        finally:
+            pg_server.start()
+        wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed after the restart")
+    finally:
+        a.stop()
+        b.stop()
+    assert_exactly_once(root, good, bad, rank, consumer)

@@ -29,7 +29,7 @@ from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.route import Router, routed_names
 from json_workflow.store import Store
-from json_workflow.store.rows import Batch
+from json_workflow.store.rows import Batch, FinishedFile
 
 # A file whose processing the process died in this many times in a row is set aside unread.
 CRASHES_BEFORE_SET_ASIDE = 3
@@ -54,6 +54,7 @@ class Pipeline:
         self.clock = clock
         self.claims = Claims(config.hot, config.claim_area, config.permissions.dir_mode)
         self.workers = Workers(config.workers)
+        self._unrecorded: list[tuple[list[str], list[FinishedFile], Batch]] = []  # finished while the store was down
         self._configure(config, poisoned={})
 
     def _configure(self, config: Config, poisoned: dict[str, Rejected]) -> None:
@@ -195,10 +196,14 @@ class Pipeline:
                     d.waiting_on, d.left_claimed = DestinationError("flush", error), True
         logs.by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
         done, seconds = self.clock(), time.perf_counter() - b.started
-        try:
-            self.store.finish_batch(forget, records.finished(b.deliveries), Batch(done, len(b.deliveries), seconds))
-        except Exception as e:  # the entries stay: the next start sees their claims are gone and drops them
-            log.error("Cannot record a finished batch in the journal: %s", e)
+        self._unrecorded.append((forget, records.finished(b.deliveries), Batch(done, len(b.deliveries), seconds)))
+        while self._unrecorded:  # oldest first: a store that was down gets every finished batch once it is back
+            try:
+                self.store.finish_batch(*self._unrecorded[0])
+            except Exception as e:  # kept for the next batch; a restart meanwhile finds their claims gone
+                log.error("Cannot record a finished batch in the journal, it is tried again with the next: %s", e)
+                break
+            self._unrecorded.pop(0)
         self.conveyor.removals += [d.candidate.path for d in b.deliveries if not d.left_claimed]
         logs.flush()
         return b.deliveries

@@ -92,7 +92,13 @@ class Claims:
         else:  # no room for the number in front: a folder of its own keeps the name whole
             os.mkdir(os.path.join(folder, number + LONG))
             target = os.path.join(folder, number + LONG, candidate.name)
-        os.rename(candidate.path, target)
+        try:
+            os.rename(candidate.path, target)
+        except FileNotFoundError:
+            # NFSv3 answers a retransmitted rename whose first reply was lost with ENOENT, though it was
+            # made: the file is ours when it is where the rename put it.
+            if not os.path.lexists(target) or os.path.lexists(candidate.path):
+                raise
         self.holding.add(target)
         return Candidate(target, candidate.folder, candidate.symlink, candidate.name, candidate.origin)
 

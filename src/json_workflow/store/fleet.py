@@ -23,6 +23,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,7 @@ class Membership:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.found: list[str] = []  # dead instances whose lock this one holds, for the main loop to take over
         self._taking: set[str] = set()
+        self._held_since = 0.0  # monotonic: others are judged only after a lease of one's own (an outage ends for all)
         self._lock = threading.Lock()  # the connection: the thread renews, the main loop finishes takeovers
         self._connection: Any = None
         self._stop = threading.Event()
@@ -100,7 +102,7 @@ class Membership:
             log.error("Cannot join the fleet yet, files wait in the hot folder: %s", e)
             self._drop_connection()
             return False
-        self.fence.held.set()
+        self._hold()
         log.info("Joined the fleet as instance %s (epoch %d)", self.instance, self.fence.epoch)
         return True
 
@@ -143,7 +145,9 @@ class Membership:
                     if not self.fence.held.is_set() and not self._relock(db):
                         continue
                     self._renew(db)
-                    self._look_for_the_dead(db)
+                    # After an outage every lease is stale: the others get a lease's time to renew theirs.
+                    if time.monotonic() - self._held_since >= self.lease:
+                        self._look_for_the_dead(db)
             except Exception as e:  # the store went away: nothing is published until the lease is held again
                 if self.fence.held.is_set():
                     log.error("Lost the store's connection; files wait until the lease is held again: %s", e)
@@ -158,9 +162,13 @@ class Membership:
         if row is None or row[0] != self.fence.epoch:
             self.fence.lost = f"instance {self.instance} was taken over by {row[1] if row else 'another'} meanwhile"
             return False
-        self.fence.held.set()
+        self._hold()
         log.info("Holding the lease of instance %s again; files flow", self.instance)
         return True
+
+    def _hold(self) -> None:
+        self._held_since = time.monotonic()
+        self.fence.held.set()
 
     def _renew(self, db: Any) -> None:
         renewed = db.execute(
