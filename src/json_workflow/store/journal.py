@@ -22,10 +22,11 @@ from json_workflow.store.sql import Db
 def plan(db: Db, copies: Iterable[PlannedCopy]) -> None:
     # Bytes that are not UTF-8 can only come from the file's name and client folder, which the claim's
     # path holds too: when it is plain ASCII, so are they, and the configured folders are text.
-    db.executemany(
-        "INSERT INTO copies (claim, temp, final, kind) VALUES (?, ?, ?, ?) ON CONFLICT (claim, temp)"
-        " DO UPDATE SET final = excluded.final, kind = excluded.kind, state = 'planned'",
-        (row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3]) for row in copies),
+    db.insert_many(
+        "copies",
+        ("claim", "temp", "final", "kind"),
+        [row if row[0].isascii() else (stored(row[0]), stored(row[1]), stored(row[2]), row[3]) for row in copies],
+        " ON CONFLICT (claim, temp) DO UPDATE SET final = excluded.final, kind = excluded.kind, state = 'planned'",
     )
 
 

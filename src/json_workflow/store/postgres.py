@@ -40,16 +40,50 @@ def _dialect(sql: str) -> str:
 class PgConnection:
     """A psycopg connection as the store's SQL modules use one (store.sql.Db)."""
 
-    def __init__(self, connection: Any):
+    def __init__(self, connection: Any, types: dict[str, dict[str, str]]):
         self.connection = connection
+        self.types = types  # table -> column -> type, read once per store (unnest's arrays are typed)
 
     def execute(self, sql: str, parameters: Any = (), /) -> Any:
         return self.connection.execute(_dialect(sql), parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any:
-        cursor = self.connection.cursor()
-        cursor.executemany(_dialect(sql), list(parameters))
+        """As sqlite3's; a statement ending `= ?` with one value per row is one `= ANY(?)`."""
+        cursor, rows = self.connection.cursor(), list(parameters)
+        if rows and sql.endswith("= ?") and all(len(row) == 1 for row in rows):
+            cursor.execute(_dialect(sql[:-1] + "ANY(?)"), ([row[0] for row in rows],))
+        elif rows:
+            cursor.executemany(_dialect(sql), rows)
         return cursor
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Any], tail: str = "") -> None:
+        if rows:
+            arrays = ", ".join(f"%b::{self._type(table, column)}[]" for column in columns)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){_dialect(tail)}"
+            self.connection.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+
+    def update_many(self, table: str, sets: Sequence[str], key: str, rows: Sequence[Any]) -> None:
+        if rows:
+            names = [f"v{i}" for i in range(len(sets))]
+            targets = [assignment.split(" = ")[0] for assignment in sets]
+            arrays = ", ".join(f"%b::{self._type(table, column)}[]" for column in (*targets, key))
+            assignments = ", ".join(a.replace("?", f"v.{n}") for a, n in zip(sets, names, strict=True))
+            self.connection.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}, k)"
+                f" WHERE {table}.{key} = v.k",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+
+    def _type(self, table: str, column: str) -> str:
+        if table not in self.types:
+            self.types[table] = dict(
+                self.connection.execute(
+                    "SELECT column_name, udt_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND table_name = %s",
+                    (table,),
+                ).fetchall()
+            )
+        return str(self.types[table][column])
 
     def new_ids(self, count: int) -> list[int]:
         if not count:
@@ -117,6 +151,7 @@ class PgStore(SqlStore):
         self._attempted = _Everything()
         self.fence: Any = None  # store.fleet.Fence, when this store plans and publishes copies
         self._connection: Any = None
+        self._types: dict[str, dict[str, str]] = {}
         with self._lock, self._raised():
             migrate(self._connected(), url, migrations)
 
@@ -151,12 +186,12 @@ class PgStore(SqlStore):
             with connection.transaction():
                 if snapshot:
                     connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield PgConnection(connection)
+                yield PgConnection(connection, self._types)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[PgConnection]:
         with self._lock, self._raised():
-            yield PgConnection(self._connected())
+            yield PgConnection(self._connected(), self._types)
 
     def _fenced(self, db: Any) -> None:
         if self.fence is not None:

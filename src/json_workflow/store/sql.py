@@ -1,14 +1,16 @@
 """What the store's SQL modules ask of a connection: SQLite's (below) and PostgreSQL's (store.postgres) give it.
 
 The statements themselves are written once, in the dialect both understand: `?` marks, ON CONFLICT,
-RETURNING, CASE instead of summed booleans, FLOOR (registered on SQLite when it lacks it).
+RETURNING, CASE instead of summed booleans, FLOOR (registered on SQLite when it lacks it). The rows of
+a batch go through insert_many and update_many: SQLite runs a prepared statement per row, which costs
+it next to nothing; PostgreSQL one statement over arrays, since each statement is a round to the server.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 
@@ -19,6 +21,14 @@ class Db(Protocol):
 
     def new_ids(self, count: int) -> list[int]:
         """Ids for `count` new file rows (inside the transaction that inserts them)."""
+        ...
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Any], tail: str = "") -> None:
+        """INSERT INTO table (columns) each row, then `tail` (an ON CONFLICT clause)."""
+        ...
+
+    def update_many(self, table: str, sets: Sequence[str], key: str, rows: Sequence[Any]) -> None:
+        """UPDATE table SET sets (one ? each) WHERE key = ?, for each row: its values in order, the key last."""
         ...
 
 
@@ -33,3 +43,10 @@ class SqliteConnection(sqlite3.Connection):
         # A write transaction holds SQLite's one write lock: the ids after the largest are free.
         first = self.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()[0]
         return list(range(first, first + count))
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Any], tail: str = "") -> None:
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){tail}", rows)
+
+    def update_many(self, table: str, sets: Sequence[str], key: str, rows: Sequence[Any]) -> None:
+        self.executemany(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = ?", rows)

@@ -34,8 +34,9 @@ def open_rows(db: Db, received: Sequence[Received], instance: str) -> list[int]:
     # The new rows get their ids together, so that one executemany inserts them all.
     fresh = iter(db.new_ids(found.count(None)))
     ids = [next(fresh) if row is None else row for row in found]
-    db.executemany(
-        "INSERT INTO files (id, received, name, client, source, claim, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    db.insert_many(
+        "files",
+        ("id", "received", "name", "client", "source", "claim", "instance"),
         [
             (i, r.at, r.name, r.client, r.source, stored(r.claim), instance)
             for i, r, row in zip(ids, received, found, strict=True)
@@ -45,11 +46,18 @@ def open_rows(db: Db, received: Sequence[Received], instance: str) -> list[int]:
     return ids
 
 
+# What closing a file's row sets (client and inode only when known now).
+CLOSE = (
+    "outcome = ?", "finished = ?", "seconds = ?", "client = COALESCE(?, client)", "category = ?", "studio = ?",
+    "title = ?", "stage = ?", "reason = ?", "inode = COALESCE(?, inode)", "job = ?", "failed_as = ?",
+)  # fmt: skip
+
+
 def close_rows(db: Db, files: Sequence[FinishedFile], now: float) -> None:
-    db.executemany(
-        "UPDATE files SET outcome = ?, finished = ?, seconds = ?, client = COALESCE(?, client), category = ?,"
-        " studio = ?, title = ?, stage = ?, reason = ?, inode = COALESCE(?, inode), job = ?, failed_as = ?"
-        " WHERE id = ?",
+    db.update_many(
+        "files",
+        CLOSE,
+        "id",
         [
             (
                 f.outcome,
@@ -69,9 +77,8 @@ def close_rows(db: Db, files: Sequence[FinishedFile], now: float) -> None:
             for f in files
         ],
     )
-    db.executemany(
-        "INSERT INTO routed (file, rule, folder) VALUES (?, ?, ?)",
-        [(f.row, rule, folder) for f in files for rule, folder in f.routed],
+    db.insert_many(
+        "routed", ("file", "rule", "folder"), [(f.row, rule, folder) for f in files for rule, folder in f.routed]
     )
 
 
