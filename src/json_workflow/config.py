@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from json_workflow import layout
@@ -38,6 +39,7 @@ ROOT_ENV = "JSON_WORKFLOW_ROOT"
 UNKNOWN_CLIENT = "_unknown"
 # The hidden folder of the hot folder where files are claimed (by a rename) before anything reads them.
 CLAIM_AREA = ".processing"
+FLEET_BATCH_SIZE = 100  # batch_size's default with a PostgreSQL store
 
 
 class Config(Strict):
@@ -68,6 +70,16 @@ class Config(Strict):
     http: Http = Http()
     store: StoreSettings = StoreSettings()
     routes: tuple[Rule, ...] = tuple(Rule(**r) for r in SEED_ROUTES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet_batches(cls, data: Any) -> Any:
+        # A fleet's commits are round trips to its database: under load it takes bigger batches (a lone
+        # file still goes alone, at once). Measured in docs/performance.md.
+        store = data.get("store") if isinstance(data, dict) else None
+        if isinstance(store, dict) and store.get("url") and "batch_size" not in data:
+            return {**data, "batch_size": FLEET_BATCH_SIZE}
+        return data
 
     @field_validator("routes")
     @classmethod
