@@ -48,8 +48,8 @@ class PgServer:
         self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
-                f"listen_addresses = ''\nunix_socket_directories = '{self.socket}'\nfsync = {'on' if fsync else 'off'}\n"
-                "max_connections = 200\nshared_buffers = 64MB\n"
+                f"listen_addresses = ''\nunix_socket_directories = '{self.socket}'\n"
+                f"fsync = {'on' if fsync else 'off'}\nmax_connections = 200\nshared_buffers = 64MB\n"
             )
         self.start()
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime
 import signal
+import threading
+import time
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from conftest import Service, drop, wait_for
+from json_workflow.config import build
+from json_workflow.reporting.reporter import Reporter
+from json_workflow.run import run_once
 from json_workflow.samples import job
 from smtp_server import PASSWORD, email_settings, smtp_server
 from test_fleet import fleet_config
@@ -91,3 +96,37 @@ def test_the_sender_killed_mid_send_leaves_the_report_to_another_still_exactly_o
             survivor.stop()
             killed.stop(signal.SIGKILL)
     assert len(inbox.messages) == 1
+
+
+def test_alerts_are_throttled_fleet_wide_one_instance_mails_a_round(tmp_path, root, pg_server, monkeypatch):
+    monkeypatch.setenv("JW_TEST_SMTP_PASSWORD", PASSWORD)
+    url = pg_server.database()
+    with smtp_server() as (port, inbox):
+        configs = [
+            build({"store": {"url": url}, "instance": name, "email": email_settings(port)}, "test", root=root)
+            for name in ("a", "b")
+        ]
+        reporters = [Reporter(config) for config in configs]
+        try:
+            with psycopg.connect(url) as db:  # both alive, as their leases would say
+                db.execute(
+                    "INSERT INTO instances (name, host, pid, started, beat)"
+                    " VALUES ('a', 'h', 1, 0, 1e12), ('b', 'h', 2, 0, 1e12)"
+                )
+            now = time.time()
+            for reporter in reporters:
+                reporter.tick(now)  # the first round only notes where alerts start
+            drop(root, "RANK", "broken.json", b"{")
+            run_once(configs[0], clock=lambda: now + 60)
+            ticks = [threading.Thread(target=r.tick, args=(now + 120,)) for r in reporters]
+            for tick in ticks:
+                tick.start()
+            for tick in ticks:
+                tick.join()
+            for reporter in reporters:
+                reporter.tick(now + 180)  # within the interval: nobody mails again
+        finally:
+            for reporter in reporters:
+                reporter.close()
+    assert len(inbox.messages) == 1
+    assert "1 files failed" in inbox.messages[0]["Subject"]

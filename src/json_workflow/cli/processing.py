@@ -107,6 +107,14 @@ def check_config(config_path: str | None, root: str | None) -> None:
         click.echo(f"{key + ':':8} {getattr(config, key)}")
     click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
     click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+    if config.fleet:
+        password = "set" if config.store.password() else "not set"
+        click.echo(
+            f"store: {config.store.url} (password from {config.store.password_env}: {password}); instance "
+            f"{config.instance}, claims in {config.claim_area}, taken over after {config.store.lease_seconds:g}s"
+        )
+    else:
+        click.echo(f"store: SQLite in {config.state}; instance {config.instance}")
     email = config.email
     mailed = (
         f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}"
