@@ -82,7 +82,9 @@ STORE_RETRY_SECONDS = 5.0
 
 
 @contextlib.contextmanager
-def holding(config: Config, stopped: Callable[[], bool] = lambda: False) -> Iterator[tuple[Store, Membership | None]]:
+def holding(
+    config: Config, stopped: Callable[[], bool] = lambda: False, takes_over: bool = True
+) -> Iterator[tuple[Store, Membership | None]]:
     """This instance's right to claim, and the store: the state folder's lock alone, or a fleet's membership.
 
     A fleet's store may be down when the service starts: it waits for it (the files wait in the hot folder).
@@ -100,7 +102,8 @@ def holding(config: Config, stopped: Callable[[], bool] = lambda: False) -> Iter
         except StoreError as e:
             log.error("Cannot open the store yet, files wait in the hot folder (trying again): %s", e)
             pause(STORE_RETRY_SECONDS, stopped)
-    membership = Membership(config.store.url, config.store.password(), config.instance, config.store.lease_seconds)
+    settings = config.store
+    membership = Membership(settings.url, settings.password(), config.instance, settings.lease_seconds, takes_over)
     try:
         membership.join(lambda: pause(STORE_RETRY_SECONDS, stopped))
         store.fence = membership.fence  # type: ignore[attr-defined]
@@ -125,7 +128,7 @@ def run_once(
     """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
     ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
-    with holding(config) as (store, _):
+    with holding(config, takes_over=False) as (store, _):  # a run is too short to finish others' claims
         pipeline = Pipeline(config, store, clock)
         run = store.run_started("once", clock())
         try:

@@ -76,7 +76,7 @@ def _history(config: Config, text: str, limit: int):
     if not has_store(config):
         raise Exit(no_statistics(config))
     with operator_errors():
-        store = open_store(config)
+        store = open_store(config, "command")
         try:
             return store.history(text, limit)
         finally:

@@ -157,7 +157,7 @@ def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -
             click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
     if moved and has_store(config):  # the file history shows when each went back
         with operator_errors():
-            store = open_store(config)
+            store = open_store(config, "command")
             store.mark_retried(moved, time.time())
             store.close()
     click.echo(f"Retried {len(moved)} files" + (f", skipped {skipped}" if skipped else ""))

@@ -126,7 +126,7 @@ def _apply(changes, config, totals) -> None:
     applied = Applied()
     with operator_errors():
         make_folder(config.state, config.permissions.dir_mode, config.root)  # the statistics record it
-        store = open_store(config)
+        store = open_store(config, "command")
     try:
         apply(changes, config, store, applied)
     finally:

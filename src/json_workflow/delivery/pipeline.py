@@ -180,7 +180,11 @@ class Pipeline:
         if flushed.renames is not None:
             return self._finish_batch(flushed.renames, error, summary, flushed.removals)
         if flushed.removals:
-            self.store.forget(flushed.removals)
+            try:
+                self.store.forget(flushed.removals)
+            except StoreError as e:  # their removal is durable: forgotten with the next batch instead
+                log.error("Cannot forget finished claims in the journal, it is tried again with the next: %s", e)
+                self.conveyor.removals += flushed.removals
         return []
 
     def _finish_batch(self, b: _Batch, error: OSError | None, summary: Summary, forget: list[str]) -> list[Delivery]:

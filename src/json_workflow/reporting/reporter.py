@@ -44,7 +44,7 @@ class Reporter:
         store: Store | None = None,
     ):
         self.config, self.clock, self.send = config, clock, send
-        self.store = store if store is not None else open_store(config)
+        self.store = store if store is not None else open_store(config, "reporter")
         self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
         self.pruned = 0.0
         self.on_sent: Callable[[str, float], None] | None = None  # told (day, when) after each report

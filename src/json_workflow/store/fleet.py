@@ -63,8 +63,9 @@ class Fence:
 class Membership:
     """This instance's lease and lock, renewed in a thread; the dead instances it found, to be taken over."""
 
-    def __init__(self, url: str, password: str | None, instance: str, lease: float = 30.0):
+    def __init__(self, url: str, password: str | None, instance: str, lease: float = 30.0, takes_over: bool = True):
         self.url, self.password, self.instance = url, password, instance
+        self.takes_over = takes_over  # a service does; a `run --once` leaves the dead to the services
         self.lease, self.beat, self.terminate = lease, lease / 6, lease * 1.5
         self.fence = Fence()
         self.host, self.pid = socket.gethostname(), os.getpid()
@@ -146,7 +147,7 @@ class Membership:
                         continue
                     self._renew(db)
                     # After an outage every lease is stale: the others get a lease's time to renew theirs.
-                    if time.monotonic() - self._held_since >= self.lease:
+                    if self.takes_over and time.monotonic() - self._held_since >= self.lease:
                         self._look_for_the_dead(db)
             except Exception as e:  # the store went away: nothing is published until the lease is held again
                 if self.fence.held.is_set():

@@ -35,7 +35,7 @@ def start_web(config: Config, monitor: Monitor | None, current: Callable[[], Con
         )
         return None
     try:
-        store = open_store(config)
+        store = open_store(config, "web")
     except StoreError as e:
         sock.close()
         log.error("Cannot serve the dashboard: %s", e)
