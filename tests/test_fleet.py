@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -248,3 +249,14 @@ def test_files_wait_while_the_store_is_down_and_flow_when_it_is_back(tmp_path, r
         a.stop()
         b.stop()
     assert_exactly_once(root, good, bad, rank, consumer)
+
+
+def test_a_fleet_without_psycopg_installed_says_what_to_install_and_exits_1(tmp_path, root):
+    config = fleet_config(tmp_path, root, "postgresql://jw@/nowhere", "a")
+    blocked = "import sys; sys.modules['psycopg'] = None; from json_workflow.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked, "run", "--once", "--config", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "psycopg is not installed: pip install 'json-workflow[postgresql]'" in done.stderr
+    assert "Traceback" not in done.stderr

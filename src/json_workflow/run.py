@@ -93,8 +93,6 @@ def holding(
         with exclusive(config) as store:
             yield store, None
         return
-    from json_workflow.store.fleet import Membership
-
     while True:
         try:
             store = open_store(config, "pipeline")  # made or upgraded before the membership's tables are used
@@ -102,6 +100,8 @@ def holding(
         except StoreError as e:
             log.error("Cannot open the store yet, files wait in the hot folder (trying again): %s", e)
             pause(STORE_RETRY_SECONDS, stopped)
+    from json_workflow.store.fleet import Membership  # psycopg: imported once a fleet's store opened
+
     settings = config.store
     membership = Membership(settings.url, settings.password(), config.instance, settings.lease_seconds, takes_over)
     try:

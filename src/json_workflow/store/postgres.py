@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from json_workflow.errors import StoreError
+from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.names import shown, unshown
 from json_workflow.store.common import SqlStore
 from json_workflow.store.schema import MIGRATIONS, Migration
@@ -96,10 +96,7 @@ class PgConnection:
 
 def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
     """A new autocommit connection; StoreError naming the store (never its password) when it fails."""
-    if psycopg is None:
-        raise StoreError(
-            "store.url names PostgreSQL, but psycopg is not installed: pip install 'json-workflow[postgresql]'"
-        )
+    installed()
     try:
         connection = psycopg.connect(
             url,
@@ -119,6 +116,14 @@ def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
         raise StoreError(f"cannot connect to the store {url}: {_words(e)}") from None
     connection.adapters.register_loader("numeric", FloatLoader)  # AVG and SUM of integers: floats, as SQLite's
     return connection
+
+
+def installed() -> None:
+    """WorkflowError unless psycopg is installed: not a store that is down, waiting would not mend it."""
+    if psycopg is None:
+        raise WorkflowError(
+            "store.url names PostgreSQL, but psycopg is not installed: pip install 'json-workflow[postgresql]'"
+        )
 
 
 def kept_path(root: str, path: str) -> str:
@@ -144,6 +149,7 @@ class PgStore(SqlStore):
         purpose: str = "store",
         migrations: Sequence[Migration] = MIGRATIONS,
     ):
+        installed()
         self.url, self.where, self.instance = url, url, instance
         self._password, self._purpose = password, purpose
         self._root = str(root).rstrip(os.sep) + os.sep
