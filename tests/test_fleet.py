@@ -260,3 +260,27 @@ def test_a_fleet_without_psycopg_installed_says_what_to_install_and_exits_1(tmp_
     assert done.returncode == 1
     assert "psycopg is not installed: pip install 'json-workflow[postgresql]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_hung_instance_is_taken_over_and_fenced_when_it_wakes(tmp_path, root, pg_server):
+    """SIGSTOP: its lock stays held by its open session, its lease goes stale; the other ends that session,
+    takes its claims over; woken, it publishes nothing more, stops (exit 75) and leaves the claims to the taker."""
+    url = pg_server.database()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    try:
+        good, bad, rank = burst(root, 3000)
+        wait_for(lambda: archived(root) >= 300, timeout=60, what="300 files archived")
+        a.process.send_signal(signal.SIGSTOP)
+        wait_for(lambda: "[TAKEOVER] Took over instance a" in b.text(), timeout=60, what="b to take over a")
+        assert "holds its lock: ended its sessions" in b.text()
+        a.process.send_signal(signal.SIGCONT)
+        assert a.process.wait(timeout=60) == 75
+        assert "was taken over" in a.text()
+        wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed")
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+        a.stop(signal.SIGKILL)
+        assert b.stop() == 0
+    assert_exactly_once(root, good, bad, rank, consumer)

@@ -149,6 +149,8 @@ class Membership:
                     # After an outage every lease is stale: the others get a lease's time to renew theirs.
                     if self.takes_over and time.monotonic() - self._held_since >= self.lease:
                         self._look_for_the_dead(db)
+            except psycopg.errors.LockNotAvailable as e:  # a row another session holds: tried again next beat
+                log.warning("Lease: a row is locked by another session, trying again: %s", e)
             except Exception as e:  # the store went away: nothing is published until the lease is held again
                 if self.fence.held.is_set():
                     log.error("Lost the store's connection; files wait until the lease is held again: %s", e)
@@ -190,17 +192,23 @@ class Membership:
             if name in self._taking:
                 continue
             if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()[0]:
-                holder = _lock_holder(db, name)
-                if age > self.terminate and holder is not None and holder[1].startswith(f"json-workflow {name} "):
-                    db.execute("SELECT pg_terminate_backend(%s)", (holder[0],))
-                    log.warning("Instance %s renews nothing for %.0fs but holds its lock: ended its session", name, age)
+                if age > self.terminate and _end_sessions(db, name):
+                    log.warning(
+                        "Instance %s renews nothing for %.0fs but holds its lock: ended its sessions", name, age
+                    )
                 continue
-            taken = db.execute(
-                f"UPDATE instances SET epoch = epoch + 1, taken_by = %s WHERE name = %s AND beat < {NOW} - %s"
-                " RETURNING epoch",
-                (self.instance, name, self.lease),
-            ).fetchone()
-            if taken is None:  # it came back meanwhile
+            # A session of it still open (a hung process, its lease's connection lost) may hold its row in a
+            # transaction: ended first, the row is free and the publication it was about to check is refused.
+            _end_sessions(db, name)
+            try:
+                taken = db.execute(
+                    f"UPDATE instances SET epoch = epoch + 1, taken_by = %s WHERE name = %s AND beat < {NOW} - %s"
+                    " RETURNING epoch",
+                    (self.instance, name, self.lease),
+                ).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                taken = None
+            if taken is None:  # it came back meanwhile (or its row is still locked: next beat)
                 db.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
                 continue
             log.warning("Instance %s stopped renewing its lease %.0fs ago; taking over its claim area", name, age)
@@ -219,7 +227,8 @@ class Membership:
     # --- the connection -------------------------------------------------------------------------------
     def _connected(self) -> Any:
         if self._connection is None or self._connection.closed:
-            self._connection = connect(self.url, self.password, self.instance, "lease")
+            # Never wait long for a row: the lease is renewed on this connection.
+            self._connection = connect(self.url, self.password, self.instance, "lease", int(self.beat * 500))
         return self._connection
 
     def _drop_connection(self) -> None:
@@ -228,6 +237,17 @@ class Membership:
                 self._connection.close()
             self._connection = None
             self._taking.clear()  # their locks went with the session: another may take them over
+
+
+def _end_sessions(db: Any, instance: str) -> int:
+    """pg_terminate_backend every session of `instance` (its connections are named after it); how many."""
+    return len(
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE starts_with(application_name, %s) AND pid <> pg_backend_pid()",
+            (f"json-workflow {instance} ",),
+        ).fetchall()
+    )
 
 
 def _lock_holder(db: Any, instance: str) -> tuple[int, str] | None:

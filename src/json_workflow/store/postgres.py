@@ -94,7 +94,7 @@ class PgConnection:
         return [row[0] for row in rows]
 
 
-def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
+def connect(url: str, password: str | None, instance: str, purpose: str, lock_timeout_ms: int = 0) -> Any:
     """A new autocommit connection; StoreError naming the store (never its password) when it fails."""
     installed()
     try:
@@ -110,7 +110,7 @@ def connect(url: str, password: str | None, instance: str, purpose: str) -> Any:
             keepalives_interval=5,
             keepalives_count=3,
             tcp_user_timeout=30_000,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={lock_timeout_ms}",
         )
     except psycopg.Error as e:
         raise StoreError(f"cannot connect to the store {url}: {_words(e)}") from None
