@@ -46,6 +46,14 @@ def start(tmp: Path, root: Path, url: str, instance: str, **kwargs) -> Service:
     return Service(root, fleet_config(tmp, root, url, instance, **kwargs), log=tmp / f"{instance}.log").start()
 
 
+def two_instances(tmp_path: Path, root: Path, pg_server) -> tuple[str, Consumer, Service, Service]:
+    """A new database, a downstream consumer of the RANK folder, and instances a and b on the root."""
+    url = pg_server.database()
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    return url, consumer, start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+
+
 def burst(root: Path, count: int, seed: int = 3):
     """Drop `count` files (one in 50 invalid); returns (good, bad, rank names)."""
     good, bad, rank = {}, {}, set()
@@ -87,12 +95,8 @@ def test_a_second_process_of_one_instance_is_refused(tmp_path, root, pg_server):
 
 
 def test_two_instances_share_a_burst_and_one_killed_is_taken_over(tmp_path, root, pg_server):
-    url = pg_server.database()
     good, bad, rank = {}, {}, set()
-    consumer = Consumer(root / RANK_ROUTE)
-    consumer.start()
-    a = start(tmp_path, root, url, "a")
-    b = start(tmp_path, root, url, "b")
+    url, consumer, a, b = two_instances(tmp_path, root, pg_server)
     try:
         good, bad, rank = burst(root, 1500)
         wait_for(lambda: archived(root) >= 200, timeout=60, what="200 files archived")
@@ -204,10 +208,7 @@ def test_a_burst_on_two_hosts_loses_nothing_and_doubles_nothing_through_five_kil
 
 
 def test_a_terminated_store_connection_mid_burst_loses_nothing_and_doubles_nothing(tmp_path, root, pg_server):
-    url = pg_server.database()
-    consumer = Consumer(root / RANK_ROUTE)
-    consumer.start()
-    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    url, consumer, a, b = two_instances(tmp_path, root, pg_server)
     try:
         good, bad, rank = burst(root, 3000)
         wait_for(lambda: archived(root) >= 300, timeout=60, what="300 files archived")
@@ -227,10 +228,7 @@ def test_a_terminated_store_connection_mid_burst_loses_nothing_and_doubles_nothi
 
 
 def test_files_wait_while_the_store_is_down_and_flow_when_it_is_back(tmp_path, root, pg_server):
-    url = pg_server.database()
-    consumer = Consumer(root / RANK_ROUTE)
-    consumer.start()
-    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    url, consumer, a, b = two_instances(tmp_path, root, pg_server)
     try:
         good, bad, rank = burst(root, 1000)
         wait_for(lambda: archived(root) >= 200, timeout=60, what="200 files archived")
@@ -265,10 +263,7 @@ def test_a_fleet_without_psycopg_installed_says_what_to_install_and_exits_1(tmp_
 def test_a_hung_instance_is_taken_over_and_fenced_when_it_wakes(tmp_path, root, pg_server):
     """SIGSTOP: its lock stays held by its open session, its lease goes stale; the other ends that session,
     takes its claims over; woken, it publishes nothing more, stops (exit 75) and leaves the claims to the taker."""
-    url = pg_server.database()
-    consumer = Consumer(root / RANK_ROUTE)
-    consumer.start()
-    a, b = start(tmp_path, root, url, "a"), start(tmp_path, root, url, "b")
+    url, consumer, a, b = two_instances(tmp_path, root, pg_server)
     try:
         good, bad, rank = burst(root, 3000)
         wait_for(lambda: archived(root) >= 300, timeout=60, what="300 files archived")

@@ -41,6 +41,8 @@ class Claims:
 
     def __init__(self, hot: Path, area: Path, dir_mode: int):
         self.hot, self.area = hot, area
+        # The folders to make, outermost first: .processing (and the instance's in a fleet).
+        self.levels = [str(hot / level) for level in reversed(area.relative_to(hot).parents[:-1])] + [str(area)]
         self.dir_mode = dir_mode
         self.sequence = Sequence()
         self._made: dict[str | None, str] = {}  # client -> its claim folder, made
@@ -50,9 +52,8 @@ class Claims:
         folder = self._made.get(client)
         if folder is None:
             folder = os.path.join(self.area, client or TOP)
-            for level in reversed(self.area.relative_to(self.hot).parents[:-1]):  # .processing, in a fleet
-                self._make(str(self.hot / level))
-            self._make(str(self.area))
+            for level in self.levels:
+                self._make(level)
             self._make(folder)
             self._made[client] = folder
         return folder
@@ -138,9 +139,9 @@ class Claims:
             for folder in folders:
                 with contextlib.suppress(OSError):
                     os.rmdir(folder.path)  # only succeeds when empty
-        for level in (self.area, *self.area.relative_to(self.hot).parents[:-1]):  # .processing, in a fleet
+        for level in reversed(self.levels):
             with contextlib.suppress(OSError):
-                os.rmdir(self.hot / level)  # only when empty: the fleet's other instances keep theirs
+                os.rmdir(level)  # only when empty: the fleet's other instances keep theirs
 
     def leftovers(self) -> Iterator[Candidate]:
         """Every file still in the claim area (a crash left it), oldest claim first."""

@@ -219,7 +219,7 @@ class SqlStore:
             return queries.take_send(db, what, self.instance, now, lease)
 
     def release_send(self, what: str) -> None:
-        self._record(lambda db: db.execute("DELETE FROM sends WHERE what = ? AND instance = ?", (what, self.instance)))
+        self._record(lambda db: queries.release_send(db, what, self.instance))
 
     def reports_sent(self) -> set[str]:
         with self._reading() as db:

@@ -31,14 +31,15 @@ def plan(db: Db, copies: Iterable[PlannedCopy]) -> None:
 
 
 def mark_staged(db: Db, claims: Iterable[str]) -> None:
-    db.executemany("UPDATE copies SET state = 'staged' WHERE claim = ?", ((stored(c),) for c in claims))
+    db.for_each("UPDATE copies SET state = 'staged' WHERE claim = ?", [stored(c) for c in claims])
 
 
 def forget(db: Db, claims: list[str], attempted: bool) -> None:
     """Drop the claims' copies (and their restart counts, when any claim has one)."""
-    db.executemany("DELETE FROM copies WHERE claim = ?", ((stored(c),) for c in claims))
+    kept = [stored(c) for c in claims]
+    db.for_each("DELETE FROM copies WHERE claim = ?", kept)
     if attempted:
-        db.executemany("DELETE FROM attempts WHERE claim = ?", ((stored(c),) for c in claims))
+        db.for_each("DELETE FROM attempts WHERE claim = ?", kept)
 
 
 def restart(db: Db, claim: str) -> None:

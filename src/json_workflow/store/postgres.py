@@ -48,13 +48,13 @@ class PgConnection:
         return self.connection.execute(_dialect(sql), parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any:
-        """As sqlite3's; a statement ending `= ?` with one value per row is one `= ANY(?)`."""
-        cursor, rows = self.connection.cursor(), list(parameters)
-        if rows and sql.endswith("= ?") and all(len(row) == 1 for row in rows):
-            cursor.execute(_dialect(sql[:-1] + "ANY(?)"), ([row[0] for row in rows],))
-        elif rows:
-            cursor.executemany(_dialect(sql), rows)
+        cursor = self.connection.cursor()
+        cursor.executemany(_dialect(sql), list(parameters))
         return cursor
+
+    def for_each(self, sql: str, values: Sequence[Any]) -> None:
+        if values:  # one statement over an array: `= ANY(?)`
+            self.connection.execute(_dialect(sql[: -len("?")] + "ANY(?)"), (list(values),))
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Any], tail: str = "") -> None:
         if rows:

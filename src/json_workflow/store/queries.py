@@ -161,6 +161,10 @@ def mark_report_sent(db: Db, day: str, now: float, delivery: str) -> None:
     db.execute("DELETE FROM sends WHERE what = ?", (f"report {day}",))  # sent: nobody is sending it any more
 
 
+def release_send(db: Db, what: str, instance: str) -> None:
+    db.execute("DELETE FROM sends WHERE what = ? AND instance = ?", (what, instance))
+
+
 def take_send(db: Db, what: str, instance: str, now: float, lease: float) -> bool:
     """Become the one sender of `what` unless a live instance is (its lease renewed within `lease`)."""
     return (

@@ -2,7 +2,7 @@
 
 The statements themselves are written once, in the dialect both understand: `?` marks, ON CONFLICT,
 RETURNING, CASE instead of summed booleans, FLOOR (registered on SQLite when it lacks it). The rows of
-a batch go through insert_many and update_many: SQLite runs a prepared statement per row, which costs
+a batch go through insert_many, update_many and for_each: SQLite runs a prepared statement per row, which costs
 it next to nothing; PostgreSQL one statement over arrays, since each statement is a round to the server.
 """
 
@@ -31,6 +31,10 @@ class Db(Protocol):
         """UPDATE table SET sets (one ? each) WHERE key = ?, for each row: its values in order, the key last."""
         ...
 
+    def for_each(self, sql: str, values: Sequence[Any]) -> None:
+        """`sql`, which ends `= ?`, for each of `values`."""
+        ...
+
 
 class SqliteConnection(sqlite3.Connection):
     """sqlite3's connection, with FLOOR and new ids as PostgreSQL has them."""
@@ -50,3 +54,6 @@ class SqliteConnection(sqlite3.Connection):
 
     def update_many(self, table: str, sets: Sequence[str], key: str, rows: Sequence[Any]) -> None:
         self.executemany(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = ?", rows)
+
+    def for_each(self, sql: str, values: Sequence[Any]) -> None:
+        self.executemany(sql, [(value,) for value in values])
