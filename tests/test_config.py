@@ -282,6 +282,71 @@ def test_the_hot_folder_inside_the_archive_or_failed_folder_is_refused(key, name
     ]
 
 
+OWN = [
+    ("paths.hot", "hot folder", "JSON"),
+    ("paths.archive", "archive folder", "JSON_STORE"),
+    ("paths.failed", "failed folder", "JSON_FAILED"),
+    ("paths.logs", "logs folder", "JSON_PARSER_LOGS"),
+    ("paths.state", "state folder", "JSON_PARSER_STATE"),
+]
+
+
+@pytest.mark.parametrize("key, name, folder", OWN)
+@pytest.mark.parametrize("custom", [False, True])
+def test_no_static_destination_is_in_at_or_over_one_of_json_workflows_own_folders(key, name, folder, custom):
+    # "whatever paths.* says": the same with every folder renamed
+    paths = {k.split(".")[1]: f"OWN/{f}-{k[6:]}" for k, _, f in OWN} if custom else {}
+    folder = paths.get(key.split(".")[1], folder)
+
+    def refused(destination: str) -> str:
+        route = {"name": "r", "destination": destination, "when": {"ClientCode": "RANK"}}
+        (msg,) = problems({"paths": paths, "routes": [route]}, root="/r")
+        assert msg.startswith("routes[0].destination: ") and f"the {name} /r/{folder}" in msg, msg
+        return msg
+
+    assert " is the " in refused(folder) or "is the hot folder" in refused(folder)
+    assert " is inside the " in refused(f"{folder}/IN")
+    assert " is inside the " in refused(f"{folder}/{{Title}}")  # templated: in it whatever the value
+    # A folder holding them (the data root, or OWN): the first it holds is named.
+    route = {"name": "r", "destination": os.path.dirname(folder) or ".", "when": {"ClientCode": "RANK"}}
+    (msg,) = problems({"paths": paths, "routes": [route]}, root="/r")
+    assert msg == (
+        f"routes[0].destination: {os.path.dirname(f'/r/{folder}')} holds the hot folder /r/{paths.get('hot', 'JSON')} "
+        "(paths.hot); json-workflow's own folders never receive copies: choose a folder outside them"
+    )
+    # A templated destination may hold them: its values decide, at the route stage.
+    build({"paths": paths, "routes": [{"name": "r", "destination": "{Title}", "when": {"Title": "x"}}]}, "t", "/r")
+
+
+@pytest.mark.parametrize("holder, name", [("archive", "archive folder"), ("failed", "failed folder")])
+@pytest.mark.parametrize("other", ["failed", "logs", "state"])
+def test_no_own_folder_is_a_client_folder_of_the_archive_or_the_failed_folder(holder, name, other):
+    if holder == other:
+        return
+    inside = problems({"paths": {holder: "DATA", other: "DATA/X"}}, root="/r")
+    assert inside == [
+        f"paths.{other}: /r/DATA/X is inside the {name} /r/DATA (paths.{holder}), where a folder is made for each "
+        f"client, named after the files; keep the {'logs folder' if other == 'logs' else other + ' folder'} outside it"
+    ]
+    same = problems({"paths": {holder: "DATA", other: "DATA"}}, root="/r")
+    assert len(same) == 1 and "is the same folder as the" in same[0], same
+
+
+def test_an_own_folder_reached_through_a_symlink_is_refused_at_load(tmp_path):
+    root = tmp_path / "root"
+    (root / "JSON").mkdir(parents=True)
+    (root / "JSON_PARSER_STATE").mkdir()
+    (root / "SYNC").symlink_to(root / "JSON_PARSER_STATE")
+    p = write(tmp_path, '[[routes]]\nname = "alias"\ndestination = "SYNC"\nwhen = { ClientCode = "X" }\n')
+    with pytest.raises(ConfigError) as e:
+        load(p, root)
+    assert e.value.problems == [
+        f"routes[0].destination: {root}/SYNC ({root}/JSON_PARSER_STATE on disk) is the state folder "
+        f"{root}/JSON_PARSER_STATE (paths.state); json-workflow's own folders never receive copies: choose a "
+        "folder outside them"
+    ]
+
+
 def test_the_hot_folder_is_checked_under_the_root_that_overrides_the_files():
     data = {"root": "/elsewhere", "paths": {"archive": "/r/JSON/STORE"}}
     assert build(data, "x").archive == Path("/r/JSON/STORE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -76,12 +77,42 @@ def test_an_unsafe_value_fails_the_file_before_anything_is_written(root, value, 
     assert "not a safe folder name" in read_reason(failed)["reason"]
 
 
-def test_a_filled_destination_is_never_the_hot_archive_or_failed_folder(root):
-    config = make_config(root, **rule("{ClientCode}"))
-    for client in ("JSON", "JSON_STORE", "JSON_FAILED"):
-        with pytest.raises(Rejected, match=r"would be in or over the (hot folder|archive|failed folder)"):
-            plan_of(config, job(client, "X", 1), client)
-    assert plan_of(config, job("RANK", "X", 1))[1].folder == root / "RANK"
+OWN = {"hot": "hot folder", "archive": "archive folder", "failed": "failed folder", "logs": "logs folder",
+       "state": "state folder"}  # fmt: skip
+
+
+@pytest.mark.parametrize("custom", [False, True])
+def test_no_filled_destination_is_in_or_over_one_of_json_workflows_own_folders(root, custom):
+    # "whatever paths.* says": the default names, then every folder renamed (the hot folder one level down)
+    paths = {"hot": "IN/HOT", "archive": "KEEP", "failed": "BAD", "logs": "LOGS", "state": "STATE"} if custom else {}
+    config = make_config(root, paths=paths, **rule("{Title}/{StudioCode}", {"Title": {"exists": True}}))
+    for key, name in OWN.items():
+        own = getattr(config, key)
+        title, studio = own.relative_to(root).parts[0], "X"
+        if len(own.relative_to(root).parts) > 1:  # IN/HOT: IN holds it; IN/HOT is in it
+            studio = own.name
+        with pytest.raises(Rejected) as e:
+            plan_of(config, a_job(Title=title, StudioCode=studio))
+        assert e.value.stage == "route"
+        assert f"would be in or over the {name} {own} (paths.{key})" in e.value.reason, e.value.reason
+    assert plan_of(config, a_job(Title="RANK", StudioCode="X"))[1].folder == root / "RANK/X"
+
+
+def test_a_job_titled_like_the_state_folder_fails_at_route_and_nothing_lands_there(root):
+    config = make_config(root, **rule("{Title}", {"Title": {"exists": True}}))
+    drop(root, "RANK", "x.json", data := a_job(Title="JSON_PARSER_STATE"))
+    (root / "LINK").symlink_to(root / "JSON_PARSER_LOGS", target_is_directory=True)
+    drop(root, "RANK", "y.json", a_job(Title="LINK"))  # through a symlink it is still the logs folder
+    summary = run_once(config)
+    assert (summary.archived, summary.failed) == (0, 2)
+    assert sorted(os.listdir(root / "JSON_PARSER_STATE")) == ["journal.sqlite3", "run.lock"]
+    assert not (root / "JSON_PARSER_LOGS").exists() or "y.json" not in os.listdir(root / "JSON_PARSER_LOGS")
+    failed = sorted(p for p in (root / "JSON_FAILED/RANK").iterdir() if not p.name.endswith(".reason.txt"))
+    reasons = [read_reason(p) for p in failed]
+    assert [r["stage"] for r in reasons] == ["route", "route"]
+    assert "would be in or over the state folder" in reasons[0]["reason"]
+    assert "would be in or over the logs folder" in reasons[1]["reason"]
+    assert failed[0].read_bytes() == data
 
 
 def test_folders_from_placeholders_are_made_below_the_root_and_never_outside(root, outside):

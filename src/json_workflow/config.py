@@ -110,6 +110,17 @@ class Config(Strict):
         return self.failed / (client_folder or UNKNOWN_CLIENT)
 
     @property
+    def own_folders(self) -> list[layout.Own]:
+        """The folders json-workflow keeps for itself: no destination may be in or over one."""
+        return layout.own_folders(self.hot, self.archive, self.failed, self.logs, self.state)
+
+    def fixed_part(self, rule: Rule) -> Path:
+        """A rule's destination, or for a templated one the folder its placeholders are filled in below."""
+        parts = Path(rule.destination).parts
+        fixed = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+        return self.root.joinpath(*parts[:fixed])
+
+    @property
     def fleet(self) -> bool:
         """True when the store is PostgreSQL, shared by any number of instances on this data root."""
         return bool(self.store.url)
@@ -183,15 +194,13 @@ def build(data: dict[str, Any], source: str, root: str | Path | None = None) -> 
 
 
 def check_folders(config: Config, source: str, on_disk: bool = True) -> None:
-    """Refuse folders that would feed the hot folder, as written and (`on_disk`) through symlinks too."""
-    delivered = [
-        ("paths.archive", config.archive),
-        ("paths.failed", config.failed),
-        *((f"routes[{i}].destination", config.folder(rule.destination)) for i, rule in enumerate(config.routes)),
+    """Refuse folders that would feed the hot folder or json-workflow's own folders, as written and (`on_disk`)
+    through symlinks too."""
+    destinations = [
+        (f"routes[{i}].destination", config.folder(rule.destination), config.fixed_part(rule))
+        for i, rule in enumerate(config.routes)
     ]
-    # The archive and failed folder get a folder per client, named after the files: one could be the hot folder.
-    per_client = [("paths.archive", "archive", config.archive), ("paths.failed", "failed", config.failed)]
-    if problems := layout.feeding_hot(config.hot, delivered, per_client, on_disk):
+    if problems := layout.problems(config.own_folders, destinations, on_disk):
         raise ConfigError(source, problems)
 
 

@@ -1,7 +1,11 @@
-"""The data root's one layout rule: nothing json-workflow delivers may land where it takes files from.
+"""The data root's layout rules: json-workflow's own folders never receive what it delivers.
 
-Checked when the configuration is loaded and reloaded, on the paths as written and then through
-symlinks on disk, so that a destination, archive or failed folder never feeds the hot folder.
+Its own folders are the hot folder (with the claim area inside it), the archive, the failed folder,
+the logs folder and the state folder. Nothing delivered may land where files are taken from (they
+would be taken again), and no destination may be in or over any of its own folders (a job whose Title
+is JSON_PARSER_STATE must not land beside the journal). Checked when the configuration is loaded and
+reloaded, on the paths as written and then through symlinks on disk; a destination filled from a
+job's fields is checked the same way when it is filled (route.Router).
 """
 
 from __future__ import annotations
@@ -9,50 +13,87 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 
-def feeding_hot(
-    hot: Path,
-    delivered: Sequence[tuple[str, Path]],
-    per_client: Sequence[tuple[str, str, Path]],
-    on_disk: bool,
-) -> list[str]:
-    """Problems (naming each key) with folders that feed the hot folder, as written, then through symlinks.
+class Own(NamedTuple):
+    """One of json-workflow's own folders: its configuration key, what people call it, where it is."""
 
-    `delivered` are (key, folder) pairs that files are delivered to; `per_client` are (key, name, folder)
-    of the folders that get a folder per client, named after the files: the hot folder must not be inside them.
-    """
-    problems = _feeding(hot, delivered, per_client, lambda path: path)
-    if on_disk and not problems:
-        problems = _feeding(hot, delivered, per_client, lambda path: Path(os.path.realpath(path)))
-    return problems
+    key: str
+    name: str
+    path: Path
 
 
-def _feeding(
-    hot_path: Path,
-    delivered: Sequence[tuple[str, Path]],
-    per_client: Sequence[tuple[str, str, Path]],
-    resolve: Callable[[Path], Path],
-) -> list[str]:
-    hot = resolve(hot_path)
-    problems = []
-    for key, folder in delivered:
-        real = resolve(folder)
-        if real.is_relative_to(hot):
-            where = "the hot folder" if real == hot else "inside the hot folder"
-            problems.append(
-                f"{key}: {_shown(folder, real)} is {where} {_shown(hot_path, hot)}, so the files "
-                "delivered there would be taken again; choose a folder outside it"
+def own_folders(hot: Path, archive: Path, failed: Path, logs: Path, state: Path) -> list[Own]:
+    return [
+        Own("paths.hot", "hot folder", hot),
+        Own("paths.archive", "archive folder", archive),
+        Own("paths.failed", "failed folder", failed),
+        Own("paths.logs", "logs folder", logs),
+        Own("paths.state", "state folder", state),
+    ]
+
+
+def trespass(folder: Path, own: Sequence[Own], inside_only: bool = False) -> Own | None:
+    """The first of `own` that `folder` is in, is, or (unless `inside_only`) holds; None when it keeps clear."""
+    for o in own:
+        if folder.is_relative_to(o.path) or (not inside_only and o.path.is_relative_to(folder)):
+            return o
+    return None
+
+
+# A routing rule's destination: (key, folder as written, its fixed part). A templated destination's fixed
+# part is the folder its placeholders are filled in below: it may hold own folders (the values decide).
+Destinations = Sequence[tuple[str, Path, Path]]
+
+
+def problems(own: Sequence[Own], destinations: Destinations, on_disk: bool) -> list[str]:
+    """What is wrong with the layout (one line per key), as written, then through symlinks on disk."""
+    found = _problems(own, destinations, lambda path: path)
+    if on_disk and not found:
+        found = _problems(own, destinations, lambda path: Path(os.path.realpath(path)))
+    return found
+
+
+def _problems(own: Sequence[Own], destinations: Destinations, resolve: Callable[[Path], Path]) -> list[str]:
+    real = [o._replace(path=resolve(o.path)) for o in own]
+    hot, shown = real[0], {o.key: _shown(o.path, r.path) for o, r in zip(own, real, strict=True)}
+    found = []
+    # The archive and the failed folder are delivered to: never into the hot folder.
+    for o in real[1:3]:
+        if o.path.is_relative_to(hot.path):
+            found.append(_into_hot(o.key, shown[o.key], o.path == hot.path, shown[hot.key]))
+    # They get a folder per client, named after the files: no other of its folders may be one of those.
+    for h, holder in enumerate(real[1:3], start=1):
+        for i, o in enumerate(real):
+            same = o.path == holder.path  # said once per pair (the hot folder's case above)
+            if i != h and o.path.is_relative_to(holder.path) and not (same and i < h):
+                where = "the same folder as" if same else "inside"
+                found.append(
+                    f"{o.key}: {shown[o.key]} is {where} the {holder.name} {shown[holder.key]} ({holder.key}), where "
+                    f"a folder is made for each client, named after the files; keep the {o.name} outside it"
+                )
+    for key, written, fixed in destinations:
+        path, templated = resolve(fixed), written != fixed
+        folder = str(written) if templated else _shown(written, path)
+        if path.is_relative_to(hot.path):
+            found.append(_into_hot(key, folder, path == hot.path and not templated, shown[hot.key]))
+        elif (met := trespass(path, real, inside_only=templated)) is not None:
+            inside = "is" if path == met.path and not templated else "is inside"
+            where = inside if path.is_relative_to(met.path) else "holds"
+            found.append(
+                f"{key}: {folder} {where} the {met.name} {shown[met.key]} ({met.key}); json-workflow's own "
+                "folders never receive copies: choose a folder outside them"
             )
-    for key, name, folder in per_client:
-        real = resolve(folder)
-        if real != hot and hot.is_relative_to(real):
-            problems.append(
-                f"paths.hot: {_shown(hot_path, hot)} is inside the {name} folder {_shown(folder, real)} "
-                f"({key}), where a folder is made for each client, named after the files; "
-                "keep the hot folder outside it"
-            )
-    return problems
+    return found
+
+
+def _into_hot(key: str, folder: str, same: bool, hot: str) -> str:
+    where = "the hot folder" if same else "inside the hot folder"
+    return (
+        f"{key}: {folder} is {where} {hot}, so the files delivered there would be taken again; "
+        "choose a folder outside it"
+    )
 
 
 def _shown(path: Path, real: Path) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from json_workflow import layout
 from json_workflow.conditions import ABSENT, lookup, shown_value
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
@@ -72,6 +74,8 @@ class Router:
             self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
+        self._own = config.own_folders
+        self._own_on_disk: list[layout.Own] | None = None
         self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
 
     def plan(self, job: Job) -> tuple[Destination, ...]:
@@ -95,13 +99,17 @@ class Router:
         return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
 
     def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:
-        """A templated destination for this job; Rejected when it would feed json-workflow's own folders."""
-        folder, config = self.config.folder(template.render(details, document)), self.config
-        for name, own in (("hot folder", config.hot), ("archive", config.archive), ("failed folder", config.failed)):
-            if folder.is_relative_to(own) or own.is_relative_to(folder):
-                raise Rejected(
-                    f'rule "{template.rule}": its destination {folder} would be in or over the {name}', "route"
-                )
+        """A templated destination for this job; Rejected when it would be in or over json-workflow's own folders."""
+        folder = self.config.folder(template.render(details, document))
+        if self._own_on_disk is None:  # once per configuration: the folders as they are on disk
+            self._own_on_disk = [o._replace(path=Path(os.path.realpath(o.path))) for o in self._own]
+        own = layout.trespass(folder, self._own) or layout.trespass(Path(os.path.realpath(folder)), self._own_on_disk)
+        if own is not None:
+            raise Rejected(
+                f'rule "{template.rule}": its destination {folder} would be in or over the {own.name} '
+                f"{own.path} ({own.key}); json-workflow never delivers into its own folders",
+                "route",
+            )
         return folder
 
 

@@ -109,6 +109,10 @@ class _Folder:
     def on_queue_overflow(self) -> None:
         self.watcher.on_overflow()
 
+    def on_events_lost(self) -> None:
+        # watchdog 7.1.1 calls this after the overflow, once every watch is repaired: a rescan then sees them all.
+        self.watcher.on_overflow()
+
 
 class InotifyWatcher(Watcher):
     mode = "inotify"
