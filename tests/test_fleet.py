@@ -270,9 +270,18 @@ def test_a_hung_instance_is_taken_over_and_fenced_when_it_wakes(tmp_path, root, 
         a.process.send_signal(signal.SIGSTOP)
         wait_for(lambda: "[TAKEOVER] Took over instance a" in b.text(), timeout=60, what="b to take over a")
         assert "holds its lock: ended its sessions" in b.text()
+        asleep = len(a.text())
         a.process.send_signal(signal.SIGCONT)
         assert a.process.wait(timeout=60) == 75
-        assert "was taken over" in a.text()
+        woken = a.text()[asleep:]  # fenced: one warning, no error, no file finished, then exit 75
+        warnings = [line for line in woken.splitlines() if " - WARNING - " in line]
+        assert warnings == [w for w in warnings if "Stopping (exit 75): instance a was taken over by b" in w]
+        assert len(warnings) == 1, woken
+        assert " - ERROR - " not in woken and "Traceback" not in woken
+        assert "Successfully processed" not in woken and "Failed " not in woken
+        # The taker names the files it finished as everywhere else: CLIENT/name.json
+        taken = re.findall(r"\[(?:RECOVERY|TAKEOVER)\] \w+:? (\S+\.json)", b.text())
+        assert taken and all(re.fullmatch(r"[A-Z0-9]+/[^/]+\.json", name) for name in taken), taken
         wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed")
     finally:
         a.process.send_signal(signal.SIGCONT)

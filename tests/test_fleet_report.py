@@ -130,3 +130,30 @@ def test_alerts_are_throttled_fleet_wide_one_instance_mails_a_round(tmp_path, ro
                 reporter.close()
     assert len(inbox.messages) == 1
     assert "1 files failed" in inbox.messages[0]["Subject"]
+
+
+def test_an_instance_that_cannot_mail_leaves_the_report_to_one_that_can(tmp_path, root, fleet_store):
+    url, day = fleet_store
+    with psycopg.connect(url) as db:  # the mailer ran a minute ago (a restart, say): its report settings are known
+        db.execute(
+            "INSERT INTO instances (name, host, pid, started, beat, report) VALUES"
+            " ('mailer', 'h', 1, 0, EXTRACT(EPOCH FROM now()) - 60, %s)",
+            ('{"mails": true, "recipients": ["ops@example.com"], "report_time": "00:00"}',),
+        )
+    with smtp_server() as (port, inbox):
+        quiet = Service(root, fleet_config(tmp_path, root, url, "quiet"), log=tmp_path / "quiet.log").start()
+        try:
+            wait_for(lambda: " due at " in quiet.text(), what="the quiet instance's first report round")
+            assert reports(url) == []  # it did not take the day's send, nor mark it written
+            assert "Daily reports are left to instance mailer, which can mail them" in quiet.text()
+            mailer = start(tmp_path, root, url, "mailer", port)
+            try:
+                wait_for(lambda: len(inbox.messages) == 1, what="the report, mailed")
+                wait_for(lambda: reports(url) == [(day,)], what="the report recorded as sent")
+            finally:
+                assert mailer.stop() == 0
+            differ = [line for line in mailer.text().splitlines() if "Report settings differ" in line]
+            assert len(differ) == 1 and "quiet has mails False" in differ[0] and "mailer here: mails True" in differ[0]
+        finally:
+            assert quiet.stop() == 0
+    assert len(inbox.messages) == 1 and day in inbox.messages[0]["Subject"]

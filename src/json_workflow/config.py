@@ -110,6 +110,19 @@ class Config(Strict):
         return self.failed / (client_folder or UNKNOWN_CLIENT)
 
     @property
+    def report_settings(self) -> dict[str, Any]:
+        """What shapes the daily report this instance would send (a fleet's instances compare theirs)."""
+        email = self.email
+        return {
+            "mails": email.enabled and not email.secret_problems(),
+            "recipients": list(email.recipients) if email.enabled else [],
+            "report_time": email.report_time,
+            "timezone": email.timezone,
+            "title": self.report.title,
+            "highlight": self.report.highlight,
+        }
+
+    @property
     def own_folders(self) -> list[layout.Own]:
         """The folders json-workflow keeps for itself: no destination may be in or over one."""
         return layout.own_folders(self.hot, self.archive, self.failed, self.logs, self.state)
@@ -210,6 +223,23 @@ def load(path: str | Path | None = None, root: str | Path | None = None) -> Conf
     config = build({} if path is None else _read(path), source, root)
     check_folders(config, source)
     return config
+
+
+# Settings that shape the process itself; a reload reports them and keeps the running values.
+RESTART_KEYS = ("root", "paths", "workers", "watch", "http", "instance", "store")
+
+
+def reload(running: Config, path: str | Path | None, root: str | Path | None) -> tuple[Config, list[str]]:
+    """The configuration file again, as a running service applies it: the keys that shape the process keep
+    their running values (returned by name); ConfigError, naming what is wrong, when it is invalid."""
+    new = load(path, root)
+    if problems := new.email.secret_problems() + new.http.secret_problems():
+        raise ConfigError(str(path or "built-in configuration"), problems)
+    kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(running, key)]
+    new = new.model_copy(update={key: getattr(running, key) for key in kept})
+    # The file was checked against its own folders; the new rules must suit the running ones too.
+    check_folders(new, str(path or "built-in configuration"))
+    return new, kept
 
 
 def _read(path: str | Path) -> dict[str, Any]:

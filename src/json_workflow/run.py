@@ -83,29 +83,50 @@ STORE_RETRY_SECONDS = 5.0
 
 @contextlib.contextmanager
 def holding(
-    config: Config, stopped: Callable[[], bool] = lambda: False, takes_over: bool = True
+    config: Config, stopped: Callable[[], bool] = lambda: False, takes_over: bool = True, waits: bool = True
 ) -> Iterator[tuple[Store, Membership | None]]:
     """This instance's right to claim, and the store: the state folder's lock alone, or a fleet's membership.
 
-    A fleet's store may be down when the service starts: it waits for it (the files wait in the hot folder).
+    A fleet's store may be down when the service starts: it `waits` for it (the files wait in the hot folder).
+    A command gives up after store.connect_timeout seconds with WorkflowError, saying why.
     """
     if not config.fleet:
         with exclusive(config) as store:
             yield store, None
         return
+    settings = config.store
+    give_up = None if waits else time.monotonic() + settings.connect_timeout
+
+    def again(why: Exception) -> None:
+        """Wait before the next try; a command that has waited long enough gives up, saying why."""
+        left = STORE_RETRY_SECONDS if give_up is None else give_up - time.monotonic()
+        if left <= 0:
+            raise WorkflowError(
+                f"gave up on the store after store.connect_timeout ({settings.connect_timeout:g}s): {why}"
+            )
+        pause(min(STORE_RETRY_SECONDS, left), stopped)
+
     while True:
         try:
             store = open_store(config, "pipeline")  # made or upgraded before the membership's tables are used
             break
         except StoreError as e:
-            log.error("Cannot open the store yet, files wait in the hot folder (trying again): %s", e)
-            pause(STORE_RETRY_SECONDS, stopped)
+            if give_up is None:
+                log.error("Cannot open the store yet, files wait in the hot folder (trying again): %s", e)
+            again(e)
     from json_workflow.store.fleet import Membership  # psycopg: imported once a fleet's store opened
 
-    settings = config.store
-    membership = Membership(settings.url, settings.password(), config.instance, settings.lease_seconds, takes_over)
+    membership = Membership(
+        settings.url,
+        settings.password(),
+        config.instance,
+        settings.lease_seconds,
+        takes_over,
+        settings.connect_timeout,
+        config.report_settings,
+    )
     try:
-        membership.join(lambda: pause(STORE_RETRY_SECONDS, stopped))
+        membership.join(again)
         store.fence = membership.fence  # type: ignore[attr-defined]
         yield store, membership
     finally:
@@ -128,7 +149,8 @@ def run_once(
     """Finish whatever a crash left, then process everything in the hot folder once."""
     check_hot_folder(config)
     ignore_lease_breaks()  # here, in the main thread: the workers' lease checks rely on it
-    with holding(config, takes_over=False) as (store, _):  # a run is too short to finish others' claims
+    # A run is too short to finish others' claims, and from cron it must never pile up waiting for a store.
+    with holding(config, takes_over=False, waits=False) as (store, _):
         pipeline = Pipeline(config, store, clock)
         run = store.run_started("once", clock())
         try:

@@ -48,8 +48,6 @@ LIVE_SECONDS = 5.0
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0
-# Settings that shape the process itself; a reload reports them and keeps the running values.
-RESTART_KEYS = ("root", "paths", "workers", "watch", "http", "instance", "store")
 # The exit status of an instance another took over (a lost lease): systemd starts it again, and it rejoins.
 EXIT_TAKEN_OVER = 75
 
@@ -258,8 +256,10 @@ class Service:
         """Take over the dead instances the lease found; True when this one was taken over (it stops)."""
         membership = self.membership
         assert membership is not None
-        if membership.fence.lost is not None:
-            log.error("Stopping: %s. Restarted, it rejoins the fleet with an empty claim area", membership.fence.lost)
+        if membership.fence.lost is not None:  # said once: the pipeline stays quiet about its files from now on
+            log.warning(
+                "Stopping (exit %d): %s; restarted, it rejoins the fleet", EXIT_TAKEN_OVER, membership.fence.lost
+            )
             self.exit_code, self.stop_requested = EXIT_TAKEN_OVER, True
             return True
         if membership.found:
@@ -271,15 +271,8 @@ class Service:
     def _reload(self) -> None:
         """Apply the configuration file again; keys that shape the process keep their running values."""
         self.reload_requested = False
-        source = self.config_path or "built-in configuration"
         try:
-            new = config_module.load(self.config_path, self.root)
-            if problems := new.email.secret_problems() + new.http.secret_problems():
-                raise ConfigError(source, problems)
-            kept = [key for key in RESTART_KEYS if getattr(new, key) != getattr(self.config, key)]
-            new = new.model_copy(update={key: getattr(self.config, key) for key in kept})
-            # The file was checked against its own folders; the new rules must suit the running ones too.
-            config_module.check_folders(new, source)
+            new, kept = config_module.reload(self.config, self.config_path, self.root)
         except ConfigError as e:
             log.error("Reload failed, keeping the running configuration: %s", e)
             return

@@ -89,6 +89,8 @@ class StoreSettings(Strict):
     password_env: str = "JSON_WORKFLOW_DB_PASSWORD"
     # A fleet's instance that renews nothing for this long is taken over (renewals every sixth of it).
     lease_seconds: float = Field(default=30.0, ge=2, le=300)
+    # How long a command (run --once, status, ...) tries to reach the store before it gives up; the service waits.
+    connect_timeout: float = Field(default=30.0, ge=1, le=3600)
 
     def password(self) -> str | None:
         return os.environ.get(self.password_env) or None

@@ -383,6 +383,54 @@ def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
     assert "superseded" in read_reason(aside)["reason"]
 
 
+@pytest.mark.parametrize("same", [True, False])
+def test_a_version_written_again_while_taken_is_dropped_when_the_same_and_set_aside_when_not(root, caplog, same):
+    """A writer still holding the taken file open writes it again by name: the taken version waits, finds the
+    newer one in its place, and is dropped (the same bytes: logged once at INFO, counted apart) or set aside."""
+    from json_workflow.delivery.model import Summary
+    from json_workflow.delivery.pipeline import Pipeline
+    from json_workflow.intake.scan import scan
+    from json_workflow.run import exclusive, run_once
+    from json_workflow.store import open_store
+
+    caplog.set_level(logging.INFO, logger="json_workflow")
+    first = job("RANK", "X", 1)
+    newer = first if same else job("RANK", "X", 2)
+    drop(root, "RANK", "v.json", first)
+    config = build({}, "t", root=root)
+    writer = os.open(root / "JSON/RANK/v.json", os.O_WRONLY)  # still open: the taken version must wait
+    try:
+        with exclusive(config) as journal:
+            pipeline = Pipeline(config, journal)
+            (claimed,) = [pipeline.claims.claim(c) for c in scan(config.hot)]
+            drop(root, "RANK", "v.json", newer)  # written again under its name while the first is taken
+            summary = Summary()
+            pipeline.submit([(claimed, "REALTIME")], summary)
+            pipeline.drain(summary)
+            pipeline.close()
+    finally:
+        os.close(writer)
+    assert (root / "JSON/RANK/v.json").read_bytes() == newer  # the newer version waits to be processed
+    assert not (root / "JSON/.processing").exists() or not list((root / "JSON/.processing").rglob("*.json"))
+    if same:
+        assert (summary.superseded, summary.failed, summary.pending) == (1, 0, 0)
+        assert failed_entries(root, "v.json") == [] and not (root / "JSON_FAILED").exists()
+        said = [r for r in caplog.records if "written again while it was taken" in r.getMessage()]
+        assert [r.levelname for r in said] == ["INFO"]
+        assert "RANK/v.json was written again while it was taken (the same bytes)" in said[0].getMessage()
+        assert "1 written again while taken" in summary.line()
+    else:
+        assert (summary.superseded, summary.failed) == (0, 1)
+        (aside,) = failed_entries(root, "v.json")
+        assert aside.read_bytes() == first and "superseded" in read_reason(aside)["reason"]
+    assert run_once(config).archived == 1  # the newer version goes through as any file
+    assert (root / "JSON_STORE/RANK/v.json").read_bytes() == newer
+    store = open_store(config)
+    outcomes = [(r.outcome, r.source) for r in store.receptions("RANK/v.json")]
+    store.close()
+    assert outcomes == [("archived", "STARTUP"), ("superseded" if same else "failed", "REALTIME")]
+
+
 def test_batches_in_flight_are_finished_by_drain_and_keep_no_frames(config, root):
     """`submit` leaves a batch in flight (its claims known to the journal); `drain` finishes it.
 

@@ -266,3 +266,19 @@ def test_a_day_with_hundreds_of_lost_files_lists_fifty_and_stays_under_100_kb():
     for part in (html, text):
         assert lost[49] in part and lost[50] not in part
         assert "and 450 more" in part and "json-workflow stats --date 2026-11-28 --json" in part
+
+
+def test_the_text_report_keeps_each_performance_figure_on_its_own_line():
+    # The text part of the email, `stats` and the .txt copy: a fleet's per-instance line included.
+    for instances in ([], [("press-1", 10, 1), ("press-2", 5, 0)]):
+        lines = render.text(figures(instances=instances), TITLE).splitlines()
+        at = lines.index("Files by source:          PERIODIC 12, REALTIME 229, STARTUP 6")
+        following = ["Files by instance:        press-1 10 (1 failed), press-2 5"] if instances else []
+        assert lines[at + 1 : at + 3 + len(following)] == [*following, "", "CLIENT BREAKDOWN"], lines[at : at + 4]
+
+
+def test_the_reconciliation_counts_versions_written_again_apart():
+    f = figures(received=250, received_superseded=2)
+    assert "Received 250 = archived 245 + failed 2 + written again 2 + still pending 1" in render.text(f, TITLE)
+    assert "+ written again 2 + still pending 1" in " ".join(render.html(f, TITLE).split())
+    assert "written again" not in render.text(figures(), TITLE)

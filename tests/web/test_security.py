@@ -121,5 +121,5 @@ def test_a_non_loopback_listen_without_a_token_is_a_configuration_error(root, tm
     assert "http.listen: 0.0.0.0:0 is not a loopback address" in done.stderr
     assert "JSON_WORKFLOW_HTTP_TOKEN" in done.stderr
     assert not (root / "JSON_PARSER_STATE").exists()  # refused before anything was touched
-    warned = cli("check-config", "--config", str(config))
-    assert warned.returncode == 0 and "warning: http.listen" in warned.stdout
+    checked = cli("check-config", "--config", str(config))  # it applies what run applies
+    assert checked.returncode == 2 and "http.listen: 0.0.0.0:0 is not a loopback address" in checked.stderr

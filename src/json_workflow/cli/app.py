@@ -80,6 +80,12 @@ def main() -> None:
     """Route TWIST job files from hot folders to the archive and downstream folders."""
 
 
+def existing_root(config: Config, error: type[Exit] = Exit) -> None:
+    """Exit (1, or `error`'s code) naming the data root when it is not there: a missing mount, a wrong --root."""
+    if not config.root.is_dir():
+        raise error(f"the data root {config.root} does not exist or is not a folder (root, --root, ${ROOT_ENV})")
+
+
 def setup_logging(config: Config, console_level: int) -> None:
     """Log to the log folder (or to stderr only, saying why, when it cannot be written) and to stderr."""
     from json_workflow.delivery.durable import make_folder

@@ -10,7 +10,16 @@ import sys
 import click
 
 from json_workflow import logs
-from json_workflow.cli.app import Exit, config_option, load_config, main, operator_errors, root_option, setup_logging
+from json_workflow.cli.app import (
+    Exit,
+    config_option,
+    existing_root,
+    load_config,
+    main,
+    operator_errors,
+    root_option,
+    setup_logging,
+)
 from json_workflow.config import Config
 
 
@@ -26,6 +35,7 @@ def status(as_json: bool, config_path: str | None, root: str | None) -> None:
     from json_workflow.monitor.status import read_status
 
     config = load_config(config_path, root)
+    existing_root(config)
     with operator_errors():
         found = read_status(config)
     if as_json:
@@ -44,6 +54,7 @@ def status(as_json: bool, config_path: str | None, root: str | None) -> None:
 def history(text: str, as_json: bool, limit: int, config_path: str | None, root: str | None) -> None:
     """Every reception of the files whose name or job number contains TEXT, newest first."""
     config = load_config(config_path, root)
+    existing_root(config)
     records = [record._asdict() for record in _history(config, text, limit)]
     if as_json:
         click.echo(json.dumps(records, indent=2))
@@ -103,20 +114,20 @@ def dashboard(config_path: str | None, root: str | None) -> None:
     import threading
 
     from json_workflow.store import has_store, no_statistics
-    from json_workflow.web import start_web
+    from json_workflow.web import serve
 
     config = load_config(config_path, root, serves_http=True)
     if not config.http.enabled:
         raise Exit("the dashboard is disabled in the configuration ([http] enabled = false)")
+    existing_root(config)
     if not has_store(config):
         raise Exit(no_statistics(config))
     setup_logging(config, logging.INFO)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server = start_web(config, None, lambda: config)
-    if server is None:
-        raise Exit(f"cannot serve the dashboard on {config.http.listen}; the log says why")
+    with operator_errors():
+        server = serve(config, None, lambda: config)
     while not stop.wait(1.0):  # the log is buffered: written out every second
         logs.flush()
     server.stop()
@@ -143,6 +154,7 @@ def migrate(url: str, config_path: str | None, root: str | None) -> None:
     from json_workflow.store.transfer import to_postgresql
 
     config = load_config(config_path, root)
+    existing_root(config)
     if config.fleet:
         raise Exit("this configuration's store is PostgreSQL already (store.url); migrate copies a SQLite store")
     try:

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from json_workflow.cli.app import config_option, load_config, main, operator_errors, root_option, setup_logging
+from json_workflow.cli.app import (
+    Exit,
+    config_option,
+    existing_root,
+    load_config,
+    main,
+    operator_errors,
+    root_option,
+    setup_logging,
+)
 from json_workflow.config import Config
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.intake.scan import scan
@@ -46,6 +55,8 @@ def run(once: bool, config_path: str | None, root: str | None) -> None:
         else:
             summary = run_once(config)
     click.echo(summary.line())
+    if summary.stopped:
+        raise Exit(summary.stopped)
 
 
 def _count_backlog(config: Config) -> int:
@@ -97,11 +108,12 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
 @config_option
 @root_option
 def check_config(config_path: str | None, root: str | None) -> None:
-    """Validate the configuration and print the effective folders and routing table."""
-    config = load_config(config_path, root)
+    """Validate the configuration as `run` and `dashboard` do and print the effective folders and routing table."""
+    config = load_config(config_path, root, sends_mail=True, serves_http=True)  # every check they apply
     click.echo(f"configuration: {config_path or 'built-in'} (valid)")
-    for problem in config.email.secret_problems() + config.http.secret_problems():
-        click.echo(f"warning: {problem}")
+    for folder in ("root", "hot"):
+        if not getattr(config, folder).is_dir():
+            click.echo(f"warning: the {folder} folder {getattr(config, folder)} does not exist (yet): run exits 1")
     click.echo(f"root:    {config.root}")
     for key in ("hot", "archive", "failed", "logs", "state"):
         click.echo(f"{key + ':':8} {getattr(config, key)}")
@@ -142,24 +154,40 @@ def check_config(config_path: str | None, root: str | None) -> None:
 @click.argument("clients", nargs=-1)
 def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -> None:
     """Move failed files (of CLIENTS, or all) back into the hot folder under their original names."""
+    from json_workflow.delivery.retry import failed_clients
     from json_workflow.delivery.retry import retry as retry_files
     from json_workflow.store import has_store, open_store
 
     config = load_config(config_path, root)
-    moved: list[str] = []
-    skipped = 0
-    for item in retry_files(config, clients):
-        if item.target is None:
-            skipped += 1
-            click.echo(f"skipped {shown(str(item.source))}: {item.skipped}")
-        else:
-            moved.append(str(item.source))
-            click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
-    if moved and has_store(config):  # the file history shows when each went back
+    existing_root(config)
+    present = failed_clients(config)
+    if unknown := [c for c in clients if c.casefold() not in {p.casefold() for p in present}]:  # before anything moves
+        raise Exit(
+            f"no failed files of {', '.join(unknown)} in {config.failed}"
+            + (f" (clients with failed files: {', '.join(present)})" if present else " (it holds none)")
+        )
+    store = None
+    if has_store(config):  # the file history shows when each went back; opened before anything moves
         with operator_errors():
             store = open_store(config, "command")
+    moved: list[str] = []
+    skipped = 0
+    try:
+        for item in retry_files(config, clients):
+            if item.target is None:
+                skipped += 1
+                click.echo(f"skipped {shown(str(item.source))}: {item.skipped}")
+            else:
+                moved.append(str(item.source))
+                click.echo(f"{shown(str(item.source))} -> {shown(str(item.target))}")
+        if moved and store is not None:
             store.mark_retried(moved, time.time())
+    finally:
+        if store is not None:
             store.close()
+    if not moved and not skipped:
+        click.echo(f"No failed files in {config.failed}: nothing to retry")
+        return
     click.echo(f"Retried {len(moved)} files" + (f", skipped {skipped}" if skipped else ""))
 
 

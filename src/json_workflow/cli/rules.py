@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from json_workflow.cli.app import BadConfiguration, load_config, main, root_option
+from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, root_option
 from json_workflow.config import CONFIG_ENV
 
 
@@ -57,11 +57,20 @@ def replay(
     from json_workflow.replay import Totals, archived, day_start
     from json_workflow.replay import replay as run_replay
 
+    if since and until and since > until:
+        raise click.UsageError(f"--since {since} is later than --until {until}: no day is in between")
     new = load_config(new_path, root)
     # Both route the same archive: OLD takes NEW's root (the built-in configuration's would be elsewhere).
     old = load_config(old_path or os.environ.get(CONFIG_ENV) or None, root or str(new.root))
     if old.archive != new.archive:
         raise BadConfiguration(f"OLD and NEW archive different folders ({old.archive}, {new.archive}): use --root")
+    # Exit 1 means "changes": whatever keeps replay from reading the archive exits 2.
+    existing_root(new, BadConfiguration)
+    if not new.archive.is_dir():
+        raise BadConfiguration(f"the archive {new.archive} does not exist (paths.archive): nothing was archived here")
+    known = {entry.name.casefold() for entry in new.archive.iterdir() if entry.is_dir()}
+    if unknown := [c for c in clients if c.casefold() not in known]:
+        raise click.BadParameter(f"no client folder {', '.join(unknown)} in {new.archive}", param_hint="--client")
     start = day_start(since, new) if since else None
     end = day_start(until + datetime.timedelta(days=1), new) if until else None
     totals = Totals()

@@ -11,6 +11,7 @@ from json_workflow.cli.app import (
     BadConfiguration,
     Exit,
     config_option,
+    existing_root,
     load_config,
     main,
     operator_errors,
@@ -28,6 +29,7 @@ def _open_statistics(config: Config) -> Reporter:
     from json_workflow.reporting.reporter import Reporter
     from json_workflow.store import has_store, no_statistics
 
+    existing_root(config)
     if not has_store(config):
         raise Exit(no_statistics(config))
     with operator_errors():
@@ -61,19 +63,23 @@ date_option = click.option(
 @root_option
 def report(date: str | None, output: str | None, send: bool, config_path: str | None, root: str | None) -> None:
     """Write (and with --send, mail) the HTML report of a day."""
+    import os
     import time
 
     config = load_config(config_path, root, sends_mail=send)
     day = _day(date, config)
     if send and not config.email.enabled:
         raise BadConfiguration("--send needs [email] enabled = true in the configuration")
+    target = Path(os.path.abspath(output)) if output else None
+    if target is not None and not target.parent.is_dir():  # said before anything is computed or sent
+        raise Exit(f"cannot write the report to {target}: the folder {target.parent} does not exist")
     reporter = _open_statistics(config)
     try:
-        click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, Path(output) if output else None))
+        click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, target))
     except WorkflowError as e:
         raise Exit(f"report for {day} not sent: {e}") from None
     except OSError as e:
-        raise Exit(f"cannot write the report: {e}") from None
+        raise Exit(f"cannot write the report to {e.filename or target}: {e.strerror or e}") from None
     finally:
         reporter.close()
 

@@ -145,11 +145,14 @@ def _rename_new(source: str, target: str) -> None:
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Write `path` whole or not at all: a flushed temporary renamed over it."""
+    """Write `path` whole or not at all: a flushed temporary renamed over it; an OSError names `path`."""
     temp = temp_name(path.parent, path.name)
-    write_new(temp, data, mode)
-    _install(temp, str(path))
-    fsync_path(path.parent, folder=True)
+    try:
+        write_new(temp, data, mode)
+        _install(temp, str(path))
+        fsync_path(path.parent, folder=True)
+    except OSError as e:  # the temporary's name means nothing to whoever reads the error
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def copy_over(source: str, path: str, temp: str, mode: int) -> None:

@@ -29,6 +29,7 @@ class Outcome(StrEnum):
     ARCHIVED = "archived"
     FAILED = "failed"
     PENDING = "pending"  # back in the hot folder, waiting for its destination, its writer or the journal
+    SUPERSEDED = "superseded"  # written again with the same bytes while it was taken: the newer one goes on
     LEFT_CLAIMED = "left claimed"  # partly published: the journal finishes it at the next start
     VANISHED = "vanished"  # gone from the claim area before it could be set aside (someone removed it)
 
@@ -36,7 +37,7 @@ class Outcome(StrEnum):
 # Outcomes as module names for `Delivery.outcome`, decoded for every file: on Python 3.11 an Enum
 # member's lookup goes through EnumType.__getattr__ and costs five times a global's.
 _ARCHIVED, _FAILED, _PENDING = Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING
-_LEFT_CLAIMED, _VANISHED = Outcome.LEFT_CLAIMED, Outcome.VANISHED
+_LEFT_CLAIMED, _VANISHED, _SUPERSEDED = Outcome.LEFT_CLAIMED, Outcome.VANISHED, Outcome.SUPERSEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class Delivery:
     left_claimed: bool = False  # partly published: the journal finishes it at the next start
     moved: bool = False  # the claimed original itself became the archived file
     vanished: bool = False
+    superseded: bool = False  # dropped: a newer file of its name in the hot folder holds the same bytes
     started: float = 0.0
     worker: str = ""
     seconds: float = 0.0  # processing time, set when it is finished
@@ -87,6 +89,8 @@ class Delivery:
             return _LEFT_CLAIMED
         if self.waiting_on is not None:
             return _PENDING
+        if self.superseded:
+            return _SUPERSEDED
         if self.rejection is not None:
             return _FAILED
         return _ARCHIVED
@@ -112,14 +116,17 @@ class Summary:
     routed: int = 0
     failed: int = 0
     pending: int = 0
+    superseded: int = 0  # versions written again with the same bytes while taken: not failures, not processed
     seconds: float = 0.0
+    stopped: str | None = None  # why a run stopped before the hot folder was done (its store failed)
 
     @property
     def processed(self) -> int:
         return self.archived + self.failed
 
     def line(self) -> str:
+        again = f", {self.superseded} written again while taken" if self.superseded else ""
         return (
             f"Processed {self.processed} files in {self.seconds:.2f}s: {self.archived} archived"
-            f" ({self.routed} routed), {self.failed} failed, {self.pending} pending"
+            f" ({self.routed} routed), {self.failed} failed, {self.pending} pending{again}"
         )

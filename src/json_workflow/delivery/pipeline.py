@@ -7,7 +7,6 @@ a crash left in the claim area without losing a file or delivering a copy twice.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,9 +16,10 @@ from typing import TypeVar
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery import durable, records, recovery, stages
+from json_workflow.delivery.finish import Finisher
 from json_workflow.delivery.flush import FlushConveyor
 from json_workflow.delivery.folders import Folders
-from json_workflow.delivery.model import Delivery, Outcome, Summary
+from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.prepare import Parts, prepare_delivery, unforeseen
 from json_workflow.delivery.workers import Workers
 from json_workflow.errors import DestinationError, Rejected, StoreError, WorkflowError, detached
@@ -27,9 +27,8 @@ from json_workflow.intake import Source
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
-from json_workflow.route import Router, routed_names
+from json_workflow.route import Router
 from json_workflow.store import Store
-from json_workflow.store.rows import Batch, FinishedFile
 
 # A file whose processing the process died in this many times in a row is set aside unread.
 CRASHES_BEFORE_SET_ASIDE = 3
@@ -54,7 +53,8 @@ class Pipeline:
         self.clock = clock
         self.claims = Claims(config.hot, config.claim_area, config.permissions.dir_mode)
         self.workers = Workers(config.workers)
-        self._unrecorded: list[tuple[list[str], list[FinishedFile], Batch]] = []  # finished while the store was down
+        self.finisher = Finisher(self.claims, store, clock)
+        self.store_failed: Exception | None = None  # the last time the journal refused a batch (None: it worked)
         self._configure(config, poisoned={})
 
     def _configure(self, config: Config, poisoned: dict[str, Rejected]) -> None:
@@ -81,6 +81,9 @@ class Pipeline:
             self.submit(batch, summary)
             if progress:
                 progress(len(batch))
+            if self.store_failed is not None:  # every further file would only be claimed and handed back
+                summary.stopped = f"the store failed, the files left wait in the hot folder: {self.store_failed}"
+                break
         self.drain(summary)
         summary.seconds += time.perf_counter() - started
         return summary
@@ -128,11 +131,12 @@ class Pipeline:
         try:
             rows = self.store.record_plan(records.planned(planned), records.received(deliveries, now))
         except Exception as e:  # nothing is written yet: every file of the batch waits for the journal
-            log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), e)
+            self._refused(deliveries, e)
             for d in planned:
-                d.copies, d.waiting_on = [], detached(StoreError(str(e)))
+                d.copies = []
             planned = []
         else:
+            self.store_failed = None
             for d, row in zip(deliveries, rows, strict=True):
                 d.row = row
         for trouble in self.workers.map("write", lambda d: self._write(d, now), planned):
@@ -154,17 +158,27 @@ class Pipeline:
         try:
             self.store.mark_staged(d.candidate.path for d in b.staged)
         except Exception as e:  # not known to be flushed, so nothing may be published: the files wait
-            log.error("Cannot record a batch in the journal, its %d files wait: %s", len(b.staged), e)
-            for d in b.staged:
-                d.discard()
-                d.waiting_on = detached(StoreError(str(e)))
+            self._refused(b.staged, e)
             return
         for d in b.staged:
             try:
                 d.failed_as, d.moved = stages.publish(d.copies, self.barrier)
-            except Exception as e:  # a folder removed or remounted since it was written, say
-                log.error("Cannot publish %s, it is finished at the next start: %s", d.candidate.display, e)
+            except Exception as e:  # a folder removed or remounted since it was written; or a taker published it
+                if not self.finisher.taken_over():
+                    log.error("Cannot publish %s, it is finished at the next start: %s", d.candidate.display, e)
                 d.waiting_on, d.left_claimed = detached(WorkflowError(f"cannot publish: {e}")), True
+
+    def _refused(self, deliveries: list[Delivery], error: Exception) -> None:
+        """The journal refused a batch's plan or publication: its files wait (or, taken over, are left alone)."""
+        if self.finisher.taken_over(error):  # the claims are another instance's now: nothing here touches them
+            for d in deliveries:
+                d.left_claimed = True
+            return
+        log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), error)
+        self.store_failed = error
+        for d in deliveries:
+            d.discard()
+            d.waiting_on = d.waiting_on or detached(StoreError(str(error)))
 
     def _advance(self, summary: Summary) -> list[Delivery]:
         """Wait for the flush in flight, then finish the batch whose renames it made durable."""
@@ -177,100 +191,20 @@ class Pipeline:
                 for d in flushed.temporaries.staged:
                     d.discard()
                     d.waiting_on = DestinationError("flush", error)
-        if flushed.renames is not None:
-            return self._finish_batch(flushed.renames, error, summary, flushed.removals)
-        if flushed.removals:
-            try:
-                self.store.forget(flushed.removals)
-            except StoreError as e:  # their removal is durable: forgotten with the next batch instead
-                log.error("Cannot forget finished claims in the journal, it is tried again with the next: %s", e)
-                self.conveyor.removals += flushed.removals
-        return []
-
-    def _finish_batch(self, b: _Batch, error: OSError | None, summary: Summary, forget: list[str]) -> list[Delivery]:
-        """Finish a batch whose renames were flushed: claims released, statistics and log written.
-
-        The journal forgets its claims after the next flush, once their removal is durable too: a claim
-        that a crash brought back while the journal had forgotten it would be delivered again. (It
-        forgets those of an earlier batch, `forget`, in the same transaction as this one's statistics.)
-        """
+        if flushed.renames is None:  # their removal is durable: the journal forgets them (or with the next batch)
+            self.finisher.forget(flushed.removals)
+            return []
+        b = flushed.renames
         if error is not None:
             for d in b.staged:
                 if d.waiting_on is None:  # published, not known durable: left claimed for the next start
                     d.waiting_on, d.left_claimed = DestinationError("flush", error), True
-        logs.by_worker((d.worker, self._finish_guarded(d, summary)) for d in b.deliveries)
-        done, seconds = self.clock(), time.perf_counter() - b.started
-        self._unrecorded.append((forget, records.finished(b.deliveries), Batch(done, len(b.deliveries), seconds)))
-        while self._unrecorded:  # oldest first: a store that was down gets every finished batch once it is back
-            try:
-                self.store.finish_batch(*self._unrecorded[0])
-            except Exception as e:  # kept for the next batch; a restart meanwhile finds their claims gone
-                log.error("Cannot record a finished batch in the journal, it is tried again with the next: %s", e)
-                break
-            self._unrecorded.pop(0)
-        self.conveyor.removals += [d.candidate.path for d in b.deliveries if not d.left_claimed]
-        logs.flush()
+        # The journal forgets the claims after the next flush, once their removal is durable too: a claim that
+        # a crash brought back while the journal had forgotten it would be delivered again. (It forgets those
+        # of an earlier batch, `removals`, in the same transaction as this one's statistics.)
+        removed = self.finisher.batch(b.deliveries, b.started, summary, flushed.removals, self.folders, self.barrier)
+        self.conveyor.removals += removed
         return b.deliveries
-
-    def _finish_guarded(self, d: Delivery, summary: Summary) -> str | None:
-        try:
-            return self._finish(d, summary)
-        except Exception as e:  # left in the claim area: the journal finishes it at the next start
-            log.error("Cannot finish %s, it is finished at the next start", d.candidate.display, exc_info=e)
-            d.left_claimed = True
-            return None
-
-    def _finish(self, d: Delivery, summary: Summary) -> str | None:
-        """Release a finished file's claim and count it; returns its log lines unless they are logged already."""
-        d.seconds, tag, outcome = time.perf_counter() - d.started, {"worker": d.worker}, d.outcome
-        if outcome == Outcome.LEFT_CLAIMED:
-            summary.pending += 1
-            return None
-        if outcome == Outcome.PENDING:  # nothing published: back to the hot folder to wait there
-            d.discard()
-            if self.claims.hand_back(d.candidate) or not self._superseded(d):
-                summary.pending += 1
-            else:
-                summary.failed += 1  # set aside, and logged as such
-            return None
-        self.claims.release(d.candidate, d.moved)
-        if not d.moved:  # a move noted its claim folder already
-            self.barrier.add(os.path.dirname(d.candidate.path))
-        if d.rejection is not None:
-            summary.failed += 1
-            reason = f"{d.rejection.stage}: {d.rejection.reason}"
-            log.error("[%s] Failed %s at %s -> %s", d.source, d.candidate.display, reason, d.failed_as, extra=tag)
-            return None
-        summary.archived += 1
-        shown, routes = d.candidate.display, routed_names(d.destinations)
-        lines = [f"Stored file: {shown}"]
-        if routes:
-            summary.routed += 1
-            lines.append(f"Routed to: {', '.join(routes)}")
-        lines.append(f"Successfully processed {shown} ({d.seconds:.2f}s)")
-        head = f"[{d.source}] "  # formatted once: a StrEnum formats at a quarter of a str's speed
-        return "\n".join(head + line for line in lines)
-
-    def _superseded(self, d: Delivery) -> bool:
-        """Set aside a waiting file a newer one of the same name replaced; False when it stays claimed."""
-        # Delivering it later would overwrite the newer one, so it is set aside (never dropped) for an
-        # operator to look at.
-        why = f"superseded by a newer file of the same name while its destination was unavailable ({d.waiting_on})"
-        try:
-            d.failed_as = stages.set_aside(d, self.folders, why, self.clock())
-        except OSError as e:
-            log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
-            d.left_claimed = True
-            return False
-        d.waiting_on = None  # it is failed now: counted and recorded as such
-        self.claims.release(d.candidate)
-        log.warning(
-            "[%s] %s was superseded by a newer file of the same name while waiting -> %s",
-            d.source,
-            d.candidate.display,
-            d.failed_as,
-        )
-        return True
 
     def _report_unavailable(self, trouble: DestinationError) -> None:
         log.error("Destination unavailable, its files stay in the hot folder until it is fixed: %s", trouble)

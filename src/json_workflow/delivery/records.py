@@ -11,9 +11,10 @@ from json_workflow.names import shown
 from json_workflow.store.rows import FinishedFile, PlannedCopy, Received
 
 # The outcomes a file's row is closed with; a file left claimed or vanished keeps its row open.
-RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING)
+RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING, Outcome.SUPERSEDED)
 # Enum member lookups cost five times a global's on Python 3.11.
-_PENDING, _FAILED, _RECOVERY = Outcome.PENDING, Outcome.FAILED, Source.RECOVERY
+_PENDING, _FAILED, _RECOVERY, _SUPERSEDED = Outcome.PENDING, Outcome.FAILED, Source.RECOVERY, Outcome.SUPERSEDED
+SUPERSEDED_REASON = "written again with the same bytes while it was taken; the newer version is processed"
 
 # Rows carry the enums' values as plain str (str() of a StrEnum): sqlite3 binds an exact str directly,
 # a str subclass only through its adaptation protocol, about 0.8 us more per value and file.
@@ -53,6 +54,8 @@ def finished(deliveries: Iterable[Delivery]) -> list[FinishedFile]:
         routed: list[tuple[str, str]] = []
         if outcome == _PENDING:  # handed back to the hot folder: same inode there
             stage, reason, inode = "deliver", str(d.waiting_on), _inode(d.candidate.origin)
+        elif outcome == _SUPERSEDED:
+            stage, reason = "intake", SUPERSEDED_REASON
         elif d.rejection is not None:
             stage, reason = d.rejection.stage, d.rejection.reason
         else:

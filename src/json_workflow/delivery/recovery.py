@@ -61,7 +61,8 @@ def recover(
         # last rename of its publication. A staged copy the disk had not renamed yet is renamed now.
         staged, copies = _journaled(journal, claim)
         if staged:
-            _finish_staged(claims, journal, barrier, Candidate(claim, None), copies, recovered, now)
+            candidate = claims.candidate(claim) or Candidate(claim, None)  # named CLIENT/name, as everywhere
+            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now)
         else:
             remove_temporaries(copies)
             journal.forget([claim])

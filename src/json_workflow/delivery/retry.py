@@ -26,6 +26,15 @@ class Retried:
     skipped: str = ""
 
 
+def failed_clients(config: Config) -> list[str]:
+    """The client folders of the failed folder that hold failed files, sorted."""
+    try:
+        folders = sorted(p for p in config.failed.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:  # no failed folder: nothing ever failed here
+        return []
+    return [folder.name for folder in folders if any(is_failed_file(f) for f in folder.iterdir())]
+
+
 def retry(config: Config, clients: Sequence[str] = ()) -> Iterator[Retried]:
     """Move failed files of `clients` (all when empty) back to the hot folder and drop their reasons."""
     if not config.failed.is_dir():

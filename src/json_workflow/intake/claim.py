@@ -154,24 +154,33 @@ class Claims:
                 self._make(folder.path)  # refused: it would lead a claim out of the hot folder
             if not folder.is_dir(follow_symlinks=False):
                 continue
-            client = None if folder.name == TOP else folder.name
-            origin_folder = self.hot / client if client else self.hot
             for entry in os.scandir(folder.path):
-                number, _, name = entry.name.partition("_")
                 path = entry.path
                 if entry.name.endswith(LONG) and entry.is_dir(follow_symlinks=False):
-                    number, inside = entry.name.removesuffix(LONG), os.listdir(entry.path)
+                    inside = os.listdir(entry.path)
                     if not inside:
                         os.rmdir(entry.path)  # made just before a crash, nothing moved in
                         continue
-                    name, path = inside[0], os.path.join(entry.path, inside[0])
-                if number.isdigit() and name:
-                    found.append(
-                        (
-                            number,
-                            Candidate(path, client, os.path.islink(path), name=name, origin=str(origin_folder / name)),
-                        )
-                    )
-        found.sort(key=lambda item: item[0])
+                    path = os.path.join(entry.path, inside[0])
+                if (candidate := self.candidate(path)) is not None:
+                    found.append((os.path.relpath(path, folder.path), candidate))
+        found.sort(key=lambda item: item[0])  # by claim number: arrival order
         self.holding.update(candidate.path for _, candidate in found)
         yield from (candidate for _, candidate in found)
+
+    def candidate(self, claim: str) -> Candidate | None:
+        """What a claim in this area stands for: its client folder and name in the hot folder; None if not a claim.
+
+        AREA/CLIENT/NUMBER_name, or AREA/CLIENT/NUMBER.long/name for a name too long for a number in front.
+        """
+        folder, name = os.path.split(claim)
+        number = os.path.basename(folder).removesuffix(LONG)
+        if number != os.path.basename(folder):  # a long name's own folder
+            folder = os.path.dirname(folder)
+        else:
+            number, _, name = name.partition("_")
+        if os.path.dirname(folder) != str(self.area) or not number.isdigit() or not name:
+            return None
+        client = None if os.path.basename(folder) == TOP else os.path.basename(folder)
+        origin = os.path.join(self.hot / client if client else self.hot, name)
+        return Candidate(claim, client, os.path.islink(claim), name=name, origin=origin)

@@ -36,7 +36,7 @@ ACTIVITY = 200  # the latest events kept for the overview
 MAX_CLIENTS = 500
 OTHER_CLIENTS = "_other"
 ARCHIVE, FAILED = "archive", "failed"  # the destinations that are not rules, by the names they show under
-_ARCHIVED, _FAILED, _PENDING = Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING
+_ARCHIVED, _FAILED, _PENDING, _SUPERSEDED = Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING, Outcome.SUPERSEDED
 
 
 class Monitor:
@@ -85,10 +85,12 @@ class Monitor:
                     if isinstance(d.waiting_on, DestinationError):
                         self._trouble(d.waiting_on, now)
                     continue
+                if outcome == _SUPERSEDED:  # counted apart: the newer version is the job
+                    self.files[(self._client(d), str(outcome))] += 1
+                    continue
                 if outcome != _ARCHIVED and outcome != _FAILED:
                     continue
-                client = self._client(d.candidate.folder)
-                self.files[(client, str(outcome))] += 1
+                self.files[(self._client(d), str(outcome))] += 1
                 self.buckets[bisect.bisect_left(BUCKETS, d.seconds)] += 1
                 self.seconds_sum += d.seconds
                 if outcome == _FAILED:
@@ -183,7 +185,10 @@ class Monitor:
             self.last_scan, self.report = scan or self.last_scan, report or self.report
 
     # --- inside the lock ------------------------------------------------------------------------
-    def _client(self, folder: str | None) -> str:
+    def _client(self, d: Delivery) -> str:
+        """The file's client as the statistics have it (stats, status): its ClientCode's folder once parsed, else
+        its client folder, else _unknown (a file at the top of the hot folder that could not be parsed)."""
+        folder = d.job.client if d.job is not None else d.candidate.folder
         label = UNKNOWN_CLIENT if folder is None else shown(folder)
         if label not in self.clients:
             if len(self.clients) >= MAX_CLIENTS:

@@ -71,6 +71,7 @@ class DayFigures:
     pending: int
     unaccounted: list[str]  # received that day, neither finished nor waiting anywhere
     instances: list[tuple[str, int, int]] = field(default_factory=list)  # a fleet's: (instance, processed, failed)
+    received_superseded: int = 0  # versions written again with the same bytes while taken (the newer one counts)
 
     @property
     def reconciled(self) -> bool:
@@ -203,7 +204,7 @@ def _hours(counts: dict[int, int], start: float, end: float, zone: ZoneInfo) -> 
 
 
 def _reconciliation(files: list[ReceivedFile], present: Present) -> dict:
-    received = archived = failed = pending = 0
+    received = archived = failed = superseded = pending = 0
     unaccounted = []
     for name, claim, outcome in files:
         received += 1
@@ -211,6 +212,8 @@ def _reconciliation(files: list[ReceivedFile], present: Present) -> dict:
             archived += 1
         elif outcome == Outcome.FAILED:
             failed += 1
+        elif outcome == Outcome.SUPERSEDED:
+            superseded += 1
         elif present(name, claim):
             pending += 1
         else:
@@ -219,6 +222,7 @@ def _reconciliation(files: list[ReceivedFile], present: Present) -> dict:
         "received": received,
         "received_archived": archived,
         "received_failed": failed,
+        "received_superseded": superseded,
         "pending": pending,
         "unaccounted": unaccounted,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import threading
 import time
@@ -48,6 +49,7 @@ class Reporter:
         self.retry = {"report": (0.0, RETRY_FIRST), "alert": (0.0, RETRY_FIRST)}  # next attempt, next delay
         self.pruned = 0.0
         self.on_sent: Callable[[str, float], None] | None = None  # told (day, when) after each report
+        self._left_to: str | None = None  # the instance the report was last left to (said once)
 
     def close(self) -> None:
         self.store.close()
@@ -115,8 +117,31 @@ class Reporter:
             if taken:  # after the write that records the send there is nothing left to release
                 self.store.release_send(what)
 
+    def mailer(self) -> str | None:
+        """In a fleet, the instance this one (which cannot mail the report) leaves it to: one that can, seen within
+        the days a report is caught up on (longer ago, it is taken for retired). None: this one sends it."""
+        if not self.config.fleet or self.config.report_settings["mails"]:
+            return None
+        now = self.store.now()
+        return next(
+            (
+                m.name
+                for m in self.store.members()
+                if m.name != self.config.instance
+                and now - m.beat < CATCH_UP_DAYS * 86400
+                and json.loads(m.report or "{}").get("mails")
+            ),
+            None,
+        )
+
     def _reports(self, now: float) -> None:
-        for day in self.due_days(now):
+        due = self.due_days(now)
+        if due and (mailer := self.mailer()) is not None:
+            if self._left_to != mailer:
+                log.info("Daily reports are left to instance %s, which can mail them (this one cannot)", mailer)
+                self._left_to = mailer
+            return
+        for day in due:
             with self._sending(f"report {day.isoformat()}") as mine:
                 # Another instance sends it; or it has, since the days due were read.
                 if not mine or day.isoformat() in self.store.reports_sent():

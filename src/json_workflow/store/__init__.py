@@ -35,5 +35,9 @@ def open_store(config: Config, purpose: str = "store") -> Store:
     if config.fleet:
         from json_workflow.store.postgres import PgStore  # psycopg is only imported by a fleet
 
-        return PgStore(config.store.url, config.store.password(), config.instance, config.root, purpose)
+        settings = config.store
+        return PgStore(
+            settings.url, settings.password(), config.instance, config.root, purpose,
+            connect_timeout=settings.connect_timeout,
+        )  # fmt: skip
     return SqliteStore(config.state, instance=config.instance)

@@ -41,6 +41,10 @@ class Store(Protocol):
         """Record copies as planned and open the rows of the batch's files; returns their row ids, in order."""
         ...
 
+    def fenced(self) -> bool:
+        """True when another instance took over this one's claims (a fleet's; asked of the store when not known)."""
+        ...
+
     def mark_staged(self, claims: Iterable[str]) -> None:
         """Mark the claims' copies as flushed; durable before it returns (they may be published next)."""
         ...

@@ -66,6 +66,9 @@ class SqlStore:
     def _fenced(self, db: Db) -> None:
         """Before copies are planned or published: StoreError when this instance may no longer (a fleet's)."""
 
+    def fenced(self) -> bool:
+        return False
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -130,6 +133,7 @@ class SqlStore:
             ]
 
         def close(db: Db) -> None:
+            self._fenced(db)  # a taken-over instance's rows are the taker's now
             stats.close_rows(db, files, batch.at)
             stats.batch(db, batch)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -49,22 +50,42 @@ class Fence:
         self.held = threading.Event()  # the lease is held and renewed now
         self.lost: str | None = None  # why this instance may never publish again (until it restarts)
 
-    def check(self, db: Any, instance: str) -> None:
+    def check(self, db: Any, instance: str, held: bool = True) -> None:
+        """Fenced unless this instance's epoch is the store's (`held`: and its lease is held, the row locked)."""
         if self.lost is not None:
             raise Fenced(self.lost)
-        if not self.held.is_set():
+        if held and not self.held.is_set():
             raise StoreError(f"instance {instance} is renewing its lease (its connection to the store was lost)")
-        row = db.execute("SELECT epoch, taken_by FROM instances WHERE name = ? FOR SHARE", (instance,)).fetchone()
+        lock = " FOR SHARE" if held else ""
+        row = db.execute(f"SELECT epoch, taken_by FROM instances WHERE name = ?{lock}", (instance,)).fetchone()
         if row is None or row[0] != self.epoch:
-            self.lost = f"instance {instance} was taken over by {row[1] if row else 'another'}; its claims are theirs"
-            raise Fenced(self.lost)
+            raise Fenced(self.lose(instance, row[1] if row else None))
+
+    def lose(self, instance: str, taker: str | None) -> str:
+        """This instance was taken over: it may never publish again (until it restarts). Says so, once."""
+        if self.lost is None:
+            self.held.clear()
+            self.lost = (
+                f"instance {instance} was taken over by {taker or 'another instance'}, which finishes its claims"
+            )
+        return self.lost
 
 
 class Membership:
     """This instance's lease and lock, renewed in a thread; the dead instances it found, to be taken over."""
 
-    def __init__(self, url: str, password: str | None, instance: str, lease: float = 30.0, takes_over: bool = True):
-        self.url, self.password, self.instance = url, password, instance
+    def __init__(
+        self,
+        url: str,
+        password: str | None,
+        instance: str,
+        lease: float = 30.0,
+        takes_over: bool = True,
+        connect_timeout: float = 30.0,
+        report: dict[str, Any] | None = None,
+    ):
+        self.url, self.password, self.instance, self.connect_timeout = url, password, instance, connect_timeout
+        self.report = report or {}  # this instance's report settings (Config.report_settings), for the others
         self.takes_over = takes_over  # a service does; a `run --once` leaves the dead to the services
         self.lease, self.beat, self.terminate = lease, lease / 6, lease * 1.5
         self.fence = Fence()
@@ -78,36 +99,60 @@ class Membership:
         self._thread: threading.Thread | None = None
 
     # --- joining and leaving --------------------------------------------------------------------------
-    def join(self, pause: Callable[[], None]) -> None:
-        """Hold this instance's lock and lease, `pause` between tries; WorkflowError when the name runs elsewhere."""
-        while not self._try_join():
-            pause()
+    def join(self, again: Callable[[Exception], None]) -> None:
+        """Hold this instance's lock and lease, calling `again` with why not between tries (it may give up by
+        raising); WorkflowError when the name runs elsewhere."""
+        while (why := self._try_join()) is not None:
+            again(why)
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
         self._thread.start()
 
-    def _try_join(self) -> bool:
+    def _try_join(self) -> Exception | None:
+        """None when joined; else why not: the store's error, or a peer taking this instance over."""
         try:
             with self._lock:
                 db = self._connected()
                 if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
-                    self._held_elsewhere(db)
-                    return False
+                    return self._held_elsewhere(db)
                 self.fence.epoch = db.execute(
-                    "INSERT INTO instances (name, host, pid, started, beat, epoch) VALUES"
-                    f" (%s, %s, %s, {NOW}, {NOW}, 1) ON CONFLICT (name) DO UPDATE SET host = excluded.host,"
+                    "INSERT INTO instances (name, host, pid, started, beat, epoch, report) VALUES"
+                    f" (%s, %s, %s, {NOW}, {NOW}, 1, %s) ON CONFLICT (name) DO UPDATE SET host = excluded.host,"
                     " pid = excluded.pid, started = excluded.started, beat = excluded.beat,"
-                    " epoch = instances.epoch + 1 RETURNING epoch",
-                    (self.instance, self.host, self.pid),
+                    " epoch = instances.epoch + 1, report = excluded.report RETURNING epoch",
+                    (self.instance, self.host, self.pid, json.dumps(self.report)),
                 ).fetchone()[0]
+                self._compare_reports(db)
         except (StoreError, psycopg.Error) as e:  # the store is down, or went away mid-way
             log.error("Cannot join the fleet yet, files wait in the hot folder: %s", e)
             self._drop_connection()
-            return False
+            return e
         self._hold()
         log.info("Joined the fleet as instance %s (epoch %d)", self.instance, self.fence.epoch)
-        return True
+        return None
 
-    def _held_elsewhere(self, db: Any) -> None:
+    def _compare_reports(self, db: Any) -> None:
+        """Name the running instances whose report settings differ from this one's: one report goes out for all."""
+        differ = []
+        for name, text in db.execute(
+            f"SELECT name, report FROM instances WHERE name <> %s AND beat >= {NOW} - %s ORDER BY name",
+            (self.instance, self.lease),
+        ):
+            theirs = json.loads(text) if text else {}  # none: a version that did not say
+            if changed := [
+                f"{key} {theirs.get(key)!r}" for key, value in self.report.items() if theirs.get(key) != value
+            ]:
+                differ.append(f"{name} has {', '.join(changed)}")
+        if differ:
+            mine = ", ".join(f"{key} {value!r}" for key, value in self.report.items())
+            log.warning(
+                "Report settings differ between the fleet's instances: %s (%s here: %s). One report goes out for the "
+                "fleet, sent by an instance that can mail it",
+                "; ".join(differ),
+                self.instance,
+                mine,
+            )
+
+    def _held_elsewhere(self, db: Any) -> Exception:
         """This name's lock is held: by a live process of that name (refused), a peer taking it over, or a ghost."""
         row = db.execute(f"SELECT host, pid, {NOW} - beat FROM instances WHERE name = %s", (self.instance,)).fetchone()
         if row is not None and row[2] < self.lease:
@@ -121,8 +166,9 @@ class Membership:
             if row[2] > self.terminate:  # a session of this instance's last process, still open on the server
                 db.execute("SELECT pg_terminate_backend(%s)", (holder[0],))
                 log.warning("Ended a session left open by the previous process of instance %s", self.instance)
-                return
+                return WorkflowError(f"a session of instance {self.instance}'s previous process was ended")
         log.info("Instance %s's claim area is being taken over by another instance; waiting for it", self.instance)
+        return WorkflowError(f"instance {self.instance}'s claim area is being taken over by another instance")
 
     def leave(self, area_empty: bool) -> None:
         """Stop renewing; a clean stop with nothing left claimed needs no takeover."""
@@ -152,10 +198,28 @@ class Membership:
             except psycopg.errors.LockNotAvailable as e:  # a row another session holds: tried again next beat
                 log.warning("Lease: a row is locked by another session, trying again: %s", e)
             except Exception as e:  # the store went away: nothing is published until the lease is held again
-                if self.fence.held.is_set():
-                    log.error("Lost the store's connection; files wait until the lease is held again: %s", e)
+                held = self.fence.held.is_set()
                 self.fence.held.clear()
                 self._drop_connection()
+                if held and not self._taken_over_meanwhile():  # a taken-over instance says so once, elsewhere
+                    log.error("Lost the store's connection; files wait until the lease is held again: %s", e)
+
+    def _taken_over_meanwhile(self) -> bool:
+        """After a lost connection, one quick look: was this instance taken over (a hung process, woken)?"""
+        try:
+            with self._lock:
+                row = (
+                    self._connected()
+                    .execute("SELECT epoch, taken_by FROM instances WHERE name = %s", (self.instance,))
+                    .fetchone()
+                )
+        except Exception:  # still unreachable: a lost connection indeed
+            self._drop_connection()
+            return False
+        if row is not None and row[0] == self.fence.epoch:
+            return False
+        self.fence.lose(self.instance, row[1] if row else None)
+        return True
 
     def _relock(self, db: Any) -> bool:
         """After a lost connection: the lock again, and the same epoch (else this instance was taken over)."""
@@ -163,7 +227,7 @@ class Membership:
             return False
         row = db.execute("SELECT epoch, taken_by FROM instances WHERE name = %s", (self.instance,)).fetchone()
         if row is None or row[0] != self.fence.epoch:
-            self.fence.lost = f"instance {self.instance} was taken over by {row[1] if row else 'another'} meanwhile"
+            self.fence.lose(self.instance, row[1] if row else None)
             return False
         self._hold()
         log.info("Holding the lease of instance %s again; files flow", self.instance)
@@ -179,8 +243,8 @@ class Membership:
             (self.instance, self.fence.epoch),
         ).fetchone()
         if renewed is None:
-            self.fence.held.clear()
-            self.fence.lost = f"instance {self.instance} was taken over while its lease was stale"
+            taker = db.execute("SELECT taken_by FROM instances WHERE name = %s", (self.instance,)).fetchone()
+            self.fence.lose(self.instance, taker[0] if taker else None)
 
     def _look_for_the_dead(self, db: Any) -> None:
         stale = db.execute(
@@ -228,7 +292,9 @@ class Membership:
     def _connected(self) -> Any:
         if self._connection is None or self._connection.closed:
             # Never wait long for a row: the lease is renewed on this connection.
-            self._connection = connect(self.url, self.password, self.instance, "lease", int(self.beat * 500))
+            self._connection = connect(
+                self.url, self.password, self.instance, "lease", int(self.beat * 500), self.connect_timeout
+            )
         return self._connection
 
     def _drop_connection(self) -> None:

@@ -94,7 +94,12 @@ class PgConnection:
         return [row[0] for row in rows]
 
 
-def connect(url: str, password: str | None, instance: str, purpose: str, lock_timeout_ms: int = 0) -> Any:
+CONNECT_SECONDS = 5  # one attempt to connect; a command tries again until store.connect_timeout
+
+
+def connect(
+    url: str, password: str | None, instance: str, purpose: str, lock_timeout_ms: int = 0, timeout: float = 30
+) -> Any:
     """A new autocommit connection; StoreError naming the store (never its password) when it fails."""
     installed()
     try:
@@ -102,7 +107,7 @@ def connect(url: str, password: str | None, instance: str, purpose: str, lock_ti
             url,
             password=password,
             autocommit=True,
-            connect_timeout=5,
+            connect_timeout=max(2, round(min(CONNECT_SECONDS, timeout))),  # libpq waits at least 2 s
             application_name=f"json-workflow {instance} {purpose}"[:63],
             # A host that vanished is noticed within half a minute, not the kernel's two hours.
             keepalives=1,
@@ -148,10 +153,11 @@ class PgStore(SqlStore):
         root: Path,
         purpose: str = "store",
         migrations: Sequence[Migration] = MIGRATIONS,
+        connect_timeout: float = 30,
     ):
         installed()
         self.url, self.where, self.instance = url, url, instance
-        self._password, self._purpose = password, purpose
+        self._password, self._purpose, self._connect_timeout = password, purpose, connect_timeout
         self._root = str(root).rstrip(os.sep) + os.sep
         self._lock = threading.Lock()
         self._attempted = _Everything()
@@ -169,7 +175,9 @@ class PgStore(SqlStore):
 
     def _connected(self) -> Any:
         if self._connection is None or self._connection.closed:
-            self._connection = connect(self.url, self._password, self.instance, self._purpose)
+            self._connection = connect(
+                self.url, self._password, self.instance, self._purpose, timeout=self._connect_timeout
+            )
         return self._connection
 
     @contextlib.contextmanager
@@ -202,6 +210,17 @@ class PgStore(SqlStore):
     def _fenced(self, db: Any) -> None:
         if self.fence is not None:
             self.fence.check(db, self.instance)
+
+    def fenced(self) -> bool:
+        if self.fence is None:
+            return False
+        if self.fence.lost is None:
+            try:
+                with self._reading() as db:
+                    self.fence.check(db, self.instance, held=False)
+            except StoreError:  # Fenced sets `lost`; a store that is down tells nothing
+                pass
+        return self.fence.lost is not None
 
     def _kept(self, path: str) -> str:
         return kept_path(self._root, path)

@@ -115,7 +115,7 @@ def members(db: Db) -> list[Member]:
     return [
         Member(*row)
         for row in db.execute(
-            "SELECT name, host, pid, started, beat, epoch, taken_by, taken FROM instances ORDER BY name"
+            "SELECT name, host, pid, started, beat, epoch, taken_by, taken, report FROM instances ORDER BY name"
         )
     ]
 
@@ -273,7 +273,7 @@ def failed_files(db: Db, limit: int) -> list[FileRecord]:
 
 def outcome_totals(db: Db) -> list[tuple[str | None, str, int]]:
     return db.execute(
-        "SELECT client, outcome, COUNT(*) FROM files WHERE outcome IN ('archived', 'failed', 'pending')"
+        "SELECT client, outcome, COUNT(*) FROM files WHERE outcome IN ('archived', 'failed', 'pending', 'superseded')"
         " GROUP BY client, outcome"
     ).fetchall()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-# The outcomes a file's row is closed with: delivery.model.Outcome's first three (the figures count them).
-ARCHIVED, FAILED, PENDING = "archived", "failed", "pending"
+# The outcomes a file's row is closed with: delivery.model.Outcome's first four (the figures count them).
+ARCHIVED, FAILED, PENDING, SUPERSEDED = "archived", "failed", "pending", "superseded"
 
 
 # A copy recorded before its temporary is written: (claim, temp, final, kind), kind copy, move, failed or
@@ -186,6 +186,7 @@ class Member(NamedTuple):
     epoch: int
     taken_by: str | None  # the instance that last took over its claim area
     taken: float | None
+    report: str | None = None  # its report settings (JSON, Config.report_settings) as it joined
 
 
 class LiveRow(NamedTuple):

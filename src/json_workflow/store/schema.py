@@ -155,9 +155,28 @@ def _fleet(time: str) -> list[str]:
     ]
 
 
+# What `replay --apply` delivered, or is delivering: each copy recorded before it is written and marked
+# published once it is in place, so that a copy a consumer has taken since is never delivered again. Never
+# pruned: it is what tells a rerun, however much later, that a copy was made. The file history's search by
+# name (replay consults what the pipeline delivered) gets an index.
+_REPLAYED = [
+    """CREATE TABLE replayed (
+        source TEXT NOT NULL,     -- the archived file
+        digest TEXT NOT NULL,     -- SHA-256 of its bytes: which version of it
+        final TEXT NOT NULL,      -- where the copy is published
+        temp TEXT NOT NULL,       -- its hidden temporary while it is written
+        rules TEXT NOT NULL,      -- the rules that add it, joined by ' + '
+        state TEXT NOT NULL DEFAULT 'planned',  -- planned, staged (flushed), published
+        PRIMARY KEY (source, digest, final)
+    )""",
+    "CREATE INDEX files_name ON files (name)",
+    "ALTER TABLE instances ADD COLUMN report TEXT",  # its report settings (JSON): who can mail the fleet's report
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the journal and the statistics", tuple(_BASELINE), tuple(_PG_BASELINE)),
     Migration(2, "the file history, retry by row and the live state", tuple(_HISTORY), tuple(_PG_HISTORY)),
     Migration(3, "several instances: leases, one sender", tuple(_fleet("REAL")), tuple(_fleet("DOUBLE PRECISION"))),
+    Migration(4, "replay --apply's journal; report settings by instance", tuple(_REPLAYED), tuple(_REPLAYED)),
 )
 VERSION = MIGRATIONS[-1].version

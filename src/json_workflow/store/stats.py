@@ -134,7 +134,7 @@ def run_stopped(db: Db, run: int, now: float) -> None:
 
 def prune(db: Db, days: int, now: float) -> int:
     cutoff = now - days * 86400
-    done = "SELECT id FROM files WHERE received < ? AND outcome IN ('archived', 'failed')"
+    done = "SELECT id FROM files WHERE received < ? AND outcome IN ('archived', 'failed', 'superseded')"
     db.execute(f"DELETE FROM routed WHERE file IN ({done})", (cutoff,))
     gone = db.execute(f"DELETE FROM files WHERE id IN ({done})", (cutoff,)).rowcount
     for table in ("batches", "scans", "troubles"):

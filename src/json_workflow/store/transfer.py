@@ -1,6 +1,7 @@
 """Moving one host's SQLite store into PostgreSQL, for a fleet: `json-workflow store migrate --to URL`.
 
-The statistics, the file history, the reports sent and the alert state are copied as they are, paths
+The statistics, the file history, the reports sent, the alert state and what `replay --apply` delivered
+are copied as they are, paths
 made relative to the data root as a fleet's store keeps them. Nothing is copied while a file is in
 flight (a claim or a journal entry left by a crash): the journal would point at a claim area the fleet
 does not use. The SQLite store is left as it was.
@@ -39,6 +40,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "runs": (("id", "started", "stopped", "mode", "instance"), ()),
     "reports": (("day", "sent", "delivery"), ()),
     "settings": (("key", "value"), ()),
+    "replayed": (("source", "digest", "final", "temp", "rules", "state"), (0, 2, 3)),
 }  # fmt: skip
 
 

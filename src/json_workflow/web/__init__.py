@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from json_workflow.config import Config
-from json_workflow.errors import StoreError
+from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.logs import log
 
 if TYPE_CHECKING:
@@ -21,6 +21,15 @@ def start_web(config: Config, monitor: Monitor | None, current: Callable[[], Con
     """
     if not config.http.enabled:
         return None
+    try:
+        return serve(config, monitor, current)
+    except WorkflowError as e:
+        log.error("%s; files are processed without it", e)
+        return None
+
+
+def serve(config: Config, monitor: Monitor | None, current: Callable[[], Config]) -> WebServer:
+    """Serve the dashboard now; WorkflowError saying why it cannot (its port taken, its store unreachable)."""
     from json_workflow.store import open_store  # the web's own connection: a page never waits for a batch
     from json_workflow.web.server import WebServer, bind
     from json_workflow.web.view import View
@@ -28,18 +37,13 @@ def start_web(config: Config, monitor: Monitor | None, current: Callable[[], Con
     try:
         sock = bind(config.http)
     except OSError as e:
-        log.error(
-            "Cannot serve the dashboard on %s (http.listen): %s; files are processed without it",
-            config.http.listen,
-            e.strerror or e,
-        )
-        return None
+        listen = config.http.listen
+        raise WorkflowError(f"cannot serve the dashboard on {listen} (http.listen): {e.strerror or e}") from None
     try:
         store = open_store(config, "web")
     except StoreError as e:
         sock.close()
-        log.error("Cannot serve the dashboard: %s", e)
-        return None
+        raise WorkflowError(f"cannot serve the dashboard: {e}") from None
     server = WebServer(View(current, store, monitor), config.http, sock).start()
     log.info("Dashboard, /metrics and health checks at %s", server.url)
     return server
