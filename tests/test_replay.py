@@ -14,11 +14,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import cli, snapshot
+from conftest import STORE, Consumer, cli, make_config, query, snapshot, wait_for
 from json_workflow.config import build
 from json_workflow.replay import Totals, archived, replay
 from json_workflow.route import route
 from json_workflow.samples import job
+from json_workflow.store import open_store
 from test_properties import condition_value
 
 CLIENTS = ["RANK", "LOREAL", "BISSELL"]
@@ -125,44 +126,170 @@ def test_dates_select_by_modification_time_and_clients_by_folder(root, tmp_path)
     }
 
 
-# `replay --apply` run through this wrapper is killed (SIGKILL) at its Nth publish, before it.
-KILLED_AT_PUBLISH = """
+# `replay --apply ARGS` run through this wrapper is killed (SIGKILL) at the Nth call of one of its steps:
+# writing a temporary, renaming one into place, or just after a write to the journal committed.
+KILLED_AT = """
 import os, signal, sys
 from json_workflow.delivery import durable
-real, count = durable.move_new, [0]
-def move_new(source, target):
-    count[0] += 1
-    if count[0] == int(sys.argv[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(source, target)
-durable.move_new = move_new
+from json_workflow.store.replays import ReplayStore
+where, n, count = sys.argv[1], int(sys.argv[2]), [0]
+def killing(real, after):
+    def call(*args, **kwargs):
+        count[0] += 1
+        if count[0] == n and not after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = real(*args, **kwargs)
+        if count[0] == n and after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    return call
+if where == "write":
+    durable.write_new = killing(durable.write_new, False)
+elif where == "rename":
+    durable.rename_new = killing(durable.rename_new, False)
+else:
+    ReplayStore.write_replays = killing(ReplayStore.write_replays, True)
 from json_workflow.cli import main
-main(["replay", "--apply", "--config", sys.argv[2]])
+main(["replay", "--apply", *sys.argv[3:]])
 """
+# Kill points, in order, for one client's copies: a temporary written; the journal's first write after an
+# interrupted run was finished; a rename into place; the plan's commit... and for another client's.
+KILLS = {
+    "BISSELL": [("write", 3), ("commit", 1), ("rename", 2), ("commit", 1)],
+    "ACME": [("commit", 2), ("rename", 3), ("commit", 1)],
+}
 
 
-def test_apply_interrupted_by_kill_and_run_again_delivers_each_added_copy_exactly_once(root, tmp_path):
-    files = [("LOREAL", "PRODUCTION", n) for n in range(6)] + [("BISSELL", "SOCIAL", n) for n in range(6, 12)]
-    archive(root, files)
+def killed(where: str, n: int, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-c", KILLED_AT, where, str(n), *args], capture_output=True)
+    assert done.returncode == -9, (where, n, done.stdout, done.stderr)
+
+
+def store_toml() -> str:
+    """The running test's store, as a configuration file says it (nothing for SQLite)."""
+    return f'[store]\nurl = "{STORE["url"]}"\n' if STORE["url"] else ""
+
+
+def test_apply_delivers_each_added_copy_once_as_a_consumer_sees_it_through_kills_and_reruns(root, tmp_path, backend):
+    files = [("BISSELL", "SOCIAL", n) for n in range(20)] + [("ACME", "PRODUCTION", n) for n in range(20, 35)]
+    archive(root, files + [("RANK", "PRODUCTION", 40)])
+    new = tmp_path / "new.toml"
+    new.write_text(
+        f'root = "{root}"\n[[routes]]\nname = "Stores"\ndestination = "CLIENT-STORES/{{ClientCode}}/IN"\n'
+        'when = { ClientCode = ["BISSELL", "ACME"] }\n' + store_toml()
+    )
+    stores = {client: root / f"CLIENT-STORES/{client}/IN" for client in KILLS}
+    stores["BISSELL"].mkdir(parents=True)
+    (stores["BISSELL"] / "7.json").write_bytes(job("BISSELL", "SOCIAL", 7))  # there already with the same bytes
+    consumers = {client: Consumer(folder) for client, folder in stores.items()}  # each takes every file that lands
+    try:
+        for client, kills in KILLS.items():  # kill -9 at each step of the journal and the disk, then run again
+            for where, n in kills:
+                killed(where, n, "--config", str(new), "--client", client)
+                for consumer in consumers.values():  # once 7.json was seen there (recorded as delivered)
+                    if not consumer.is_alive():
+                        consumer.start()
+        done = cli("replay", "--apply", "--config", str(new))  # every client now
+        assert done.returncode == 0, done.stdout + done.stderr
+        again = cli("replay", "--apply", "--config", str(new))
+        assert again.returncode == 0 and "delivered 0 copies" in again.stdout, again.stdout
+        for client, consumer in consumers.items():
+            names = {f"{n}.json" for c, _, n in files if c == client}
+            wait_for(lambda c=consumer, n=names: set(c.seen) == n, what=f"every copy of {client} taken")
+    finally:
+        for consumer in consumers.values():
+            consumer.stop.set()
+            consumer.join()
+    for consumer in consumers.values():  # exactly once is what a consumer sees
+        assert {name: count for name, count in consumer.seen.items() if count != 1} == {}
+    assert not os.listdir(stores["BISSELL"]) and not os.listdir(stores["ACME"])  # no temporary left behind
+    # Each file that got a copy is one REPLAY reception, whatever the kills (7 was there: no copy made).
+    receptions = query(make_config(root), "SELECT name, category, job FROM files WHERE source = 'REPLAY'")
+    expected = [(f"{c}/{n}.json", category, str(n)) for c, category, n in files if n != 7]
+    assert sorted(receptions) == sorted(expected)
+    history = json.loads(cli("history", "19", "--json", "--config", str(new)).stdout)
+    assert [(h["source"], h["category"], h["routed"]) for h in history] == [
+        ("REPLAY", "SOCIAL", [["Stores", f"{root}/CLIENT-STORES/BISSELL/IN"]])
+    ]
+    plain = cli("replay", "--config", str(new))  # nothing left to do: the added copies count as delivered
+    assert "36 archived files read, 21 would change, 35 added copies delivered already" in plain.stdout
+    assert plain.returncode == 1  # what NEW removes (BISSELL-WRIKE, Monday Rank) still differs
+    assert "JSON_STORE/BISSELL/0.json\n  - CLIENT-STORES/BISSELL-WRIKE/IN" in plain.stdout
+    assert '  = CLIENT-STORES/BISSELL/IN  (rule "Stores", delivered already)' in plain.stdout
+    kept = tmp_path / "kept.toml"  # NEW, keeping what it removed: only the copies it added differ, all delivered
+    kept.write_text(new.read_text() + "".join(
+        f'[[routes]]\nname = "{name}"\ndestination = "{folder}"\nwhen = {{ ClientCode = "{client}" }}\n'
+        for name, folder, client in [("Rank", "SYNC/MAKE/Monday Rank", "RANK"),
+                                     ("Wrike", "CLIENT-STORES/BISSELL-WRIKE/IN", "BISSELL")]
+    ))  # fmt: skip
+    nothing = cli("replay", "--config", str(kept))
+    assert nothing.returncode == 0 and "0 would change, 35 added copies delivered already" in nothing.stdout
+
+
+def test_a_failed_copy_is_left_alone_and_said_why_in_every_format_with_paths_below_the_root(root, tmp_path):
+    archive(root, [("BISSELL", "SOCIAL", 1), ("BISSELL", "SOCIAL", 2)])
     new = str(write_new(tmp_path, root))
     (root / "CLIENT-STORES/BISSELL/IN").mkdir(parents=True)
-    (root / "CLIENT-STORES/BISSELL/IN/7.json").write_bytes(b"someone else's")  # never overwritten
-    (root / "CLIENT-STORES/BISSELL/IN/8.json").write_bytes(job("BISSELL", "SOCIAL", 8))  # already delivered
-    for kill_at in (3, 2):
-        killed = subprocess.run([sys.executable, "-c", KILLED_AT_PUBLISH, str(kill_at), new], capture_output=True)
-        assert killed.returncode == -9
-    done = cli("replay", "--apply", "--config", new)
-    assert done.returncode == 1, done.stdout + done.stderr  # 7.json is left alone
-    assert f"left alone {root}/CLIENT-STORES/BISSELL/IN/7.json" in done.stdout
-    delivered = sorted(os.listdir(root / "CLIENT-STORES/BISSELL/IN"))
-    assert delivered == sorted(f"{n}.json" for n in range(6, 12))  # no temporaries left, each once
-    for n in range(6, 12):
-        expected = b"someone else's" if n == 7 else job("BISSELL", "SOCIAL", n)
-        assert (root / f"CLIENT-STORES/BISSELL/IN/{n}.json").read_bytes() == expected
-    assert not (root / "CLIENT-STORES/LOREAL/IN").exists() or os.listdir(root / "CLIENT-STORES/LOREAL/IN") == []
-    again = cli("replay", "--apply", "--config", new)
-    assert "delivered 0 copies, 5 already there, 1 left alone" in again.stdout
-    history = json.loads(cli("history", "BISSELL/9.json", "--json", "--root", str(root)).stdout)
-    assert [(h["source"], h["routed"]) for h in history] == [
-        ("REPLAY", [["Stores", f"{root}/CLIENT-STORES/BISSELL/IN"]])
+    (root / "CLIENT-STORES/BISSELL/IN/2.json").write_bytes(b"someone else's")
+    done = cli("replay", "--apply", "--config", new, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    found = json.loads(done.stdout)
+    assert found["delivered"] == [
+        {"file": "JSON_STORE/BISSELL/1.json", "folder": "CLIENT-STORES/BISSELL/IN", "rules": ["Stores"]}
     ]
+    assert found["left_alone"] == [
+        {
+            "file": "JSON_STORE/BISSELL/2.json",
+            "folder": "CLIENT-STORES/BISSELL/IN",
+            "rules": ["Stores"],
+            "reason": "a file of that name with other bytes is there",
+        }
+    ]
+    rows = list(csv.DictReader(io.StringIO(cli("replay", "--apply", "--config", new, "--format", "csv").stdout)))
+    assert [(r["file"], r["action"], r["folder"], r["reason"]) for r in rows] == [
+        (
+            "JSON_STORE/BISSELL/2.json",
+            "left alone",
+            "CLIENT-STORES/BISSELL/IN",
+            "a file of that name with other bytes is there",
+        )
+    ]
+    text = cli("replay", "--apply", "--config", new)
+    assert text.returncode == 1
+    assert "left alone CLIENT-STORES/BISSELL/IN/2.json: a file of that name with other bytes is there" in text.stdout
+    assert str(root) not in text.stdout + done.stdout
+
+
+def test_apply_never_delivers_again_what_the_pipeline_delivered_under_the_new_rules(root, tmp_path, backend):
+    """The new rules in force for a while (a reload), then `replay --from OLD --apply`: the files received since
+    went where the new rules send them; a consumer took them; they are not delivered twice."""
+    new = write_new(tmp_path, root)
+    new.write_text(new.read_text() + store_toml())
+    (root / "JSON/BISSELL").mkdir(parents=True)
+    (root / "JSON/BISSELL/1.json").write_bytes(job("BISSELL", "SOCIAL", 1))
+    assert cli("run", "--once", "--config", str(new)).returncode == 0
+    delivered = root / "CLIENT-STORES/BISSELL/IN/1.json"
+    assert delivered.exists()
+    delivered.unlink()  # taken downstream
+    old = tmp_path / "old.toml"
+    old.write_text(f'root = "{root}"\n')
+    plain = cli("replay", "--config", str(new), "--from", str(old))
+    assert plain.returncode == 1 and "1 added copies delivered already" in plain.stdout  # BISSELL-WRIKE is removed
+    done = cli("replay", "--apply", "--config", str(new), "--from", str(old))
+    assert done.returncode == 0 and "delivered 0 copies" in done.stdout, done.stdout
+    assert not delivered.exists()
+
+
+def test_two_applies_at_once_do_not_run_together(root, tmp_path):
+    archive(root, [("BISSELL", "SOCIAL", 1)])
+    new = str(write_new(tmp_path, root))
+    config = build({}, "t", root=root)
+    (root / "JSON_PARSER_STATE").mkdir()
+    store = open_store(config)
+    try:
+        assert store.exclusive("replay")
+        busy = cli("replay", "--apply", "--config", new)
+    finally:
+        store.close()
+    assert busy.returncode == 2 and "another `replay --apply` is running on this root" in busy.stderr
+    assert not (root / "CLIENT-STORES/BISSELL/IN").exists()

@@ -6,16 +6,19 @@ Reading the archive is the only I/O here, and it only reads: parse and route, no
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
 from json_workflow.intake.scan import is_job_name
-from json_workflow.parse import parse_job
+from json_workflow.parse import Job, parse_job
 from json_workflow.route import Destination, Router
 
 
@@ -27,12 +30,25 @@ class Change:
     client: str
     added: tuple[Destination, ...]
     removed: tuple[Destination, ...]
+    delivered: tuple[Destination, ...] = ()  # added by the new rules, and delivered there already
+    digest: str = ""  # which version of the file was routed (see `digest`), when added copies were looked up
+    job: Job | None = None  # its facts (JobDetails and document dropped), for the reception --apply records
+
+
+# (path, client, digest, added) -> the folders among `added` that already had this version of the file.
+Delivered = Callable[[str, str, str, Sequence[Destination]], set[Path]]
+
+
+def digest(data: bytes) -> str:
+    """Which version of an archived file: the SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
 class Totals:
     files: int = 0  # archived files read
     changed: int = 0
+    delivered: int = 0  # added copies delivered already (by replay --apply, or the pipeline under the new rules)
     unreadable: list[str] = field(default_factory=list)  # not parsable or routable any more: "path: why"
     added: Counter[str] = field(default_factory=Counter)  # copies added, by rule
     removed: Counter[str] = field(default_factory=Counter)
@@ -48,25 +64,39 @@ def difference(old: Sequence[Destination], new: Sequence[Destination]) -> tuple[
     return added, removed
 
 
-def replay(files: Iterable[tuple[str, str]], old: Config, new: Config, totals: Totals) -> Iterator[Change]:
-    """Route each (path, client folder) by both configurations; yield the files whose folders differ."""
+def replay(
+    files: Iterable[tuple[str, str]], old: Config, new: Config, totals: Totals, delivered: Delivered | None = None
+) -> Iterator[Change]:
+    """Route each (path, client folder) by both configurations; yield the files whose folders differ.
+
+    An added folder that `delivered` says had this version of the file already is no change: it is delivered.
+    """
     old_router, new_router = Router(old), Router(new)
     for path, client in files:
         totals.files += 1
         try:
             with open(path, "rb") as f:
-                job = parse_job(f.read(), client)
+                data = f.read()
+            job = parse_job(data, client)
             before, after = old_router.plan(job), new_router.plan(job)
         except (OSError, Rejected) as e:
             totals.unreadable.append(f"{path}: {getattr(e, 'reason', None) or e}")
             continue
         added, removed = difference(before, after)
+        done: tuple[Destination, ...] = ()
+        version = ""
+        if added and delivered is not None:
+            version = digest(data)
+            had = delivered(path, client, version, added)
+            done, added = tuple(d for d in added if d.folder in had), tuple(d for d in added if d.folder not in had)
+            totals.delivered += len(done)
         if added or removed:
             totals.changed += 1
             totals.clients[client] += 1
             totals.added.update(rule for d in added for rule in d.reasons)
             totals.removed.update(rule for d in removed for rule in d.reasons)
-            yield Change(path, client, added, removed)
+            facts = dataclasses.replace(job, details={}, document=None)  # a change list holds thousands
+            yield Change(path, client, added, removed, done, version, facts)
 
 
 def archived(

@@ -1,4 +1,4 @@
-"""The command for changing rules safely: replay (what would a new configuration do to the archive)."""
+"""The command for changing rules safely: replay (what would a new configuration do to the archive), --apply."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import datetime
 import json
 import os
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, root_option
-from json_workflow.config import CONFIG_ENV
+from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, operator_errors, root_option
+from json_workflow.config import CONFIG_ENV, Config
+
+if TYPE_CHECKING:
+    from json_workflow.redeliver import Applied, Placed
+    from json_workflow.replay import Change, Totals
+    from json_workflow.store import Store
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime.date | None:
@@ -49,10 +56,11 @@ def replay(
 ) -> None:
     """Route every archived file by OLD and NEW rules; print each file whose folders would differ.
 
-    Reads the archive only: nothing is written anywhere. Exit 0 when nothing would change, 1 when
-    something would, 2 when a configuration is invalid. With --apply, the added copies are delivered
-    (exactly once, even run again after an interruption): exit 0 when every one is in place, 1 when
-    some could not be (a file of that name with other bytes is never overwritten).
+    Writes nothing. A copy already delivered (by `--apply`, or by the pipeline under the rules now in
+    force) counts as delivered. Exit 0 when nothing would change, 1 when something would, 2 when replay
+    cannot run (an invalid configuration, a missing archive, a store it cannot read). With --apply, the
+    added copies are delivered, each exactly once whatever was interrupted: exit 0 when every one is in
+    place, 1 when some could not be (a file of that name with other bytes is never overwritten).
     """
     from json_workflow.replay import Totals, archived, day_start
     from json_workflow.replay import replay as run_replay
@@ -73,24 +81,64 @@ def replay(
         raise click.BadParameter(f"no client folder {', '.join(unknown)} in {new.archive}", param_hint="--client")
     start = day_start(since, new) if since else None
     end = day_start(until + datetime.timedelta(days=1), new) if until else None
-    totals = Totals()
-    changes = run_replay(archived(new, start, end, clients), old, new, totals)
-    if deliver:
-        _apply(changes, new, totals)
-        return
+    store = _store(new, deliver)
+    try:
+        totals = Totals()
+        delivered = None
+        if store is not None:
+            from json_workflow.redeliver import delivered_by
+
+            delivered = delivered_by(new, store)
+        changes = run_replay(archived(new, start, end, clients), old, new, totals, delivered)
+        if deliver:
+            assert store is not None
+            _apply(changes, new, store, totals, form)
+        else:
+            _report(changes, new, totals, form)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _store(config: Config, deliver: bool) -> Store | None:
+    """The store (what was delivered): made for --apply, read when there is one; exit 2 when it cannot be."""
+    from json_workflow.delivery.durable import make_folder
+    from json_workflow.errors import WorkflowError
+    from json_workflow.store import has_store, open_store
+
+    if not deliver and not has_store(config):
+        return None
+    try:
+        if deliver:
+            make_folder(config.state, config.permissions.dir_mode, config.root)  # the statistics record it
+        store = open_store(config, "command")
+    except (OSError, WorkflowError) as e:
+        raise BadConfiguration(f"cannot use the store: {e}") from None
+    if deliver and not store.exclusive("replay"):
+        store.close()
+        raise BadConfiguration("another `replay --apply` is running on this root: wait for it, then run again")
+    return store
+
+
+def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str) -> None:
+    """What would change, as text, JSON or CSV (paths relative to the data root); exit 1 when something would."""
+    rel = config.relative
     if form == "json":
         rows = [
             {
-                "file": c.path,
+                "file": rel(c.path),
                 "client": c.client,
-                "added": [{"folder": str(d.folder), "rules": list(d.reasons)} for d in c.added],
-                "removed": [{"folder": str(d.folder), "rules": list(d.reasons)} for d in c.removed],
+                **{
+                    key: [{"folder": rel(d.folder), "rules": list(d.reasons)} for d in places]
+                    for key, places in (("added", c.added), ("removed", c.removed), ("delivered", c.delivered))
+                },
             }
             for c in changes
         ]
         summary = {
             "files": totals.files,
             "changed": totals.changed,
+            "delivered": totals.delivered,
             "unreadable": totals.unreadable,
             "added_by_rule": dict(totals.added),
             "removed_by_rule": dict(totals.removed),
@@ -101,18 +149,20 @@ def replay(
         writer = csv.writer(sys.stdout)
         writer.writerow(["file", "client", "change", "folder", "rules"])
         for c in changes:
-            for sign, places in (("added", c.added), ("removed", c.removed)):
+            for sign, places in (("added", c.added), ("removed", c.removed), ("delivered", c.delivered)):
                 for d in places:
-                    writer.writerow([c.path, c.client, sign, str(d.folder), " + ".join(d.reasons)])
+                    writer.writerow([rel(c.path), c.client, sign, rel(d.folder), " + ".join(d.reasons)])
     else:
         for c in changes:
-            click.echo(new.relative(c.path))
-            for sign, places in (("+", c.added), ("-", c.removed)):
+            click.echo(rel(c.path))
+            for sign, places in (("+", c.added), ("-", c.removed), ("=", c.delivered)):
                 for d in places:
                     rules = ", ".join(f'"{r}"' for r in d.reasons)
-                    click.echo(f"  {sign} {new.relative(d.folder)}  (rule {rules})")
+                    done = ", delivered already" if sign == "=" else ""
+                    click.echo(f"  {sign} {rel(d.folder)}  (rule {rules}{done})")
         click.echo(
             f"{totals.files} archived files read, {totals.changed} would change"
+            + (f", {totals.delivered} added copies delivered already" if totals.delivered else "")
             + (f", {len(totals.unreadable)} could not be routed" if totals.unreadable else "")
         )
         if totals.added or totals.removed:
@@ -125,30 +175,62 @@ def replay(
     sys.exit(1 if totals.changed else 0)
 
 
-def _apply(changes, config, totals) -> None:
-    """Deliver the added copies and say what was done; exit 1 when some could not be placed."""
-    from json_workflow.cli.app import operator_errors
-    from json_workflow.delivery.durable import make_folder
+def _apply(changes: Iterator[Change], config: Config, store: Store, totals: Totals, form: str) -> None:
+    """Deliver the added copies and say what was done, and what was left alone and why; exit 1 when some were."""
     from json_workflow.redeliver import Applied, apply
-    from json_workflow.store import open_store
 
     applied = Applied()
     with operator_errors():
-        make_folder(config.state, config.permissions.dir_mode, config.root)  # the statistics record it
-        store = open_store(config, "command")
-    try:
         apply(changes, config, store, applied)
-    finally:
-        store.close()
-    for path in applied.delivered:
-        click.echo(f"delivered {path}")
-    for path in applied.conflicts:
-        click.echo(f"left alone {path}: a file of that name with other bytes is there")
-    for problem in applied.failed:
-        click.echo(f"cannot deliver {problem}")
-    click.echo(
-        f"{totals.files} archived files read, {totals.changed} with other folders: delivered "
-        f"{len(applied.delivered)} copies, {len(applied.present)} already there, "
-        f"{len(applied.conflicts)} left alone, {len(applied.failed)} failed"
-    )
-    sys.exit(1 if applied.conflicts or applied.failed else 0)
+    rel = config.relative
+    if form == "json":
+        click.echo(json.dumps(_applied_json(applied, totals, rel), indent=2))
+    elif form == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["file", "action", "folder", "rules", "reason"])
+        for action, placed in _actions(applied):
+            writer.writerow([rel(placed.source), action, rel(placed.folder), " + ".join(placed.rules), placed.why])
+    else:
+        for placed in applied.delivered:
+            click.echo(f"delivered {rel(os.path.join(placed.folder, os.path.basename(placed.source)))}")
+        for placed in applied.left:
+            click.echo(f"left alone {rel(os.path.join(placed.folder, os.path.basename(placed.source)))}: {placed.why}")
+        click.echo(
+            f"{totals.files} archived files read, {totals.changed} with other folders: delivered "
+            f"{len(applied.delivered)} copies, {totals.delivered} delivered before, {len(applied.already)} already "
+            f"there, {len(applied.left)} left alone"
+        )
+    sys.exit(1 if applied.left else 0)
+
+
+def _actions(applied: Applied) -> Iterator[tuple[str, Placed]]:
+    yield from (("delivered", p) for p in applied.delivered)
+    yield from (("already there", p) for p in applied.already)
+    yield from (("left alone", p) for p in applied.left)
+
+
+def _applied_json(applied: Applied, totals: Totals, rel: Any) -> dict[str, Any]:
+    def rows(placed: list[Placed]) -> list[dict[str, Any]]:
+        return [
+            {
+                "file": rel(p.source),
+                "folder": rel(p.folder),
+                "rules": list(p.rules),
+                **({"reason": p.why} if p.why else {}),
+            }
+            for p in placed
+        ]
+
+    return {
+        "delivered": rows(applied.delivered),
+        "already_there": rows(applied.already),
+        "left_alone": rows(applied.left),
+        "totals": {
+            "files": totals.files,
+            "changed": totals.changed,
+            "delivered": len(applied.delivered),
+            "already_there": len(applied.already),
+            "delivered_before": totals.delivered,
+            "left_alone": len(applied.left),
+        },
+    }

@@ -113,7 +113,7 @@ def move_new(source: str, target: str) -> None:
         os.unlink(source)
         return
     try:
-        _rename_new(source, target)
+        rename_new(source, target)
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
@@ -127,7 +127,7 @@ def move_new(source: str, target: str) -> None:
         os.unlink(source)
 
 
-def _rename_new(source: str, target: str) -> None:
+def rename_new(source: str, target: str) -> None:
     """rename(2) that never replaces `target`, for filesystems without hard links."""
     if _renameat2 is not None:
         if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:

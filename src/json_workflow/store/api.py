@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from json_workflow.store.replays import Reception, Replayed, ReplayKey
 from json_workflow.store.rows import (
     AlertState,
     Batch,
@@ -79,6 +80,35 @@ class Store(Protocol):
 
     def claims(self) -> list[str]:
         """Every claim with copies, oldest first."""
+        ...
+
+    # --- what `replay --apply` delivered (see store.replays) --------------------------------------------
+    def replayed(self, source: str, digest: str) -> list[Replayed]:
+        """The copies `replay --apply` made (or is making) of one version of an archived file."""
+        ...
+
+    def unfinished_replays(self) -> list[Replayed]:
+        """The copies an interrupted `replay --apply` left planned or staged."""
+        ...
+
+    def write_replays(
+        self,
+        plan: Sequence[Replayed] = (),
+        staged: Sequence[ReplayKey] = (),
+        dropped: Sequence[ReplayKey] = (),
+        published: Sequence[ReplayKey] = (),
+        receptions: Sequence[Reception] = (),
+    ) -> None:
+        """One transaction, in this order: copies planned, staged, dropped, published with their files' REPLAY
+        receptions; durable before it returns when anything is staged or published."""
+        ...
+
+    def last_delivery(self, names: Sequence[str], client: str) -> list[str]:
+        """The folders the pipeline delivered the newest archived reception of one of `names` (of `client`) to."""
+        ...
+
+    def exclusive(self, what: str) -> bool:
+        """Hold the root's lock named `what` until the store is closed; False when another process holds it."""
         ...
 
     # --- statistics -------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ of a fleet may mount the share elsewhere.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from json_workflow.errors import StoreError
 from json_workflow.logs import log
 from json_workflow.store import journal, queries, stats
+from json_workflow.store.replays import ReplayStore
 from json_workflow.store.rows import (
     AlertState,
     Batch,
@@ -35,42 +35,10 @@ from json_workflow.store.rows import (
 from json_workflow.store.sql import Db
 
 
-class SqlStore:
-    """The Store protocol (store.api) over `_transaction` and `_reading`, which a subclass gives."""
+class SqlStore(ReplayStore):
+    """The Store protocol (store.api) over StoreBase's transactions, given by a subclass; replay's in ReplayStore."""
 
-    instance: str
-    where: str  # the store, as a message names it
     _attempted: set[str]  # claims with a restart count (SQLite knows them all; a fleet's may be anyone's)
-    maps_paths = False  # True when _kept and _path change paths
-
-    # --- what a subclass gives -------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _transaction(self, durable: bool = False, snapshot: bool = False) -> Iterator[Db]:
-        """One write transaction (`durable`: flushed before it returns), or a read-only `snapshot`."""
-        raise NotImplementedError
-        yield
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Db]:
-        raise NotImplementedError
-        yield
-
-    def _kept(self, path: str) -> str:
-        """A path as the store keeps it."""
-        return path
-
-    def _path(self, kept: str) -> str:
-        """A path the store kept, as this host reaches it."""
-        return kept
-
-    def _fenced(self, db: Db) -> None:
-        """Before copies are planned or published: StoreError when this instance may no longer (a fleet's)."""
-
-    def fenced(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        raise NotImplementedError
 
     # --- helpers ----------------------------------------------------------------------------------
     def _record(self, write: Callable[[Db], object]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -228,6 +229,13 @@ class PgStore(SqlStore):
     def _path(self, kept: str) -> str:
         path = unshown(kept)
         return path if path.startswith(os.sep) else self._root + path
+
+    def exclusive(self, what: str) -> bool:
+        key = int.from_bytes(
+            hashlib.blake2b(f"json-workflow lock {what}".encode(), digest_size=8).digest(), signed=True
+        )
+        with self._reading() as db:  # a session lock: freed when this store's connection closes
+            return bool(db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
 
     def check_writable(self) -> None:
         with self._transaction() as db:

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 from json_workflow.store import stats
 from json_workflow.store.rows import FinishedFile, Received
-from json_workflow.store.sql import Db
+from json_workflow.store.sql import Db, StoreBase
+
+ReplayKey = tuple[str, str, str]  # (source, digest, final): one copy of one version of an archived file
 
 
 class Replayed(NamedTuple):
@@ -27,7 +29,7 @@ class Replayed(NamedTuple):
     state: str = "planned"  # planned, staged (flushed), published
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> ReplayKey:
         return self.source, self.digest, self.final
 
 
@@ -35,7 +37,7 @@ class Replayed(NamedTuple):
 Reception = tuple[Received, FinishedFile]
 
 
-def plan(db: Db, copies: Sequence[Replayed]) -> None:
+def insert(db: Db, copies: Sequence[Replayed]) -> None:
     db.insert_many(
         "replayed",
         ("source", "digest", "final", "temp", "rules", "state"),
@@ -45,17 +47,17 @@ def plan(db: Db, copies: Sequence[Replayed]) -> None:
     )
 
 
-def mark(db: Db, keys: Sequence[tuple[str, str, str]], state: str) -> None:
+def mark(db: Db, keys: Sequence[ReplayKey], state: str) -> None:
     db.executemany(
         "UPDATE replayed SET state = ? WHERE source = ? AND digest = ? AND final = ?", [(state, *k) for k in keys]
     )
 
 
-def drop(db: Db, keys: Sequence[tuple[str, str, str]]) -> None:
+def drop(db: Db, keys: Sequence[ReplayKey]) -> None:
     db.executemany("DELETE FROM replayed WHERE source = ? AND digest = ? AND final = ?", keys)
 
 
-def publish(db: Db, keys: Sequence[tuple[str, str, str]], receptions: Sequence[Reception], instance: str) -> None:
+def publish(db: Db, keys: Sequence[ReplayKey], receptions: Sequence[Reception], instance: str) -> None:
     """Mark copies published and record their files' REPLAY receptions, in one transaction."""
     mark(db, keys, "published")
     if receptions:
@@ -96,3 +98,45 @@ def last_delivery(db: Db, names: Sequence[str], client: str) -> list[str]:
     if row is None:
         return []
     return [folder for (folder,) in db.execute("SELECT folder FROM routed WHERE file = ?", (row[0],))]
+
+
+class ReplayStore(StoreBase):
+    """The store's operations on what `replay --apply` delivered (store.api), mixed into store.common.SqlStore."""
+
+    def _here(self, r: Replayed) -> Replayed:
+        return r._replace(source=self._path(r.source), final=self._path(r.final), temp=self._path(r.temp))
+
+    def replayed(self, source: str, digest: str) -> list[Replayed]:
+        with self._reading() as db:
+            return [self._here(r) for r in of(db, self._kept(source), digest)]
+
+    def unfinished_replays(self) -> list[Replayed]:
+        with self._reading() as db:
+            return [self._here(r) for r in unfinished(db)]
+
+    def write_replays(
+        self,
+        plan: Sequence[Replayed] = (),
+        staged: Sequence[ReplayKey] = (),
+        dropped: Sequence[ReplayKey] = (),
+        published: Sequence[ReplayKey] = (),
+        receptions: Sequence[Reception] = (),
+    ) -> None:
+        kept = self._kept
+        plan = [r._replace(source=kept(r.source), final=kept(r.final), temp=kept(r.temp)) for r in plan]
+        staged, dropped, published = (
+            [(kept(s), d, kept(f)) for s, d, f in keys] for keys in (staged, dropped, published)
+        )
+        receptions = [
+            (got._replace(claim=kept(got.claim)), done._replace(routed=[(rule, kept(to)) for rule, to in done.routed]))
+            for got, done in receptions
+        ]
+        with self._transaction(durable=bool(staged or published)) as db:
+            insert(db, plan)
+            mark(db, staged, "staged")
+            drop(db, dropped)
+            publish(db, published, receptions, self.instance)
+
+    def last_delivery(self, names: Sequence[str], client: str) -> list[str]:
+        with self._reading() as db:
+            return [self._path(folder) for folder in last_delivery(db, names, client)]

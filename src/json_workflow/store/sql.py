@@ -8,9 +8,10 @@ it next to nothing; PostgreSQL one statement over arrays, since each statement i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 
@@ -57,3 +58,40 @@ class SqliteConnection(sqlite3.Connection):
 
     def for_each(self, sql: str, values: Sequence[Any]) -> None:
         self.executemany(sql, [(value,) for value in values])
+
+
+class StoreBase:
+    """What a store gives the operations written once over it (store.common, store.replays): its transactions,
+    and for a fleet, paths kept relative to the data root and the fence."""
+
+    instance: str
+    where: str  # the store, as a message names it
+    maps_paths = False  # True when _kept and _path change paths
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = False, snapshot: bool = False) -> Iterator[Db]:
+        """One write transaction (`durable`: flushed before it returns), or a read-only `snapshot`."""
+        raise NotImplementedError
+        yield
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Db]:
+        raise NotImplementedError
+        yield
+
+    def _kept(self, path: str) -> str:
+        """A path as the store keeps it."""
+        return path
+
+    def _path(self, kept: str) -> str:
+        """A path the store kept, as this host reaches it."""
+        return kept
+
+    def _fenced(self, db: Db) -> None:
+        """Before copies are planned or published: StoreError when this instance may no longer (a fleet's)."""
+
+    def fenced(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        raise NotImplementedError

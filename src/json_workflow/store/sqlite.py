@@ -8,10 +8,12 @@ cut (copies staged before they are published; the reporter's writes, as before) 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from json_workflow.errors import StoreError
 from json_workflow.settings import default_instance
@@ -43,6 +45,7 @@ class SqliteStore(SqlStore):
         self.where = str(self.path)
         self.instance = instance or default_instance()
         self._lock = threading.Lock()
+        self._held: list[IO[str]] = []  # lock files held (exclusive), until the store is closed
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, factory=SqliteConnection)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -61,6 +64,18 @@ class SqliteStore(SqlStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        for held in self._held:  # its flock goes with it
+            held.close()
+
+    def exclusive(self, what: str) -> bool:
+        held = open(self.path.parent / f"{what}.lock", "a")  # noqa: SIM115 - kept open until the store closes
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.close()
+            return False
+        self._held.append(held)
+        return True
 
     @contextlib.contextmanager
     def _transaction(self, durable: bool = False, snapshot: bool = False) -> Iterator[SqliteConnection]:
