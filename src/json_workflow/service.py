@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.delivery.takeover import take_over
-from json_workflow.errors import ConfigError, DestinationError, StillWriting
+from json_workflow.errors import ConfigError
 from json_workflow.intake import Source
 from json_workflow.intake.feeds import Feeds
 from json_workflow.intake.scan import Candidate, candidate_at
@@ -37,14 +37,15 @@ from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import report_forever
 from json_workflow.run import check_hot_folder, holding
 from json_workflow.store import Store
+from json_workflow.waiting import Waiting
 from json_workflow.web import start_web
 
 if TYPE_CHECKING:
     from json_workflow.store.fleet import Membership
 
 STATS_SECONDS = 60
-# How often the live state is saved for `status` and a dashboard run apart from the service.
-LIVE_SECONDS = 5.0
+# How often the live state is saved for `status` and a dashboard run apart from the service; soonest after a change.
+LIVE_SECONDS, LIVE_CHANGED = 5.0, 0.5
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0
@@ -73,12 +74,13 @@ class Service:
         self.stop_requested = False
         self.reload_requested = False
         self.queue: deque[tuple[str, Source]] = deque()
-        self.attempts: Counter[str] = Counter()
         self.tracker = StabilityTracker(config.stable_seconds, clock)
         self.feeds = Feeds(config, self.tracker, self._record_scan, self._rewatched, clock)
         self.due: dict[str, float] = {}
         self.beat = 0.0
         self.monitor = Monitor(config, config.instance)
+        self.waiting = Waiting(config, self.tracker, self.monitor)
+        self.saved = 0.0  # when the live state was saved last
         self.membership: Membership | None = None  # a fleet's (store.fleet); None alone
         self.exit_code = 0
 
@@ -189,16 +191,23 @@ class Service:
             sd_notify("WATCHDOG=1")
             due["beat"] = now + self.beat
         self._turn()
-        if now >= due["live"]:
-            self.monitor.save(self.journal)
-            due["live"] = now + LIVE_SECONDS
         batch = self._next_batch(startup)
         if batch:
             self._handle(self.pipeline.submit(batch, Summary()))  # finished with the next batch, or when idle
+            self._live()
             return 0.0
         self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
+        self._live()
         logs.flush()
         return min(self.tracker.next_due(), *(when - now for when in due.values()))
+
+    def _live(self) -> None:
+        """Save the live state for `status`: at once when a destination (or the hot folder) changed state, soon
+        when a count did, and every LIVE_SECONDS anyway (the heartbeat other processes read)."""
+        now, monitor = self.clock(), self.monitor
+        if monitor.urgent or now >= self.due["live"] or (monitor.changed and now >= self.saved + LIVE_CHANGED):
+            monitor.save(self.journal)
+            self.saved, self.due["live"] = now, now + LIVE_SECONDS
 
     def shut_down(self) -> None:
         """Stop watching, finish the batches in flight, tidy the claim area."""
@@ -227,19 +236,9 @@ class Service:
         return batch
 
     def _handle(self, finished: list[Delivery]) -> None:
-        """Retry later what waits for its destination, with a growing delay; forget what is done."""
-        self.monitor.finished(finished)
-        for d in finished:
-            if isinstance(d.waiting_on, StillWriting) and not d.left_claimed:
-                self.tracker.seen(d.candidate.origin, d.source)  # taken again once closed, or stable
-            elif d.waiting_on is not None and not d.left_claimed:
-                self.attempts[d.candidate.origin] += 1
-                delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[d.candidate.origin])
-                self.tracker.hold(d.candidate.origin, d.source, delay)
-                if isinstance(d.waiting_on, DestinationError):
-                    self.monitor.held(d.waiting_on, delay)
-            elif d.waiting_on is None:
-                self.attempts.pop(d.candidate.origin, None)
+        """Count what a batch finished, retry later what waits; the gauges are current when a batch ends."""
+        self.waiting.finished(finished)
+        self._turn()
 
     def _record_scan(self, outcome: str, seconds: float | None, found: int | None, slow: bool) -> None:
         now = time.time()
@@ -279,7 +278,7 @@ class Service:
         if kept:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
         old, self.config = self.config, new
-        self.feeds.config = new
+        self.feeds.config = self.waiting.config = new
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds

@@ -193,6 +193,14 @@ class StabilityTracker:
     def is_held(self, path: str) -> bool:
         return path in self._held
 
+    def release(self, paths: list[str]) -> None:
+        """Take these held files again at once (their destination works again)."""
+        with self._lock:
+            for path in paths:
+                if path in self._held:
+                    self._held[path] = (0.0, self._held[path][1])
+        self.wake.set()
+
     def release_due(self) -> int:
         """Track again the held files whose retry time has come; returns how many."""
         now = self.clock()

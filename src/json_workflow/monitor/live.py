@@ -60,6 +60,9 @@ class Monitor:
         self._seq = itertools.count(1)
         self._troubles: dict[str, Destination] = {}  # trouble folder -> its state
         self._lock = threading.Lock()
+        self.changed = False  # a count `status` shows changed since the state was saved
+        self.urgent = False  # a destination (or the hot folder) changed state: saved at once
+        self.recovered: list[tuple[str, float | None]] = []  # of the batch `finished` last counted
         self.clients: set[str] = {UNKNOWN_CLIENT}
         self.configure(config)
 
@@ -75,9 +78,11 @@ class Monitor:
                 self.copies.setdefault(rule.name, 0)
 
     # --- updates, from the service's main thread ----------------------------------------------
-    def finished(self, deliveries: Iterable[Delivery]) -> None:
-        """Count the files a batch finished, and learn from them which destinations work."""
+    def finished(self, deliveries: Iterable[Delivery]) -> list[tuple[str, float | None]]:
+        """Count the files a batch finished, and learn from them which destinations work; returns the
+        destinations in trouble that work again, as (folder, since when they were in trouble)."""
         now = self.clock()
+        self.recovered = []
         with self._lock:
             for d in deliveries:
                 outcome = d.outcome
@@ -105,6 +110,7 @@ class Monitor:
                         for rule in destination.reasons:
                             self.copies[rule] += 1
                 self._event(now, "archived", f"{d.candidate.display} archived", d.row)
+        return self.recovered
 
     def held(self, trouble: DestinationError, seconds: float) -> None:
         """A file waits for `trouble`'s folder; it is tried again in `seconds`."""
@@ -128,11 +134,14 @@ class Monitor:
 
     def turn(self, waiting: int, claimed: int, pending: int, watcher_alive: bool, watch: str | None = None) -> None:
         """The main loop's heartbeat, with the counts it knows and its watch mode (it may switch to polling)."""
-        self.waiting, self.claimed, self.pending, self.watcher_alive = waiting, claimed, pending, watcher_alive
-        self.watch = watch or self.watch
+        counts = (waiting, claimed, pending, watcher_alive, watch or self.watch)
+        if counts != (self.waiting, self.claimed, self.pending, self.watcher_alive, self.watch):
+            self.changed = True
+        self.waiting, self.claimed, self.pending, self.watcher_alive, self.watch = counts
         self.beat = self.clock()
 
     def intake(self, ok: bool) -> None:
+        self.urgent |= ok != self.hot_ok
         self.hot_ok = ok
 
     # --- reading, from any thread -------------------------------------------------------------
@@ -171,6 +180,7 @@ class Monitor:
     # --- the store: saved for `status`, the last scan and report read at start -------------------
     def save(self, store: Store) -> None:
         """Save the live state (a failure is logged by the store: it is only for `status`)."""
+        self.changed = self.urgent = False
         live = self.snapshot()
         store.save_live(LiveRow(live.instance, live.pid, live.started, live.beat, json.dumps(live.as_dict())))
 
@@ -201,12 +211,15 @@ class Monitor:
         if known is None:
             known = self._troubles[trouble.folder] = Destination(trouble.folder, [], "trouble", str(trouble), now)
             self._event(now, "warning", f"Destination in trouble: {trouble}")
+            self.urgent = True
         known.error = str(trouble)
         return known
 
     def _working(self, folder: str) -> None:
-        if self._troubles and self._troubles.pop(folder, None) is not None:
+        if self._troubles and (was := self._troubles.pop(folder, None)) is not None:
             self._event(self.clock(), "info", f"Destination working again: {shown(folder)}")
+            self.recovered.append((folder, was.since))
+            self.urgent = True
 
     def _event(self, at: float, kind: str, text: str, file: int | None = None) -> None:
         self.activity.append(Event(next(self._seq), at, kind, text, file))

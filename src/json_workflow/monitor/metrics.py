@@ -10,6 +10,7 @@ import functools
 import importlib.metadata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -36,12 +37,19 @@ class Figures:
     instance: str = ""  # this process's instance
     store: str = "sqlite"
     fleet: list[Instance] = field(default_factory=list)  # a fleet's instances (none alone)
+    last_scan: float = 0.0  # when the last periodic scan ended; 0 before the first (an alert on its age fires)
+    report_sent: float = 0.0  # when the last daily report was sent; 0 before the first
+
+    def at(self, scan: dict[str, Any] | None, report: dict[str, Any] | None) -> Figures:
+        """With the last scan's end and the last report's sending (as the live state holds them)."""
+        self.last_scan, self.report_sent = (scan or {}).get("at", 0.0), (report or {}).get("sent", 0.0)
+        return self
 
 
 def service_figures(monitor: Monitor) -> Figures:
     files, copies, buckets, seconds_sum = monitor.counters()
     live = monitor.snapshot()
-    return Figures(live, files, copies, buckets, seconds_sum, live.scans)
+    return Figures(live, files, copies, buckets, seconds_sum, live.scans).at(live.last_scan, live.report)
 
 
 class _Collector(Collector):
@@ -101,13 +109,10 @@ def families(f: Figures) -> Iterator[Metric]:
             for rule in destination.rules:
                 up.add_metric([rule], 1 if destination.state == "ok" else 0)
         yield up
-        if live.last_scan is not None:
-            at = live.last_scan["at"]
-            yield _gauge("last_scan_timestamp_seconds", "When the last periodic scan ended (Unix time).", at)
-        if live.report is not None:
-            sent = live.report["sent"]
-            yield _gauge("report_last_sent_timestamp_seconds", "When the last daily report was sent (Unix time).", sent)
         yield _gauge("heartbeat_timestamp_seconds", "When the main loop last turned (Unix time).", live.beat)
+    never = " (Unix time; 0: never)."
+    yield _gauge("last_scan_timestamp_seconds", "When the last periodic scan ended" + never, f.last_scan)
+    yield _gauge("report_last_sent_timestamp_seconds", "When the last daily report was sent" + never, f.report_sent)
     info = GaugeMetricFamily(
         PREFIX + "build_info", "The json-workflow version, as a label; always 1.", labels=["version"]
     )

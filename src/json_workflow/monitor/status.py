@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from json_workflow.config import Config
+from json_workflow.config import UNKNOWN_CLIENT, Config
 from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.state import Live, last_scan_and_report
@@ -24,6 +24,17 @@ from json_workflow.store import Store, has_store, open_store
 from json_workflow.store.rows import FileRecord
 
 RUNNING, ATTENTION, NOT_RUNNING = 0, 1, 3  # status's exit codes
+
+
+@dataclass
+class Failed:
+    """A failed file waiting for an operator, as `status` names it (JSON key `failed`)."""
+
+    client: str
+    name: str  # CLIENT/name.json, as it came
+    stage: str
+    reason: str
+    path: str  # the failed file, in the failed folder
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Status:
     last_report: dict[str, Any] | None
     instance: str = ""  # this configuration's instance
     fleet: list[Instance] = field(default_factory=list)  # a fleet's instances (none alone)
+    failed: list[Failed] = field(default_factory=list)  # every failed file waiting, newest first
 
     def attention(self) -> list[str]:
         """What needs an operator, one line each."""
@@ -108,6 +120,7 @@ class Status:
             out.append(f"Fleet ({sum(i.alive for i in self.fleet)} of {len(self.fleet)} instances running):")
             out += [f"  {i.line()}" for i in self.fleet]
         out.append(f"Failed files waiting: {self.failed_files}")
+        out += [f"  {f.name}: {f.stage}: {f.reason}\n    -> {f.path}" for f in self.failed]
         scan = self.last_scan
         out.append(
             "Last periodic scan: "
@@ -156,15 +169,20 @@ def status_from(store: Store, config: Config, pid: int | None, now: float) -> St
     row = saved.get(config.instance) if config.fleet else next((r for r in saved.values() if r.pid == pid), None)
     live = Live.from_dict(json.loads(row.state)) if row is not None and pid is not None else None
     scan, report = last_scan_and_report(store)
+    failed = [
+        Failed(r.client or UNKNOWN_CLIENT, r.name, r.stage or "", r.reason or "", r.failed_as or "")
+        for r in waiting_failed(store)
+    ]
     return Status(
         generated=now,
         running="" if pid is None else ("service" if live is not None else "run"),
         pid=pid,
         live=live,
         today=today,
-        failed_files=len(waiting_failed(store)),
+        failed_files=len(failed),
         last_scan=scan,
         last_report=report,
         instance=config.instance,
         fleet=fleet,
+        failed=failed,
     )

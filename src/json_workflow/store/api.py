@@ -207,6 +207,10 @@ class Store(Protocol):
         """Note that these failed files were put back into the hot folder (logged)."""
         ...
 
+    def copy_totals(self) -> list[tuple[str, int]]:
+        """(rule, copies) over the rows kept: the copies each rule sent."""
+        ...
+
     def outcome_totals(self) -> list[tuple[str | None, str, int]]:
         """(client, outcome, files) over the rows kept: archived, failed and pending."""
         ...

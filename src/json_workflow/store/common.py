@@ -240,6 +240,10 @@ class SqlStore(ReplayStore):
         kept = [self._kept(f) for f in failed]
         self._record(lambda db: stats.retried(db, kept, now))
 
+    def copy_totals(self) -> list[tuple[str, int]]:
+        with self._reading() as db:
+            return queries.copy_totals(db)
+
     def outcome_totals(self) -> list[tuple[str | None, str, int]]:
         with self._reading() as db:
             return queries.outcome_totals(db)

@@ -271,6 +271,10 @@ def failed_files(db: Db, limit: int) -> list[FileRecord]:
     )
 
 
+def copy_totals(db: Db) -> list[tuple[str, int]]:
+    return db.execute("SELECT rule, COUNT(*) FROM routed GROUP BY rule").fetchall()
+
+
 def outcome_totals(db: Db) -> list[tuple[str | None, str, int]]:
     return db.execute(
         "SELECT client, outcome, COUNT(*) FROM files WHERE outcome IN ('archived', 'failed', 'pending', 'superseded')"

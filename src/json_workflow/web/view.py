@@ -105,8 +105,10 @@ class View:
             if outcome != "pending":
                 key = (client or "_unknown", outcome)
                 files[key] = files.get(key, 0) + count
+        copies = {rule.name: 0 for rule in self.config().routes} | dict(self.store.copy_totals())
         live = self.live()
-        return metrics.Figures(live, files, {}, None, 0.0, live.scans if live else {})
+        figures = metrics.Figures(live, files, copies, None, 0.0, live.scans if live else {})
+        return figures.at(*self.scan_and_report(live))
 
     def fleet(self) -> list[Instance]:
         """A fleet's instances (none alone); none either while the store cannot be read (logged)."""
