@@ -233,3 +233,19 @@ def test_run_once_whose_store_dies_mid_run_stops_with_exit_1_and_loses_nothing(t
 
 def archived(root: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(root / "JSON_STORE"))
+
+
+@pytest.mark.parametrize("apply", [[], ["--apply"]], ids=["replay", "replay --apply"])
+def test_replay_with_its_store_down_exits_2_naming_it_and_delivers_nothing(tmp_path, root, apply):
+    (root / "JSON_STORE/BISSELL").mkdir(parents=True)
+    (root / "JSON_STORE/BISSELL/1.json").write_bytes(job("BISSELL", "SOCIAL", 1))
+    url = f"postgresql://jw@/postgres?host={tmp_path / 'no-server-here'}"
+    cfg = fleet_config(tmp_path, root, url)
+    cfg.write_text(
+        cfg.read_text() + '[[routes]]\nname = "Stores"\ndestination = "CLIENT-STORES/{ClientCode}/IN"\n'
+        'when = { ClientCode = "BISSELL" }\n'
+    )
+    r = cli("replay", "--config", str(cfg), *apply, timeout=30)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "cannot use the store" in r.stderr and url in r.stderr
+    assert not (root / "CLIENT-STORES").exists()

@@ -27,7 +27,7 @@ from json_workflow.parse import Job, parse_job
 from json_workflow.replay import Change, Delivered, digest
 from json_workflow.route import Destination
 from json_workflow.store import Store
-from json_workflow.store.replays import Reception, Replayed
+from json_workflow.store.replays import Reception, Replayed, ReplayKey
 from json_workflow.store.rows import FinishedFile, Received
 
 BATCH = 100  # files per flush: the journal's and the disk's round trips are shared by a batch
@@ -46,6 +46,8 @@ class Placed:
 
 @dataclass
 class Applied:
+    """What one `replay --apply` did with the added copies."""
+
     delivered: list[Placed] = field(default_factory=list)  # published now (or an interrupted run's, finished now)
     already: list[Placed] = field(default_factory=list)  # delivered before, or there with the same bytes
     left: list[Placed] = field(default_factory=list)  # not delivered, and why (other bytes there, cannot write)
@@ -100,7 +102,7 @@ class _Batch:
         self.barrier = durable.Barrier(config.flush)
         self.planned: list[tuple[Replayed, bytes]] = []
         self.staged: list[Replayed] = []
-        self.dropped: list[tuple[str, str, str]] = []
+        self.dropped: list[ReplayKey] = []
         self.present: list[Replayed] = []  # already there with the same bytes: recorded as published
         self.done: list[Replayed] = []
         self.jobs: dict[str, Job | None] = {}
@@ -136,7 +138,7 @@ class _Batch:
         if final in finals:
             self._left(copy, "another archived file of that name goes there in this run")
         elif os.path.lexists(final):
-            if _same(final, data):
+            if _same(final, data=data):
                 self.present.append(copy)
             else:
                 self._left(copy, OTHER_BYTES)
@@ -179,7 +181,7 @@ class _Batch:
             try:
                 durable.rename_new(copy.temp, copy.final)
             except FileExistsError:  # placed meanwhile (the pipeline, a person)
-                same = _same(copy.final, _read(copy.temp))
+                same = _same(copy.final, copy.temp)
                 durable.remove_quietly(copy.temp)
                 if same:
                     self.present.append(copy)
@@ -198,16 +200,10 @@ class _Batch:
         try:
             self.barrier.flush()
         except OSError as e:  # not known durable: left staged, the next run publishes or rewrites them
-            for copy in renamed:
-                self._left(
-                    copy, f"placed, but the disk refused to flush it: {e.strerror or e}; run replay --apply again"
-                )
+            why = f"placed, but the disk refused to flush it ({e.strerror or e}): run replay --apply again"
+            self.applied.left += [_placed(copy, why) for copy in renamed]
             return
-        for copy in renamed:
-            self.published(copy, None)
-
-    def published(self, copy: Replayed, _: None) -> None:
-        self.done.append(copy)
+        self.done += renamed
 
     def record(self) -> None:
         """Mark the copies published, with a REPLAY reception per file that got copies now, in one transaction."""
@@ -264,9 +260,11 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _same(path: str, data: bytes) -> bool:
+def _same(path: str, other: str = "", data: bytes = b"") -> bool:
+    """Whether the file at `path` holds `data` (or the bytes of the file at `other`); never through a link."""
     try:
-        with open(path, "rb") as f:
+        data = _read(other) if other else data
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
             return f.read(len(data) + 1) == data
     except OSError:
         return False

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, operator_errors, root_option
+from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, root_option
 from json_workflow.config import CONFIG_ENV, Config
+from json_workflow.errors import WorkflowError
 
 if TYPE_CHECKING:
     from json_workflow.redeliver import Applied, Placed
@@ -95,6 +96,8 @@ def replay(
             _apply(changes, new, store, totals, form)
         else:
             _report(changes, new, totals, form)
+    except WorkflowError as e:  # the store failed on the way: what was done is recorded, a rerun goes on
+        raise BadConfiguration(f"replay stopped: {e}") from None
     finally:
         if store is not None:
             store.close()
@@ -103,7 +106,6 @@ def replay(
 def _store(config: Config, deliver: bool) -> Store | None:
     """The store (what was delivered): made for --apply, read when there is one; exit 2 when it cannot be."""
     from json_workflow.delivery.durable import make_folder
-    from json_workflow.errors import WorkflowError
     from json_workflow.store import has_store, open_store
 
     if not deliver and not has_store(config):
@@ -180,8 +182,7 @@ def _apply(changes: Iterator[Change], config: Config, store: Store, totals: Tota
     from json_workflow.redeliver import Applied, apply
 
     applied = Applied()
-    with operator_errors():
-        apply(changes, config, store, applied)
+    apply(changes, config, store, applied)
     rel = config.relative
     if form == "json":
         click.echo(json.dumps(_applied_json(applied, totals, rel), indent=2))
