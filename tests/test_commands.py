@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from conftest import cli, drop, failed_entries, snapshot, wait_for
@@ -249,3 +250,46 @@ def test_replay_with_its_store_down_exits_2_naming_it_and_delivers_nothing(tmp_p
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "cannot use the store" in r.stderr and url in r.stderr
     assert not (root / "CLIENT-STORES").exists()
+
+
+@pytest.mark.parametrize(
+    "output, why",
+    [
+        ("JSON_PARSER_STATE/journal.sqlite3", "expected a file name ending .html"),
+        ("JSON_PARSER_LOGS/json_workflow.log", "expected a file name ending .html"),
+        ("JSON_PARSER_STATE/r.html", "is in the state folder"),
+        ("json_store/RANK/r.html", "is in the archive folder"),
+        ("JSON/.processing/r.html", "is in the hot folder"),
+    ],
+)
+def test_report_output_never_overwrites_json_workflows_own_files(root, output, why):
+    assert cli("run", "--once", "--root", str(root)).returncode == 0
+    before = snapshot(root / "JSON_PARSER_STATE")
+    r = cli("report", "--root", str(root), "--output", str(root / output))
+    assert r.returncode == 2 and why in r.stderr, r.stderr
+    assert snapshot(root / "JSON_PARSER_STATE") == before
+    assert cli("report", "--root", str(root), "--output", str(root / "JSON_PARSER_LOGS/r.html")).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["status"], ["stats"], ["history", "x"], ["report"]], ids=" ".join)
+def test_a_store_that_answers_no_query_holds_no_command_past_connect_timeout(tmp_path, root, pg_server, command):
+    url = pg_server.database()
+    cfg = fleet_config(tmp_path, root, url, timeout=3)
+    assert cli("run", "--once", "--config", str(cfg)).returncode == 0  # the schema, and a run to report on
+    with psycopg.connect(url) as db:  # another session holds the statistics locked
+        db.execute("LOCK TABLE files IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        r = cli(*command, "--config", str(cfg), timeout=60)
+        took = time.monotonic() - began
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "statement timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert took < 3 + 6, took
+
+
+def test_run_once_tries_the_store_again_but_never_past_connect_timeout(tmp_path, root, silent_server):
+    cfg = fleet_config(tmp_path, root, f"postgresql://jw@127.0.0.1:{silent_server}/postgres", timeout=8)
+    began = time.monotonic()
+    r = cli("run", "--once", "--config", str(cfg), timeout=60)
+    took = time.monotonic() - began
+    assert r.returncode == 1 and "gave up on the store after store.connect_timeout (8s)" in r.stderr
+    assert 8 <= took + 0.5 and took < 8 + 2.5, took  # two tries (5 s, then the 2 s that fit), the pauses between

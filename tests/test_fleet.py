@@ -288,3 +288,5 @@ def test_a_hung_instance_is_taken_over_and_fenced_when_it_wakes(tmp_path, root, 
         a.stop(signal.SIGKILL)
         assert b.stop() == 0
     assert_exactly_once(root, good, bad, rank, consumer)
+    with psycopg.connect(url) as db:  # the files the taker finished have their facts too (history by job number)
+        assert db.execute("SELECT name FROM files WHERE outcome = 'archived' AND job IS NULL").fetchall() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import signal
 import threading
 import time
@@ -157,3 +158,23 @@ def test_an_instance_that_cannot_mail_leaves_the_report_to_one_that_can(tmp_path
         finally:
             assert quiet.stop() == 0
     assert len(inbox.messages) == 1 and day in inbox.messages[0]["Subject"]
+
+
+def test_a_reload_that_changes_the_report_settings_is_seen_by_the_fleet(root, pg_server):
+    from json_workflow.store import open_store
+    from json_workflow.store.fleet import Membership
+
+    url = pg_server.database()
+    config = build({"store": {"url": url, "lease_seconds": 3}, "instance": "ib"}, "test", root=root)
+    open_store(config).close()  # the schema
+    membership = Membership(url, None, "ib", lease=3, report=config.report_settings)
+    membership.join(lambda why: time.sleep(0.2))
+    store = open_store(config)
+    try:
+        assert json.loads(store.members()[0].report)["mails"] is False
+        membership.report_changed({**config.report_settings, "mails": True, "recipients": ["ops@example.com"]})
+        wait_for(lambda: json.loads(store.members()[0].report)["mails"], what="the new settings, renewed")
+        assert json.loads(store.members()[0].report)["recipients"] == ["ops@example.com"]
+    finally:
+        store.close()
+        membership.leave(area_empty=True)

@@ -293,3 +293,21 @@ def test_two_applies_at_once_do_not_run_together(root, tmp_path):
         store.close()
     assert busy.returncode == 2 and "another `replay --apply` is running on this root" in busy.stderr
     assert not (root / "CLIENT-STORES/BISSELL/IN").exists()
+
+
+def test_apply_and_replay_keep_a_name_that_is_not_utf8(root, tmp_path, backend):
+    name = os.fsdecode(b"caf\xe9.json")  # a Latin-1 name from an SMB or FTP client
+    (root / "JSON_STORE/BISSELL").mkdir(parents=True)
+    (root / "JSON_STORE/BISSELL" / name).write_bytes(job("BISSELL", "SOCIAL", 1))
+    new = write_new(tmp_path, root)
+    new.write_text(new.read_text() + store_toml())
+    done = cli("replay", "--apply", "--config", str(new), "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [delivered] = json.loads(done.stdout)["delivered"]
+    assert delivered["file"] == "JSON_STORE/BISSELL/caf\\xe9.json"
+    copy = root / "CLIENT-STORES/BISSELL/IN" / name
+    assert copy.read_bytes() == job("BISSELL", "SOCIAL", 1)
+    copy.unlink()  # taken downstream: never delivered again
+    again = cli("replay", "--apply", "--config", str(new))
+    assert again.returncode == 0 and "delivered 0 copies, 1 delivered before" in again.stdout, again.stdout
+    assert not copy.exists()

@@ -129,3 +129,36 @@ def test_folders_from_placeholders_are_made_below_the_root_and_never_outside(roo
     (outside / "LOREAL").mkdir()
     assert run_once(config).archived == 1
     assert (outside / "LOREAL/l.json").read_bytes() == job("LOREAL", "X", 2)
+
+
+@pytest.mark.parametrize("title", ["json_parser_state", "Json", "json_store", "Json_Failed", "JSON_parser_LOGS"])
+def test_an_own_folder_in_another_case_is_off_limits_too(root, title):
+    # exFAT and SMB shares ignore case: "json_parser_state" is the state folder there
+    config = make_config(root, **rule("{Title}", {"Title": {"exists": True}}))
+    with pytest.raises(Rejected, match="would be in or over the"):
+        plan_of(config, a_job(Title=title))
+    with pytest.raises(ConfigError, match=r"routes\[0\].destination: .* (is|is inside) the"):
+        make_config(root, **rule(title))
+
+
+@pytest.mark.root
+def test_an_own_folder_reached_through_a_bind_mount_is_off_limits(root, tmp_path):
+    from conftest import _mounted
+    from json_workflow.config import load
+
+    (root / "JSON_PARSER_STATE").mkdir()
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    for _ in _mounted(["mount", "--bind", str(root / "JSON_PARSER_STATE")], alias):
+        config_file = tmp_path / "c.toml"
+        config_file.write_text(f'[[routes]]\nname = "r"\ndestination = "{alias}"\nwhen = {{ ClientCode = "RANK" }}\n')
+        with pytest.raises(ConfigError) as e:
+            load(config_file, root)
+        assert e.value.problems == [
+            f"routes[0].destination: {alias} is in or at the state folder {root}/JSON_PARSER_STATE (paths.state) on "
+            "disk, by another name (a bind mount, or a name that differs only in case on a filesystem that ignores "
+            "case); json-workflow's own folders never receive copies: choose a folder outside them"
+        ]
+        config = make_config(root, **rule(str(tmp_path) + "/{Title}", {"Title": {"exists": True}}))
+        with pytest.raises(Rejected, match=r"would be in or over the state folder"):
+            plan_of(config, a_job(Title="alias"))

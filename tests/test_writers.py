@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import threading
 import time
@@ -123,4 +124,50 @@ def test_in_place_rewrites_never_fail_as_half_written_and_the_last_version_is_de
         assert read_reason(failed)["stage"] == "deliver" and "superseded" in read_reason(failed)["reason"]
         assert failed.read_bytes() in versions
     assert "invalid JSON" not in service.text()
+    assert leftovers(root) == []
+
+
+def rewrite_several_times(folder: Path, jobs: dict[str, bytes], times: int, chunks: int = 6) -> None:
+    """Write each job file as some exporters do: the whole file `times` over, each in `chunks` writes."""
+    pauses = random.Random(5)
+    for name, data in jobs.items():
+        step = len(data) // chunks + 1
+        for _ in range(times):
+            with open(folder / name, "wb") as f:
+                for start in range(0, len(data), step):
+                    f.write(data[start : start + step])
+                    f.flush()
+                    time.sleep(0.002)
+            if pauses.random() < 0.5:
+                time.sleep(pauses.uniform(0, 0.003))
+
+
+def test_identical_rewrites_while_a_destination_is_in_trouble_fail_nothing(root, tmp_path):
+    """The files wait for their destination; their writer writes each several times over, the same bytes:
+    each older version that comes back finds a newer one (maybe half written) in its place, and is no failure."""
+    blocked = root / RANK_ROUTE
+    blocked.parent.mkdir(parents=True)
+    blocked.write_bytes(b"")  # the destination is in trouble: every file waits, and comes back
+    service = Service(root, write_config(tmp_path / "config.toml", root)).start()
+    (root / "JSON/RANK").mkdir()
+    jobs = {f"rw{n}.json": job("RANK", "PRODUCTION", n, size=6000) for n in range(60)}
+    try:
+        rewrite_several_times(root / "JSON/RANK", jobs, times=8)
+        time.sleep(2)  # the last versions settle (nothing to poll: waiting is the point)
+        blocked.unlink()  # fixed: the files that waited go out
+        wait_for(
+            lambda: (
+                all((root / "JSON_STORE/RANK" / name).is_file() for name in jobs)
+                and not list((root / "JSON/RANK").iterdir())
+            ),
+            timeout=60,
+            what="every job archived",
+        )
+    finally:
+        assert service.stop() == 0
+    assert "was superseded" not in service.text()
+    assert not (root / "JSON_FAILED").exists(), sorted(os.listdir(root / "JSON_FAILED/RANK"))
+    for name, data in jobs.items():
+        assert (root / "JSON_STORE/RANK" / name).read_bytes() == data
+        assert (root / RANK_ROUTE / name).read_bytes() == data
     assert leftovers(root) == []

@@ -4,8 +4,8 @@ Its own folders are the hot folder (with the claim area inside it), the archive,
 the logs folder and the state folder. Nothing delivered may land where files are taken from (they
 would be taken again), and no destination may be in or over any of its own folders (a job whose Title
 is JSON_PARSER_STATE must not land beside the journal). Checked when the configuration is loaded and
-reloaded, on the paths as written and then through symlinks on disk; a destination filled from a
-job's fields is checked the same way when it is filled (route.Router).
+reloaded, on the paths as written (ignoring case) and then on disk, through symlinks and by identity;
+a destination filled from a job's fields is checked the same way when it is filled (route.Router).
 """
 
 from __future__ import annotations
@@ -34,12 +34,42 @@ def own_folders(hot: Path, archive: Path, failed: Path, logs: Path, state: Path)
     ]
 
 
+def within(folder: Path, other: Path) -> bool:
+    """`folder` is `other` or inside it, ignoring case: a data root on exFAT or SMB ignores it too."""
+    return Path(str(folder).casefold()).is_relative_to(Path(str(other).casefold()))
+
+
 def trespass(folder: Path, own: Sequence[Own], inside_only: bool = False) -> Own | None:
     """The first of `own` that `folder` is in, is, or (unless `inside_only`) holds; None when it keeps clear."""
     for o in own:
-        if folder.is_relative_to(o.path) or (not inside_only and o.path.is_relative_to(folder)):
+        if within(folder, o.path) or (not inside_only and within(o.path, folder)):
             return o
     return None
+
+
+def trespass_on_disk(folder: Path, own: Sequence[Own], inside_only: bool = False) -> tuple[Own, bool] | None:
+    """Like `trespass`, by the folders' identity on disk (a bind mount, a link, another case of a name):
+    the own folder met, and True when `folder` is in or at it (False: it holds it)."""
+    above, here = _lineage(folder), _identity(folder)
+    for o in own:
+        if (mine := _identity(o.path)) is not None and mine in above:
+            return o, True
+        if not inside_only and here is not None and here in _lineage(o.path):
+            return o, False
+    return None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _lineage(path: Path) -> set[tuple[int, int]]:
+    """The identities of `path` and of every existing folder above it."""
+    return {i for p in (path, *path.parents) if (i := _identity(p)) is not None}
 
 
 # A routing rule's destination: (key, folder as written, its fixed part). A templated destination's fixed
@@ -48,10 +78,20 @@ Destinations = Sequence[tuple[str, Path, Path]]
 
 
 def problems(own: Sequence[Own], destinations: Destinations, on_disk: bool) -> list[str]:
-    """What is wrong with the layout (one line per key), as written, then through symlinks on disk."""
+    """What is wrong with the layout (one line per key), as written, then on disk: through symlinks, then by
+    the folders' identity (a bind mount, a name that differs only in case on a filesystem that ignores it)."""
     found = _problems(own, destinations, lambda path: path)
     if on_disk and not found:
         found = _problems(own, destinations, lambda path: Path(os.path.realpath(path)))
+    if on_disk and not found:
+        for key, written, fixed in destinations:
+            if (met := trespass_on_disk(fixed, own, inside_only=written != fixed)) is not None:
+                o, inside = met
+                found.append(
+                    f"{key}: {written} {'is in or at' if inside else 'holds'} the {o.name} {o.path} ({o.key}) on disk, "
+                    "by another name (a bind mount, or a name that differs only in case on a filesystem that "
+                    "ignores case); json-workflow's own folders never receive copies: choose a folder outside them"
+                )
     return found
 
 
@@ -61,13 +101,15 @@ def _problems(own: Sequence[Own], destinations: Destinations, resolve: Callable[
     found = []
     # The archive and the failed folder are delivered to: never into the hot folder.
     for o in real[1:3]:
-        if o.path.is_relative_to(hot.path):
-            found.append(_into_hot(o.key, shown[o.key], o.path == hot.path, shown[hot.key]))
+        if within(o.path, hot.path):
+            found.append(_into_hot(o.key, shown[o.key], within(hot.path, o.path), shown[hot.key]))
     # They get a folder per client, named after the files: no other of its folders may be one of those.
     for h, holder in enumerate(real[1:3], start=1):
         for i, o in enumerate(real):
-            same = o.path == holder.path  # said once per pair (the hot folder's case above)
-            if i != h and o.path.is_relative_to(holder.path) and not (same and i < h):
+            same = within(o.path, holder.path) and within(
+                holder.path, o.path
+            )  # said once per pair (the hot folder's case above)
+            if i != h and within(o.path, holder.path) and not (same and i < h):
                 where = "the same folder as" if same else "inside"
                 found.append(
                     f"{o.key}: {shown[o.key]} is {where} the {holder.name} {shown[holder.key]} ({holder.key}), where "
@@ -76,11 +118,11 @@ def _problems(own: Sequence[Own], destinations: Destinations, resolve: Callable[
     for key, written, fixed in destinations:
         path, templated = resolve(fixed), written != fixed
         folder = str(written) if templated else _shown(written, path)
-        if path.is_relative_to(hot.path):
-            found.append(_into_hot(key, folder, path == hot.path and not templated, shown[hot.key]))
+        if within(path, hot.path):
+            found.append(_into_hot(key, folder, within(hot.path, path) and not templated, shown[hot.key]))
         elif (met := trespass(path, real, inside_only=templated)) is not None:
-            inside = "is" if path == met.path and not templated else "is inside"
-            where = inside if path.is_relative_to(met.path) else "holds"
+            inside = "is" if within(met.path, path) and not templated else "is inside"
+            where = inside if within(path, met.path) else "holds"
             found.append(
                 f"{key}: {folder} {where} the {met.name} {shown[met.key]} ({met.key}); json-workflow's own "
                 "folders never receive copies: choose a folder outside them"

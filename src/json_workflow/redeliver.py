@@ -63,7 +63,7 @@ def delivered_by(config: Config, store: Store) -> Delivered:
         done = {Path(os.path.dirname(r.final)) for r in store.replayed(path, version) if r.state == "published"}
         name = os.path.basename(path)
         names = {shown(f"{folder}/{name}") for folder in [client, *spellings.get(client.casefold(), [])]}
-        return done | {Path(folder) for folder in store.last_delivery([*names, shown(name)], client)}
+        return done | {Path(folder) for folder in store.last_delivery([*names, shown(name)], shown(client))}
 
     return delivered
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
 from json_workflow.intake.scan import is_job_name
+from json_workflow.names import shown
 from json_workflow.parse import Job, parse_job
 from json_workflow.route import Destination, Router
 
@@ -49,7 +50,7 @@ class Totals:
     files: int = 0  # archived files read
     changed: int = 0
     delivered: int = 0  # added copies delivered already (by replay --apply, or the pipeline under the new rules)
-    unreadable: list[str] = field(default_factory=list)  # not parsable or routable any more: "path: why"
+    unreadable: list[str] = field(default_factory=list)  # not parsable or routable any more: "path: why", relative
     added: Counter[str] = field(default_factory=Counter)  # copies added, by rule
     removed: Counter[str] = field(default_factory=Counter)
     clients: Counter[str] = field(default_factory=Counter)  # files changed, by client
@@ -80,7 +81,7 @@ def replay(
             job = parse_job(data, client)
             before, after = old_router.plan(job), new_router.plan(job)
         except (OSError, Rejected) as e:
-            totals.unreadable.append(f"{path}: {getattr(e, 'reason', None) or e}")
+            totals.unreadable.append(f"{shown(new.relative(path))}: {getattr(e, 'reason', None) or e}")
             continue
         added, removed = difference(before, after)
         done: tuple[Destination, ...] = ()

@@ -104,6 +104,8 @@ class Router:
         if self._own_on_disk is None:  # once per configuration: the folders as they are on disk
             self._own_on_disk = [o._replace(path=Path(os.path.realpath(o.path))) for o in self._own]
         own = layout.trespass(folder, self._own) or layout.trespass(Path(os.path.realpath(folder)), self._own_on_disk)
+        if own is None and (met := layout.trespass_on_disk(folder, self._own)) is not None:
+            own = met[0]  # the same folder by another name: a bind mount, another case on exFAT
         if own is not None:
             raise Rejected(
                 f'rule "{template.rule}": its destination {folder} would be in or over the {own.name} '

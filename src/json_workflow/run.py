@@ -79,6 +79,7 @@ def exclusive(config: Config) -> Iterator[Store]:
 
 
 STORE_RETRY_SECONDS = 5.0
+MIN_TRY_SECONDS = 2.0  # libpq's shortest connect timeout: a command tries again only when that much is left
 
 
 @contextlib.contextmanager
@@ -96,19 +97,24 @@ def holding(
         return
     settings = config.store
     give_up = None if waits else time.monotonic() + settings.connect_timeout
+    membership: Membership | None = None
+
+    def left() -> float:
+        return settings.connect_timeout if give_up is None else give_up - time.monotonic()
 
     def again(why: Exception) -> None:
-        """Wait before the next try; a command that has waited long enough gives up, saying why."""
-        left = STORE_RETRY_SECONDS if give_up is None else give_up - time.monotonic()
-        if left <= 0:
+        """Wait before the next try; a command gives up, saying why, when no try fits in store.connect_timeout."""
+        if left() < MIN_TRY_SECONDS:
             raise WorkflowError(
                 f"gave up on the store after store.connect_timeout ({settings.connect_timeout:g}s): {why}"
             )
-        pause(min(STORE_RETRY_SECONDS, left), stopped)
+        pause(min(STORE_RETRY_SECONDS, left() - MIN_TRY_SECONDS), stopped)
+        if membership is not None:
+            membership.connect_timeout = left()  # the next try ends in time too
 
     while True:
-        try:
-            store = open_store(config, "pipeline")  # made or upgraded before the membership's tables are used
+        try:  # made or upgraded before the membership's tables are used
+            store = open_store(config, "pipeline", connect_timeout=left())
             break
         except StoreError as e:
             if give_up is None:
@@ -122,8 +128,8 @@ def holding(
         config.instance,
         settings.lease_seconds,
         takes_over,
-        settings.connect_timeout,
-        config.report_settings,
+        left(),
+        config.report_settings if waits else None,  # a command sends no report
     )
     try:
         membership.join(again)

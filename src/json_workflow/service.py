@@ -212,7 +212,7 @@ class Service:
     def shut_down(self) -> None:
         """Stop watching, finish the batches in flight, tidy the claim area."""
         self.feeds.stop()
-        self._handle(self.pipeline.drain(Summary()))
+        self._handle(self.pipeline.drain(Summary(), final=True))
         self.pipeline.close()
         self.pipeline.claims.tidy()
         self._turn()
@@ -279,6 +279,8 @@ class Service:
             log.warning("Reload: %s cannot change while running; restart to apply", ", ".join(kept))
         old, self.config = self.config, new
         self.feeds.config = self.waiting.config = new
+        if self.membership is not None and new.report_settings != old.report_settings:
+            self.membership.report_changed(new.report_settings)  # who can mail the fleet's report
         self._handle(self.pipeline.drain(Summary()))
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds

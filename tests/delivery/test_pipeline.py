@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -371,7 +372,8 @@ def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
         pipeline = Pipeline(config, journal)
         batch = [(c, "STARTUP") for c in scan(config.hot)]
         (claimed,) = [pipeline.claims.claim(c) for c, _ in batch]
-        drop(root, "RANK", "v.json", new)  # the newer version arrives while the old one is claimed
+        newer = drop(root, "RANK", "v.json", new)  # the newer version arrives while the old one is claimed
+        os.utime(newer, (time.time() - 5, time.time() - 5))  # and is whole: written a while ago
         summary = Summary()
         pipeline.submit([(claimed, "STARTUP")], summary)
         pipeline.drain(summary)
@@ -386,8 +388,9 @@ def test_a_waiting_file_superseded_by_a_newer_one_is_set_aside_not_lost(root):
 @pytest.mark.parametrize("same", [True, False])
 def test_a_version_written_again_while_taken_is_dropped_when_the_same_and_set_aside_when_not(root, caplog, same):
     """A writer still holding the taken file open writes it again by name: the taken version waits, finds the
-    newer one in its place, and is dropped (the same bytes: logged once at INFO, counted apart) or set aside."""
-    from json_workflow.delivery.model import Summary
+    newer one in its place, still being written, waits for it to be written, then is dropped (the same bytes:
+    logged once at INFO, counted apart) or set aside."""
+    from json_workflow.delivery.model import Outcome, Summary
     from json_workflow.delivery.pipeline import Pipeline
     from json_workflow.intake.scan import scan
     from json_workflow.run import exclusive, run_once
@@ -396,20 +399,27 @@ def test_a_version_written_again_while_taken_is_dropped_when_the_same_and_set_as
     caplog.set_level(logging.INFO, logger="json_workflow")
     first = job("RANK", "X", 1)
     newer = first if same else job("RANK", "X", 2)
-    drop(root, "RANK", "v.json", first)
+    origin = drop(root, "RANK", "v.json", first)
     config = build({}, "t", root=root)
-    writer = os.open(root / "JSON/RANK/v.json", os.O_WRONLY)  # still open: the taken version must wait
+    writer = os.open(origin, os.O_WRONLY)  # still open: the taken version must wait
     try:
         with exclusive(config) as journal:
             pipeline = Pipeline(config, journal)
             (claimed,) = [pipeline.claims.claim(c) for c in scan(config.hot)]
-            drop(root, "RANK", "v.json", newer)  # written again under its name while the first is taken
+            again = os.open(origin, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # written again under its name...
+            os.write(again, newer[:40])  # ... and not finished when the first comes back
             summary = Summary()
             pipeline.submit([(claimed, "REALTIME")], summary)
-            pipeline.drain(summary)
+            assert [d.outcome for d in pipeline.drain(summary)] == [Outcome.LEFT_CLAIMED]  # kept back, claimed
+            assert (summary.pending, summary.failed) == (1, 0) and not (root / "JSON_FAILED").exists()
+            os.write(again, newer[40:])
+            os.close(again)
+            os.utime(origin, (time.time() - 5, time.time() - 5))  # written a while ago
+            done = pipeline.drain(summary)  # judged now
             pipeline.close()
     finally:
         os.close(writer)
+    assert [d.outcome for d in done] == [Outcome.SUPERSEDED if same else Outcome.FAILED]
     assert (root / "JSON/RANK/v.json").read_bytes() == newer  # the newer version waits to be processed
     assert not (root / "JSON/.processing").exists() or not list((root / "JSON/.processing").rglob("*.json"))
     if same:
@@ -420,7 +430,7 @@ def test_a_version_written_again_while_taken_is_dropped_when_the_same_and_set_as
         assert "RANK/v.json was written again while it was taken (the same bytes)" in said[0].getMessage()
         assert "1 written again while taken" in summary.line()
     else:
-        assert (summary.superseded, summary.failed) == (0, 1)
+        assert (summary.superseded, summary.failed, summary.pending) == (0, 1, 0)
         (aside,) = failed_entries(root, "v.json")
         assert aside.read_bytes() == first and "superseded" in read_reason(aside)["reason"]
     assert run_once(config).archived == 1  # the newer version goes through as any file

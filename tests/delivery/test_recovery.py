@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Consumer, drop, failed_entries, leftovers, make_config, wait_for
+from conftest import Consumer, drop, failed_entries, leftovers, make_config, query, wait_for
+from json_workflow.config import build
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
 from json_workflow.store import Store, open_store
@@ -229,3 +230,13 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
         assert failed.read_bytes() == data
     assert not any((root / "JSON").rglob("*.json"))
     assert leftovers(root) == []
+    # The statistics are as exact as the folders: a file finished by recovery has its job's facts and routes too.
+    config = build({}, "t", root=root)  # the runs' own store (SQLite: the command named no other)
+    assert (
+        query(config, "SELECT name FROM files WHERE outcome = 'archived' AND (job IS NULL OR category IS NULL)") == []
+    )
+    assert query(config, "SELECT name FROM files WHERE outcome = 'failed' AND (stage IS NULL OR reason IS NULL)") == []
+    [(routed,)] = query(
+        config, "SELECT COUNT(DISTINCT f.name) FROM files f JOIN routed r ON r.file = f.id WHERE r.rule = 'Monday Rank'"
+    )
+    assert routed == len(rank_names)

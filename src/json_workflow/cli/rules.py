@@ -122,9 +122,16 @@ def _store(config: Config, deliver: bool) -> Store | None:
     return store
 
 
+def _relative(config: Config) -> Any:
+    """A path as every format shows it: relative to the data root when below it, printable (names.shown)."""
+    from json_workflow.names import shown
+
+    return lambda path: shown(config.relative(path))
+
+
 def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str) -> None:
     """What would change, as text, JSON or CSV (paths relative to the data root); exit 1 when something would."""
-    rel = config.relative
+    rel = _relative(config)
     if form == "json":
         rows = [
             {
@@ -183,7 +190,7 @@ def _apply(changes: Iterator[Change], config: Config, store: Store, totals: Tota
 
     applied = Applied()
     apply(changes, config, store, applied)
-    rel = config.relative
+    rel = _relative(config)
     if form == "json":
         click.echo(json.dumps(_applied_json(applied, totals, rel), indent=2))
     elif form == "csv":
@@ -191,17 +198,22 @@ def _apply(changes: Iterator[Change], config: Config, store: Store, totals: Tota
         writer.writerow(["file", "action", "folder", "rules", "reason"])
         for action, placed in _actions(applied):
             writer.writerow([rel(placed.source), action, rel(placed.folder), " + ".join(placed.rules), placed.why])
+        for problem in totals.unreadable:  # "file: why"
+            file, _, why = problem.partition(": ")
+            writer.writerow([file, "cannot route", "", "", why])
     else:
         for placed in applied.delivered:
             click.echo(f"delivered {rel(os.path.join(placed.folder, os.path.basename(placed.source)))}")
         for placed in applied.left:
             click.echo(f"left alone {rel(os.path.join(placed.folder, os.path.basename(placed.source)))}: {placed.why}")
+        for problem in totals.unreadable:
+            click.echo(f"cannot route {problem}")
         click.echo(
             f"{totals.files} archived files read, {totals.changed} with other folders: delivered "
             f"{len(applied.delivered)} copies, {totals.delivered} delivered before, {len(applied.already)} already "
             f"there, {len(applied.left)} left alone"
         )
-    sys.exit(1 if applied.left else 0)
+    sys.exit(1 if applied.left or totals.unreadable else 0)
 
 
 def _actions(applied: Applied) -> Iterator[tuple[str, Placed]]:
@@ -226,6 +238,7 @@ def _applied_json(applied: Applied, totals: Totals, rel: Any) -> dict[str, Any]:
         "delivered": rows(applied.delivered),
         "already_there": rows(applied.already),
         "left_alone": rows(applied.left),
+        "unreadable": totals.unreadable,
         "totals": {
             "files": totals.files,
             "changed": totals.changed,

@@ -71,8 +71,10 @@ def report(date: str | None, output: str | None, send: bool, config_path: str | 
     if send and not config.email.enabled:
         raise BadConfiguration("--send needs [email] enabled = true in the configuration")
     target = Path(os.path.abspath(output)) if output else None
-    if target is not None and not target.parent.is_dir():  # said before anything is computed or sent
-        raise Exit(f"cannot write the report to {target}: the folder {target.parent} does not exist")
+    if target is not None:  # said before anything is computed or sent
+        _check_output(target, config)
+        if not target.parent.is_dir():
+            raise Exit(f"cannot write the report to {target}: the folder {target.parent} does not exist")
     reporter = _open_statistics(config)
     try:
         click.echo(f"Report for {day}: " + reporter.deliver(day, time.time(), send, target))
@@ -82,6 +84,25 @@ def report(date: str | None, output: str | None, send: bool, config_path: str | 
         raise Exit(f"cannot write the report to {e.filename or target}: {e.strerror or e}") from None
     finally:
         reporter.close()
+
+
+def _check_output(target: Path, config: Config) -> None:
+    """A report is HTML with its text beside it, never written into json-workflow's own folders (but the logs')."""
+    from json_workflow import layout
+
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(
+            f"{target}: expected a file name ending .html (its text goes beside it, .txt)", param_hint="--output"
+        )
+    own = [o for o in config.own_folders if o.key != "paths.logs"]  # reports/ in the logs folder is theirs
+    met = layout.trespass(target.parent, own, inside_only=True)
+    met = met or (found[0] if (found := layout.trespass_on_disk(target.parent, own, inside_only=True)) else None)
+    if met is not None:
+        raise click.BadParameter(
+            f"{target} is in the {met.name} {met.path} ({met.key}): a report never goes into json-workflow's own "
+            "folders; choose another folder",
+            param_hint="--output",
+        )
 
 
 @main.command()
@@ -100,9 +121,11 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     day = _day(date, config)
     reporter = _open_statistics(config)
     try:
-        fig = figures.build(
-            reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight, config.fleet
-        )
+        with operator_errors():  # a store that stops answering: said in a line, no traceback
+            fig = figures.build(
+                reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight,
+                config.fleet,
+            )  # fmt: skip
     finally:
         reporter.close()
     click.echo(json.dumps(fig.as_dict(), indent=2) if as_json else render.text(fig, config.report.title))

@@ -1,23 +1,21 @@
 """Finishing a batch once its renames are durable: each file released, handed back or set aside, counted, logged.
 
-A file that waits goes back to the hot folder. If a newer file of its name arrived there meanwhile,
-delivering the older one later would overwrite it: it is set aside as superseded, unless its bytes are
-the newer file's (a writer that closed the file and wrote it again): then it is the same job, and it
-is dropped with one line in the log. The batch's rows reach the store with the next batch when the
-store is down. An instance another one took over finishes nothing: the claims are the taker's now.
+A file that waits goes back to the hot folder, unless a newer file of its name took its place there
+(delivery.superseded judges it). The batch's rows reach the store with the next batch when the store
+is down. An instance another one took over finishes nothing: the claims are the taker's now.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable
 
 from json_workflow import logs
-from json_workflow.delivery import durable, records, stages
+from json_workflow.delivery import durable, records
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Outcome, Summary
+from json_workflow.delivery.superseded import Superseded
 from json_workflow.errors import Fenced, StoreError
 from json_workflow.intake.claim import Claims
 from json_workflow.logs import log
@@ -36,6 +34,7 @@ class Finisher:
         self.unrecorded: list[tuple[list[str], list[FinishedFile], Batch]] = []  # finished while the store was down
         self.unforgotten: list[str] = []  # claims whose removal is durable, for the journal to forget
         self.fenced = False  # another instance took over this one's claims: nothing more is finished here
+        self.superseded = Superseded(claims, store, clock)
 
     def taken_over(self, error: Exception | None = None) -> bool:
         """True once this instance is known to be taken over (by `error`, or by asking the store)."""
@@ -108,7 +107,7 @@ class Finisher:
             if self.claims.hand_back(d.candidate):
                 summary.pending += 1
             else:
-                self._superseded(d, summary, folders)
+                self.superseded.found(d, summary, folders)
             return None
         self.claims.release(d.candidate, d.moved)
         if not d.moved:  # a move noted its claim folder already
@@ -127,50 +126,3 @@ class Finisher:
         lines.append(f"Successfully processed {shown} ({d.seconds:.2f}s)")
         head = f"[{d.source}] "  # formatted once: a StrEnum formats at a quarter of a str's speed
         return "\n".join(head + line for line in lines)
-
-    def _superseded(self, d: Delivery, summary: Summary, folders: Folders) -> None:
-        """A waiting file whose name a newer file took in the hot folder: dropped when the same, else set aside."""
-        if _same_bytes(d.candidate.path, d.candidate.origin):
-            self.claims.release(d.candidate)
-            d.waiting_on, d.superseded = None, True
-            summary.superseded += 1
-            log.info(
-                "[%s] %s was written again while it was taken (the same bytes): this version is dropped, the "
-                "newer one is processed",
-                d.source,
-                d.candidate.display,
-            )
-            return
-        why = f"superseded by a newer file of the same name while it waited ({d.waiting_on})"
-        try:
-            d.failed_as = stages.set_aside(d, folders, why, self.clock())
-        except OSError as e:
-            log.error("Cannot set aside %s, it stays in the claim area for the next start: %s", d.candidate.display, e)
-            d.left_claimed = True
-            summary.pending += 1
-            return
-        d.waiting_on = None  # it is failed now: counted and recorded as such
-        self.claims.release(d.candidate)
-        summary.failed += 1
-        log.warning(
-            "[%s] %s was superseded by a newer file of the same name while waiting -> %s",
-            d.source,
-            d.candidate.display,
-            d.failed_as,
-        )
-
-
-def _same_bytes(claimed: str, newer: str, chunk: int = 1 << 20) -> bool:
-    """Whether the claimed version and the newer file in the hot folder hold the same bytes (never through a link)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        with open(os.open(claimed, flags), "rb") as a, open(os.open(newer, flags), "rb") as b:
-            first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
-            if not (stat.S_ISREG(first.st_mode) and stat.S_ISREG(second.st_mode)) or first.st_size != second.st_size:
-                return False
-            while block := a.read(chunk):
-                if block != b.read(len(block)):
-                    return False
-            return True
-    except OSError:
-        return False

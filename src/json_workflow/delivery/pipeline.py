@@ -84,7 +84,7 @@ class Pipeline:
             if self.store_failed is not None:  # every further file would only be claimed and handed back
                 summary.stopped = f"the store failed, the files left wait in the hot folder: {self.store_failed}"
                 break
-        self.drain(summary)
+        self.drain(summary, final=True)
         summary.seconds += time.perf_counter() - started
         return summary
 
@@ -98,14 +98,15 @@ class Pipeline:
         self.conveyor.start(current, background=self.conveyor.overlap)
         return done
 
-    def drain(self, summary: Summary) -> list[Delivery]:
-        """Finish every batch in flight (no more files are waiting); returns their deliveries."""
+    def drain(self, summary: Summary, final: bool = False) -> list[Delivery]:
+        """Finish every batch in flight (no more files are waiting), and judge the superseded versions whose
+        newer file is written now (every one, `final`ly); returns their deliveries."""
         done = []
         while self.conveyor.busy:
             done += self._advance(summary)
             if self.conveyor.pending():
                 self.conveyor.start(None, background=False)
-        return done
+        return done + self.finisher.superseded.revisit(summary, self.folders, final)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
@@ -222,7 +223,7 @@ class Pipeline:
         claims, adopt = self.claims, None
         if area is not None:  # a dead instance's: what it left staged is finished there, the rest moved here
             claims, adopt = Claims(self.config.hot, area, self.config.permissions.dir_mode), self.claims
-        recovered = recovery.recover(claims, self.store, self.barrier, self.clock(), adopt)
+        recovered = recovery.recover(claims, self.store, self.barrier, self.clock(), self.parts.router, adopt)
         if area is not None:
             claims.tidy()
         summary.archived += recovered.archived

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 
 from json_workflow.config import CLAIM_AREA
 from json_workflow.delivery import durable, stages
+from json_workflow.delivery.failed import REASON_SUFFIX
 from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
+from json_workflow.errors import Rejected
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
+from json_workflow.parse import parse_job
+from json_workflow.route import Router
 from json_workflow.store import Store
+from json_workflow.store.rows import FinishedFile
 
 
 @dataclass
@@ -30,7 +35,7 @@ class Recovered:
 
 
 def recover(
-    claims: Claims, journal: Store, barrier: durable.Barrier, now: float, adopt: Claims | None = None
+    claims: Claims, journal: Store, barrier: durable.Barrier, now: float, router: Router, adopt: Claims | None = None
 ) -> Recovered:
     """Finish what a crash left claimed; each file to process afresh comes with the number of times its
     processing began alone after a crash (see Store.restart).
@@ -42,7 +47,7 @@ def recover(
     for candidate in claims.leftovers():
         staged, copies = _journaled(journal, candidate.path)
         if staged:
-            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now)
+            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now, router)
             continue
         remove_temporaries(copies)  # planned, maybe half written: start again from the claim
         restarts = journal.restarts(candidate.path)
@@ -62,7 +67,7 @@ def recover(
         staged, copies = _journaled(journal, claim)
         if staged:
             candidate = claims.candidate(claim) or Candidate(claim, None)  # named CLIENT/name, as everywhere
-            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now)
+            _finish_staged(claims, journal, barrier, candidate, copies, recovered, now, router)
         else:
             remove_temporaries(copies)
             journal.forget([claim])
@@ -84,6 +89,7 @@ def _finish_staged(
     copies: list[Copy],
     recovered: Recovered,
     now: float,
+    router: Router,
 ) -> None:
     """Publish a staged file's remaining copies and release its claim, as its batch would have."""
     waiting = sum(os.path.lexists(c.temp) for c in copies)
@@ -95,7 +101,8 @@ def _finish_staged(
     barrier.flush()  # the claim's removal before the journal forgets it
     failed_as = next((c.final for c in copies if c.kind == Kind.FAILED), None)
     failed = failed_as is not None
-    journal.finish_recovered(candidate.path, Outcome.FAILED if failed else Outcome.ARCHIVED, now, failed_as)
+    facts = _facts(router, candidate, copies, failed_as)
+    journal.finish_recovered(candidate.path, Outcome.FAILED if failed else Outcome.ARCHIVED, now, failed_as, facts)
     recovered.failed += failed
     recovered.archived += not failed
     log.info(
@@ -104,3 +111,33 @@ def _finish_staged(
         waiting,
         len(copies),
     )
+
+
+def _facts(router: Router, candidate: Candidate, copies: list[Copy], failed_as: str | None) -> FinishedFile | None:
+    """What the file's statistics row would have said, had its batch finished: its job's facts, each copy's rule
+    (routed again: the journal keeps folders, not rules), or the failure's stage and reason (its reason file)."""
+    if failed_as is not None:
+        fields = dict(line.partition(": ")[::2] for line in _text(failed_as + REASON_SUFFIX).splitlines())
+        return FinishedFile(0, "failed", 0.0, stage=fields.get("stage"), reason=fields.get("reason"))
+    # The claim, or where it went: the archive (moved), or one of its copies (a consumer may have taken some).
+    for path in (candidate.path, *(c.final for c in copies if c.kind in (Kind.MOVE, Kind.COPY))):
+        try:
+            with open(path, "rb") as f:
+                job = parse_job(f.read(), candidate.folder)
+            plan = {d.path: d.reasons for d in router.plan(job) if not d.is_archive}
+        except (OSError, Rejected):
+            continue
+        folders = [os.path.dirname(c.final) for c in copies if c.kind == Kind.COPY]
+        routed = [(rule, folder) for folder in folders for rule in plan.get(folder, ("?",))]
+        return FinishedFile(
+            0, "archived", 0.0, job.client, job.category, job.studio, job.title, routed=routed, job=job.number
+        )
+    return None
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -89,6 +89,8 @@ class Reporter:
             if email.enabled
             else f"written to {self.report_file(today).parent} (email is not enabled)"
         )
+        if self.config.fleet and not self.config.report_settings["mails"]:
+            how = "mailed by an instance of the fleet that can mail it (this one cannot; " + how + " when none can)"
         return f"Daily report for {today} due at {self._due_at(today):%Y-%m-%d %H:%M %Z}, {how}"
 
     def due_days(self, now: float) -> list[datetime.date]:
@@ -133,6 +135,22 @@ class Reporter:
             ),
             None,
         )
+
+    def differences(self) -> str | None:
+        """In a fleet, the running instances whose report settings differ from this one's, in one line."""
+        if not self.config.fleet:
+            return None
+        mine, now, differ = self.config.report_settings, self.store.now(), []
+        for m in self.store.members():
+            if m.name == self.config.instance or m.report is None or now - m.beat >= self.config.store.lease_seconds:
+                continue
+            theirs = json.loads(m.report)
+            if changed := [f"{key} {theirs.get(key)!r}" for key, value in mine.items() if theirs.get(key) != value]:
+                differ.append(f"{m.name} has {', '.join(changed)}")
+        if not differ:
+            return None
+        here = ", ".join(f"{key} {value!r}" for key, value in mine.items())
+        return f"{'; '.join(differ)} ({self.config.instance} here: {here})"
 
     def _reports(self, now: float) -> None:
         due = self.due_days(now)
@@ -256,6 +274,12 @@ def report_forever(
                 if reporter is None:
                     reporter = Reporter(config())
                     reporter.on_sent = on_sent
+                    if differ := reporter.differences():
+                        log.warning(
+                            "Report settings differ between the fleet's instances: %s. One report goes out for the "
+                            "fleet, sent by an instance that can mail it",
+                            differ,
+                        )
                     reporter.tick()  # a report missed while the service was down goes out now
                     log.info("%s", reporter.plan(time.time()))
                 else:

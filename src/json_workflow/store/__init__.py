@@ -27,10 +27,11 @@ def no_statistics(config: Config) -> str:
     return f"no statistics yet: {config.state / DATABASE} does not exist (nothing has run on this root)"
 
 
-def open_store(config: Config, purpose: str = "store") -> Store:
+def open_store(config: Config, purpose: str = "store", connect_timeout: float | None = None) -> Store:
     """The configured store, made or upgraded to the current schema; StoreError naming it when it cannot be read.
 
-    `purpose` names the connection in PostgreSQL's pg_stat_activity (pipeline, reporter, web, a command).
+    `purpose` names the connection in PostgreSQL's pg_stat_activity (pipeline, reporter, web, a command);
+    `connect_timeout` (default store.connect_timeout) bounds its connecting.
     """
     if config.fleet:
         from json_workflow.store.postgres import PgStore  # psycopg is only imported by a fleet
@@ -38,6 +39,6 @@ def open_store(config: Config, purpose: str = "store") -> Store:
         settings = config.store
         return PgStore(
             settings.url, settings.password(), config.instance, config.root, purpose,
-            connect_timeout=settings.connect_timeout,
+            connect_timeout=connect_timeout or settings.connect_timeout,
         )  # fmt: skip
     return SqliteStore(config.state, instance=config.instance)

@@ -58,8 +58,11 @@ class Store(Protocol):
         """Close a batch's rows and record it, and forget an earlier batch's claims with it."""
         ...
 
-    def finish_recovered(self, claim: str, outcome: str, now: float, failed_as: str | None = None) -> None:
-        """Forget a claim that recovery finished, and close its row with `outcome` (and its failed file)."""
+    def finish_recovered(
+        self, claim: str, outcome: str, now: float, failed_as: str | None = None, facts: FinishedFile | None = None
+    ) -> None:
+        """Forget a claim that recovery finished, and close its row with `outcome` (its failed file, and what
+        `facts` know: the job's fields, its copies' rules and folders, or the failure's stage and reason)."""
         ...
 
     def restart(self, claim: str) -> None:

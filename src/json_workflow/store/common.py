@@ -47,7 +47,8 @@ class SqlStore(ReplayStore):
             with self._transaction() as db:
                 write(db)
         except StoreError as e:
-            log.error("Cannot write statistics to %s: %s", self.where, e)
+            if not self.known_fenced():  # taken over: its connections were ended on purpose, and it is stopping
+                log.error("Cannot write statistics to %s: %s", self.where, e)
 
     def _forget(self, claims: Iterable[str], also: Callable[[Db], object] | None = None) -> None:
         """Drop claims' copies (and restart counts), and write `also` in the same transaction."""
@@ -107,9 +108,13 @@ class SqlStore(ReplayStore):
 
         self._forget(forget, close)
 
-    def finish_recovered(self, claim: str, outcome: str, now: float, failed_as: str | None = None) -> None:
+    def finish_recovered(
+        self, claim: str, outcome: str, now: float, failed_as: str | None = None, facts: FinishedFile | None = None
+    ) -> None:
         kept = None if failed_as is None else self._kept(failed_as)
-        self._forget([claim], lambda db: stats.recovered(db, self._kept(claim), outcome, now, kept))
+        if facts is not None and self.maps_paths:
+            facts = facts._replace(routed=[(rule, self._kept(folder)) for rule, folder in facts.routed])
+        self._forget([claim], lambda db: stats.recovered(db, self._kept(claim), outcome, now, kept, facts))
 
     def restart(self, claim: str) -> None:
         self._attempted.add(claim)

@@ -85,7 +85,8 @@ class Membership:
         report: dict[str, Any] | None = None,
     ):
         self.url, self.password, self.instance, self.connect_timeout = url, password, instance, connect_timeout
-        self.report = report or {}  # this instance's report settings (Config.report_settings), for the others
+        self.report = report  # its report settings (Config.report_settings); None: it sends none (`run --once`)
+        self._report_pending = False  # changed by a reload, not yet written
         self.takes_over = takes_over  # a service does; a `run --once` leaves the dead to the services
         self.lease, self.beat, self.terminate = lease, lease / 6, lease * 1.5
         self.fence = Fence()
@@ -119,9 +120,8 @@ class Membership:
                     f" (%s, %s, %s, {NOW}, {NOW}, 1, %s) ON CONFLICT (name) DO UPDATE SET host = excluded.host,"
                     " pid = excluded.pid, started = excluded.started, beat = excluded.beat,"
                     " epoch = instances.epoch + 1, report = excluded.report RETURNING epoch",
-                    (self.instance, self.host, self.pid, json.dumps(self.report)),
+                    (self.instance, self.host, self.pid, None if self.report is None else json.dumps(self.report)),
                 ).fetchone()[0]
-                self._compare_reports(db)
         except (StoreError, psycopg.Error) as e:  # the store is down, or went away mid-way
             log.error("Cannot join the fleet yet, files wait in the hot folder: %s", e)
             self._drop_connection()
@@ -129,28 +129,6 @@ class Membership:
         self._hold()
         log.info("Joined the fleet as instance %s (epoch %d)", self.instance, self.fence.epoch)
         return None
-
-    def _compare_reports(self, db: Any) -> None:
-        """Name the running instances whose report settings differ from this one's: one report goes out for all."""
-        differ = []
-        for name, text in db.execute(
-            f"SELECT name, report FROM instances WHERE name <> %s AND beat >= {NOW} - %s ORDER BY name",
-            (self.instance, self.lease),
-        ):
-            theirs = json.loads(text) if text else {}  # none: a version that did not say
-            if changed := [
-                f"{key} {theirs.get(key)!r}" for key, value in self.report.items() if theirs.get(key) != value
-            ]:
-                differ.append(f"{name} has {', '.join(changed)}")
-        if differ:
-            mine = ", ".join(f"{key} {value!r}" for key, value in self.report.items())
-            log.warning(
-                "Report settings differ between the fleet's instances: %s (%s here: %s). One report goes out for the "
-                "fleet, sent by an instance that can mail it",
-                "; ".join(differ),
-                self.instance,
-                mine,
-            )
 
     def _held_elsewhere(self, db: Any) -> Exception:
         """This name's lock is held: by a live process of that name (refused), a peer taking it over, or a ghost."""
@@ -237,10 +215,16 @@ class Membership:
         self._held_since = time.monotonic()
         self.fence.held.set()
 
+    def report_changed(self, report: dict[str, Any]) -> None:
+        """A reload changed this instance's report settings: the others see them from the next renewal on."""
+        self.report, self._report_pending = report, True
+
     def _renew(self, db: Any) -> None:
+        report, self._report_pending = json.dumps(self.report) if self._report_pending else None, False
         renewed = db.execute(
-            f"UPDATE instances SET beat = {NOW} WHERE name = %s AND epoch = %s RETURNING 1",
-            (self.instance, self.fence.epoch),
+            f"UPDATE instances SET beat = {NOW}, report = COALESCE(%s, report) WHERE name = %s AND epoch = %s"
+            " RETURNING 1",
+            (report, self.instance, self.fence.epoch),
         ).fetchone()
         if renewed is None:
             taker = db.execute("SELECT taken_by FROM instances WHERE name = %s", (self.instance,)).fetchone()

@@ -108,7 +108,7 @@ def connect(
             url,
             password=password,
             autocommit=True,
-            connect_timeout=max(2, round(min(CONNECT_SECONDS, timeout))),  # libpq waits at least 2 s
+            connect_timeout=max(2, int(min(CONNECT_SECONDS, timeout))),  # libpq waits at least 2 s
             application_name=f"json-workflow {instance} {purpose}"[:63],
             # A host that vanished is noticed within half a minute, not the kernel's two hours.
             keepalives=1,
@@ -116,7 +116,9 @@ def connect(
             keepalives_interval=5,
             keepalives_count=3,
             tcp_user_timeout=30_000,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={lock_timeout_ms}",
+            # A command waits for an answer no longer than store.connect_timeout; the service, half a minute.
+            options=f"-c statement_timeout={min(STATEMENT_TIMEOUT_MS, int(timeout * 1000))}"
+            f" -c lock_timeout={lock_timeout_ms}",
         )
     except psycopg.Error as e:
         raise StoreError(f"cannot connect to the store {url}: {_words(e)}") from None
@@ -211,6 +213,9 @@ class PgStore(SqlStore):
     def _fenced(self, db: Any) -> None:
         if self.fence is not None:
             self.fence.check(db, self.instance)
+
+    def known_fenced(self) -> bool:
+        return self.fence is not None and self.fence.lost is not None
 
     def fenced(self) -> bool:
         if self.fence is None:

@@ -9,8 +9,9 @@ a downstream tool has taken it since, and the statistics count each one once, wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from json_workflow.names import from_store, stored
 from json_workflow.store import stats
 from json_workflow.store.rows import FinishedFile, Received
 from json_workflow.store.sql import Db, StoreBase
@@ -37,11 +38,21 @@ class Replayed(NamedTuple):
 Reception = tuple[Received, FinishedFile]
 
 
+# Paths are kept as the journal keeps them (names.stored): a name that is not UTF-8 as its bytes.
+def _kept(key: ReplayKey) -> tuple[str | bytes, str, str | bytes]:
+    return stored(key[0]), key[1], stored(key[2])
+
+
+def _found(row: tuple[Any, ...]) -> Replayed:
+    source, digest, final, temp, rules, state = row
+    return Replayed(from_store(source), digest, from_store(final), from_store(temp), rules, state)
+
+
 def insert(db: Db, copies: Sequence[Replayed]) -> None:
     db.insert_many(
         "replayed",
         ("source", "digest", "final", "temp", "rules", "state"),
-        [(*c[:5], "planned") for c in copies],
+        [(*_kept(c.key), stored(c.temp), c.rules, "planned") for c in copies],
         " ON CONFLICT (source, digest, final) DO UPDATE SET temp = excluded.temp, rules = excluded.rules,"
         " state = 'planned'",
     )
@@ -49,12 +60,13 @@ def insert(db: Db, copies: Sequence[Replayed]) -> None:
 
 def mark(db: Db, keys: Sequence[ReplayKey], state: str) -> None:
     db.executemany(
-        "UPDATE replayed SET state = ? WHERE source = ? AND digest = ? AND final = ?", [(state, *k) for k in keys]
+        "UPDATE replayed SET state = ? WHERE source = ? AND digest = ? AND final = ?",
+        [(state, *_kept(k)) for k in keys],
     )
 
 
 def drop(db: Db, keys: Sequence[ReplayKey]) -> None:
-    db.executemany("DELETE FROM replayed WHERE source = ? AND digest = ? AND final = ?", keys)
+    db.executemany("DELETE FROM replayed WHERE source = ? AND digest = ? AND final = ?", [_kept(k) for k in keys])
 
 
 def publish(db: Db, keys: Sequence[ReplayKey], receptions: Sequence[Reception], instance: str) -> None:
@@ -69,10 +81,10 @@ def publish(db: Db, keys: Sequence[ReplayKey], receptions: Sequence[Reception], 
 def of(db: Db, source: str, digest: str) -> list[Replayed]:
     """The copies of one version of an archived file, in any state."""
     return [
-        Replayed(*row)
+        _found(row)
         for row in db.execute(
             "SELECT source, digest, final, temp, rules, state FROM replayed WHERE source = ? AND digest = ?",
-            (source, digest),
+            (stored(source), digest),
         )
     ]
 
@@ -80,7 +92,7 @@ def of(db: Db, source: str, digest: str) -> list[Replayed]:
 def unfinished(db: Db) -> list[Replayed]:
     """The copies an interrupted `replay --apply` left planned or staged."""
     return [
-        Replayed(*row)
+        _found(row)
         for row in db.execute(
             "SELECT source, digest, final, temp, rules, state FROM replayed WHERE state <> 'published' ORDER BY source"
         )
@@ -97,7 +109,7 @@ def last_delivery(db: Db, names: Sequence[str], client: str) -> list[str]:
     ).fetchone()
     if row is None:
         return []
-    return [folder for (folder,) in db.execute("SELECT folder FROM routed WHERE file = ?", (row[0],))]
+    return [from_store(folder) for (folder,) in db.execute("SELECT folder FROM routed WHERE file = ?", (row[0],))]
 
 
 class ReplayStore(StoreBase):

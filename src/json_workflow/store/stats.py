@@ -82,12 +82,19 @@ def close_rows(db: Db, files: Sequence[FinishedFile], now: float) -> None:
     )
 
 
-def recovered(db: Db, claim: str, outcome: str, now: float, failed_as: str | None) -> None:
-    """Close the row of a file that a crash left staged and the next start finished."""
-    db.execute(
-        "UPDATE files SET outcome = ?, finished = ?, failed_as = ? WHERE claim = ? AND outcome IS NULL",
-        (outcome, now, failed_as if failed_as is None else stored(failed_as), stored(claim)),
-    )
+def recovered(
+    db: Db, claim: str, outcome: str, now: float, failed_as: str | None, facts: FinishedFile | None = None
+) -> None:
+    """Close the row of a file that a crash left staged and the next start finished, with what is known of it."""
+    f = facts or FinishedFile(0, outcome, 0.0)
+    row = db.execute(
+        "UPDATE files SET outcome = ?, finished = ?, failed_as = ?, client = COALESCE(?, client), category = ?,"
+        " studio = ?, title = ?, stage = ?, reason = ?, job = ? WHERE claim = ? AND outcome IS NULL RETURNING id",
+        (outcome, now, failed_as if failed_as is None else stored(failed_as), f.client, f.category, f.studio,
+         f.title, f.stage, f.reason, f.job, stored(claim)),
+    ).fetchone()  # fmt: skip
+    if row is not None:
+        db.insert_many("routed", ("file", "rule", "folder"), [(row[0], rule, folder) for rule, folder in f.routed])
 
 
 def retried(db: Db, failed: list[str], now: float) -> None:
