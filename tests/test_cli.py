@@ -259,3 +259,11 @@ def test_service_with_a_missing_hot_folder_exits_1_at_once(tmp_path):
     r = cli("run", "--root", str(tmp_path / "nowhere"), timeout=20)
     assert r.returncode == 1
     assert "hot folder" in r.stderr
+
+
+def test_demo_never_builds_its_sandbox_in_a_folder_that_holds_something(root):
+    drop(root, "RANK", "real.json", job("RANK", "PRODUCTION", 1))
+    before = snapshot(root)
+    r = cli("demo", str(root))
+    assert r.returncode == 1 and "is not empty: the demo builds its sandbox in a new or empty folder" in r.stderr
+    assert snapshot(root) == before

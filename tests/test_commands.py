@@ -7,6 +7,7 @@ never reporting success for nothing; nothing is touched before the problem is kn
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -293,3 +294,60 @@ def test_run_once_tries_the_store_again_but_never_past_connect_timeout(tmp_path,
     took = time.monotonic() - began
     assert r.returncode == 1 and "gave up on the store after store.connect_timeout (8s)" in r.stderr
     assert 8 <= took + 0.5 and took < 8 + 2.5, took  # two tries (5 s, then the 2 s that fit), the pauses between
+
+
+@pytest.mark.slow  # a PostgreSQL of its own, frozen mid-run
+def test_run_once_whose_store_freezes_mid_run_ends_by_itself(tmp_path, root):
+    from json_workflow.samples import backlog
+    from pg_server import PgServer
+
+    server = PgServer()
+    try:
+        for client, name, data, _ in backlog(3000, seed=5, bad_every=0):
+            drop(root, client, name, data)
+        cfg = fleet_config(tmp_path, root, server.database(), timeout=3)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "json_workflow", "run", "--once", "--config", str(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: archived(root) >= 200 or run.poll() is not None, timeout=60, what="200 files archived")
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        frozen = [postmaster, *map(int, subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True,
+                                                        text=True).stdout.split())]  # fmt: skip
+        for pid in frozen:  # the server stops answering, its host alive (a hung disk, a stopped VM)
+            os.kill(pid, signal.SIGSTOP)
+        began = time.monotonic()
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert run.returncode == 1, (out, err)
+        assert time.monotonic() - began < 3 + 5 + 6  # the statement timeout, the watch's grace, a margin
+        again = cli("run", "--once", "--config", str(cfg), timeout=120)  # nothing lost
+        assert again.returncode == 0, again.stderr
+        assert archived(root) == 3000
+    finally:
+        server.close()
+
+
+def test_a_journal_another_process_holds_locked_ends_run_once_within_connect_timeout_naming_it(tmp_path, root):
+    import sqlite3
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'root = "{root}"\n[store]\nconnect_timeout = 2\n')
+    assert cli("run", "--once", "--config", str(cfg)).returncode == 0  # the journal exists
+    journal = root / "JSON_PARSER_STATE/journal.sqlite3"
+    holder = sqlite3.connect(journal, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a sqlite3 shell, say, in the middle of a transaction
+    try:
+        began = time.monotonic()
+        r = cli("run", "--once", "--config", str(cfg), timeout=60)
+        took = time.monotonic() - began
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.returncode == 1 and f"{journal}: database is locked by another process" in r.stderr, r.stderr
+    assert "damaged" not in r.stderr and took < 2 + 3, took

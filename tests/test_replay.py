@@ -272,7 +272,7 @@ def test_apply_never_delivers_again_what_the_pipeline_delivered_under_the_new_ru
     assert delivered.exists()
     delivered.unlink()  # taken downstream
     old = tmp_path / "old.toml"
-    old.write_text(f'root = "{root}"\n')
+    old.write_text(f'root = "{root}"\n' + store_toml())
     plain = cli("replay", "--config", str(new), "--from", str(old))
     assert plain.returncode == 1 and "1 added copies delivered already" in plain.stdout  # BISSELL-WRIKE is removed
     done = cli("replay", "--apply", "--config", str(new), "--from", str(old))
@@ -311,3 +311,13 @@ def test_apply_and_replay_keep_a_name_that_is_not_utf8(root, tmp_path, backend):
     again = cli("replay", "--apply", "--config", str(new))
     assert again.returncode == 0 and "delivered 0 copies, 1 delivered before" in again.stdout, again.stdout
     assert not copy.exists()
+
+
+def test_old_and_new_rules_must_keep_their_statistics_in_one_store(root, tmp_path):
+    archive(root, [("BISSELL", "SOCIAL", 1)])
+    new = write_new(tmp_path, root)
+    old = tmp_path / "old.toml"
+    old.write_text(f'root = "{root}"\n[paths]\nstate = "OTHER_STATE"\n')
+    done = cli("replay", "--config", str(new), "--from", str(old), "--apply")
+    assert done.returncode == 2 and "OLD and NEW keep their statistics in different stores" in done.stderr
+    assert not (root / "CLIENT-STORES").exists()

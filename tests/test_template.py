@@ -162,3 +162,27 @@ def test_an_own_folder_reached_through_a_bind_mount_is_off_limits(root, tmp_path
         config = make_config(root, **rule(str(tmp_path) + "/{Title}", {"Title": {"exists": True}}))
         with pytest.raises(Rejected, match=r"would be in or over the state folder"):
             plan_of(config, a_job(Title="alias"))
+
+
+def test_on_exfat_an_own_folder_through_a_bind_mount_and_in_another_case_is_off_limits(exfat, tmp_path):
+    # exFAT ignores case and (through FUSE) gives each spelling of a name an inode of its own
+    from conftest import _mounted
+    from json_workflow.config import load
+
+    root = exfat / "root"
+    (root / "JSON").mkdir(parents=True)
+    (root / "JSON_PARSER_STATE").mkdir()
+    alias = tmp_path / "bindroot"
+    alias.mkdir()
+    for _ in _mounted(["mount", "--bind", str(root)], alias):
+        config_file = tmp_path / "c.toml"
+        config_file.write_text(
+            f'[[routes]]\nname = "r"\ndestination = "{alias}/json_parser_state"\nwhen = {{ ClientCode = "RANK" }}\n'
+        )
+        with pytest.raises(ConfigError, match=r"routes\[0\].destination: .* the state folder .* on disk"):
+            load(config_file, root)
+        config = make_config(root, **rule(str(alias) + "/{Title}", {"Title": {"exists": True}}))
+        for title in ("json_parser_state", "json", "Json_Store"):
+            with pytest.raises(Rejected, match="would be in or over the"):
+                plan_of(config, a_job(Title=title))
+        assert plan_of(config, a_job(Title="ELSEWHERE"))[1].folder == alias / "ELSEWHERE"

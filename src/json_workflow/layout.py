@@ -48,14 +48,20 @@ def trespass(folder: Path, own: Sequence[Own], inside_only: bool = False) -> Own
 
 
 def trespass_on_disk(folder: Path, own: Sequence[Own], inside_only: bool = False) -> tuple[Own, bool] | None:
-    """Like `trespass`, by the folders' identity on disk (a bind mount, a link, another case of a name):
-    the own folder met, and True when `folder` is in or at it (False: it holds it)."""
-    above, here = _lineage(folder), _identity(folder)
+    """Like `trespass`, on disk: the nearest folder at or above `folder` that is, by its identity, an own folder
+    or a folder above one (reached through a bind mount or a link) stands for it, and the rest of the path is
+    compared as written, ignoring case (FUSE exFAT gives each spelling of a name an identity of its own).
+    Returns the own folder met, and True when `folder` is in or at it (False: it holds it)."""
+    known: dict[tuple[int, int], Path] = {}  # the identities of the own folders and of the folders above them
     for o in own:
-        if (mine := _identity(o.path)) is not None and mine in above:
-            return o, True
-        if not inside_only and here is not None and here in _lineage(o.path):
-            return o, False
+        for above in (o.path, *o.path.parents):
+            if (identity := _identity(above)) is not None:
+                known.setdefault(identity, above)
+    for at in (folder, *folder.parents):
+        if (identity := _identity(at)) is not None and identity in known:
+            mapped = known[identity] / folder.relative_to(at)
+            met = trespass(mapped, own, inside_only)
+            return None if met is None else (met, within(mapped, met.path))
     return None
 
 
@@ -65,11 +71,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
-
-
-def _lineage(path: Path) -> set[tuple[int, int]]:
-    """The identities of `path` and of every existing folder above it."""
-    return {i for p in (path, *path.parents) if (i := _identity(p)) is not None}
 
 
 # A routing rule's destination: (key, folder as written, its fixed part). A templated destination's fixed

@@ -212,7 +212,7 @@ class Service:
     def shut_down(self) -> None:
         """Stop watching, finish the batches in flight, tidy the claim area."""
         self.feeds.stop()
-        self._handle(self.pipeline.drain(Summary(), final=True))
+        self._handle(self.pipeline.drain(Summary()))
         self.pipeline.close()
         self.pipeline.claims.tidy()
         self._turn()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -127,9 +128,10 @@ def test_planned_entries_of_a_removed_claim_are_forgotten_and_temporaries_remove
     assert journal(root).claims() == []
 
 
-def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
+def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root, caplog):
     # The crash came after the original's move into the archive (the last rename) reached the disk
     # but before a routed copy's rename did: the flushed copy is published, not thrown away.
+    caplog.set_level(logging.INFO, logger="json_workflow")
     claim = str(make_config(root).claim_area / "RANK/00000000000000000001_a.json")
     archive, route = root / "JSON_STORE/RANK", root / RANK_ROUTE
     archive.mkdir(parents=True)
@@ -145,8 +147,10 @@ def test_staged_copy_of_a_claim_moved_into_the_archive_is_published(root):
     assert (route / "a.json").read_bytes() == b"job"
     assert (archive / "a.json").read_bytes() == b"job"
     assert not temp.exists()
-    assert summary.archived == 1
+    assert (summary.archived, summary.routed) == (1, 1)  # counted as its batch would have: routed too
     assert journal(root).claims() == []
+    # Named as everywhere (CLIENT/name), though its claim is gone: a takeover's log says the same
+    assert "[RECOVERY] Finished RANK/a.json after a crash: 1 of 2 copies published now" in caplog.text
 
 
 def test_planned_move_never_removes_the_claimed_original(root):
@@ -240,3 +244,32 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
         config, "SELECT COUNT(DISTINCT f.name) FROM files f JOIN routed r ON r.file = f.id WHERE r.rule = 'Monday Rank'"
     )
     assert routed == len(rank_names)
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_a_claim_whose_name_a_newer_file_took_meanwhile_is_judged_not_delivered_again(root, same):
+    """A crash left a file claimed; its writer wrote it again under its name meanwhile. Delivered now it
+    would come before the newer version: the same bytes are dropped, other bytes set aside (superseded)."""
+    older = job("RANK", "X", 1)
+    newer = older if same else job("RANK", "X", 2)
+    claim = claim_file(root, "RANK", "v.json", older)
+    origin = drop(root, "RANK", "v.json", newer)
+    os.utime(origin, (time.time() - 5, time.time() - 5))  # whole: written a while ago
+    consumer = Consumer(root / RANK_ROUTE)
+    consumer.start()
+    try:
+        summary = run_once(make_config(root))
+        wait_for(lambda: consumer.seen, what="the newer version delivered")
+    finally:
+        consumer.stop.set()
+        consumer.join()
+    assert consumer.seen == {"v.json": 1}  # the job once, as the consumer sees it
+    assert (root / "JSON_STORE/RANK/v.json").read_bytes() == newer
+    assert not claim.exists() and not origin.exists()
+    if same:
+        assert (summary.archived, summary.superseded, summary.failed) == (1, 1, 0)
+        assert failed_entries(root, "v.json") == []
+    else:
+        assert (summary.archived, summary.superseded, summary.failed) == (1, 0, 1)
+        (aside,) = failed_entries(root, "v.json")
+        assert aside.read_bytes() == older

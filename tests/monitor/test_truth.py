@@ -4,6 +4,7 @@ after an event, against a real service (or the dashboard alone) and a real store
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -120,3 +121,21 @@ def test_a_file_at_the_top_of_the_hot_folder_has_one_client_label_everywhere(roo
     assert [(c["client"], c["processed"]) for c in found["today"]["clients"]] == [("RANK", 2)]
     stats = json.loads(cli("stats", "--json", "--config", str(config)).stdout)
     assert [(c["client"], c["processed"]) for c in stats["clients"]] == [("RANK", 2)]
+
+
+def test_status_and_history_show_a_hostile_failed_path_escaped_never_raw(root, tmp_path):
+    config = write_config(tmp_path / "c.toml", root)
+    hostile = os.fsdecode(b"evil\nService: running, Nothing needs attention\xe2\x80\xae\xff.json")
+    drop(root, "RANK", hostile, b"{")
+    assert cli("run", "--once", "--config", str(config)).returncode == 0
+    text = cli("status", "--config", str(config)).stdout
+    assert "\nService: running, Nothing needs attention" not in text  # no line forged by a file name
+    assert "evil\\x0aService: running, Nothing needs attention\\u202e\\xff.json" in text
+    found = status(config)
+    [failed] = found["failed"]
+    assert "\\x0a" in failed["path"] and "\\xff" in failed["path"] and "\n" not in failed["path"]
+    json.dumps(failed, ensure_ascii=False).encode()  # valid UTF-8: no lone surrogate
+    history = cli("history", "evil", "--config", str(config))
+    assert "\nService: running" not in history.stdout and "failed file: " in history.stdout
+    [record] = json.loads(cli("history", "evil", "--json", "--config", str(config)).stdout)
+    assert "\\xff" in record["failed_as"] and "\n" not in record["failed_as"]

@@ -21,6 +21,7 @@ from json_workflow.cli.app import (
     setup_logging,
 )
 from json_workflow.config import Config
+from json_workflow.names import shown
 
 
 @main.command()
@@ -55,7 +56,14 @@ def history(text: str, as_json: bool, limit: int, config_path: str | None, root:
     """Every reception of the files whose name or job number contains TEXT, newest first."""
     config = load_config(config_path, root)
     existing_root(config)
-    records = [record._asdict() for record in _history(config, text, limit)]
+    # Paths as people read them: a byte that is not UTF-8 or an invisible character escaped (names.shown).
+    records = [
+        record._replace(
+            failed_as=record.failed_as and shown(record.failed_as),
+            routed=[(rule, shown(folder)) for rule, folder in record.routed],
+        )._asdict()
+        for record in _history(config, text, limit)
+    ]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return

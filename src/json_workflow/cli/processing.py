@@ -197,4 +197,7 @@ def demo(directory: str | None) -> None:
     """Build a sandbox with sample jobs, process it, and show where every file went."""
     from json_workflow.demo import run_demo
 
+    if directory is not None and os.path.isdir(directory) and os.listdir(directory):  # never a real data root
+        raise Exit(f"{directory} is not empty: the demo builds its sandbox in a new or empty folder")
+
     sys.exit(run_demo(directory))

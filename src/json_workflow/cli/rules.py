@@ -70,9 +70,16 @@ def replay(
         raise click.UsageError(f"--since {since} is later than --until {until}: no day is in between")
     new = load_config(new_path, root)
     # Both route the same archive: OLD takes NEW's root (the built-in configuration's would be elsewhere).
-    old = load_config(old_path or os.environ.get(CONFIG_ENV) or None, root or str(new.root))
+    old_path = old_path or os.environ.get(CONFIG_ENV) or None
+    old = load_config(old_path, root or str(new.root))
     if old.archive != new.archive:
         raise BadConfiguration(f"OLD and NEW archive different folders ({old.archive}, {new.archive}): use --root")
+    # What was delivered is known from one store, NEW's: one that OLD names too.
+    if old_path is not None and (old.store.url, old.state) != (new.store.url, new.state):
+        raise BadConfiguration(
+            f"OLD and NEW keep their statistics in different stores ({old.store.shown()} in {old.state}, "
+            f"{new.store.shown()} in {new.state}): give NEW the [store] and paths.state of the configuration in force"
+        )
     # Exit 1 means "changes": whatever keeps replay from reading the archive exits 2.
     existing_root(new, BadConfiguration)
     if not new.archive.is_dir():

@@ -84,7 +84,7 @@ class Pipeline:
             if self.store_failed is not None:  # every further file would only be claimed and handed back
                 summary.stopped = f"the store failed, the files left wait in the hot folder: {self.store_failed}"
                 break
-        self.drain(summary, final=True)
+        self.drain(summary)
         summary.seconds += time.perf_counter() - started
         return summary
 
@@ -98,15 +98,15 @@ class Pipeline:
         self.conveyor.start(current, background=self.conveyor.overlap)
         return done
 
-    def drain(self, summary: Summary, final: bool = False) -> list[Delivery]:
+    def drain(self, summary: Summary) -> list[Delivery]:
         """Finish every batch in flight (no more files are waiting), and judge the superseded versions whose
-        newer file is written now (every one, `final`ly); returns their deliveries."""
+        newer file is written now; returns their deliveries."""
         done = []
         while self.conveyor.busy:
             done += self._advance(summary)
             if self.conveyor.pending():
                 self.conveyor.start(None, background=False)
-        return done + self.finisher.superseded.revisit(summary, self.folders, final)
+        return done + self.finisher.superseded.revisit(summary, self.folders)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
@@ -227,8 +227,13 @@ class Pipeline:
         if area is not None:
             claims.tidy()
         summary.archived += recovered.archived
+        summary.routed += recovered.routed
         summary.failed += recovered.failed
         done = []
+        for candidate in recovered.superseded:  # a newer file of its name took its place while it was taken
+            d = Delivery(candidate, Source.RECOVERY, started=time.perf_counter(), waiting_on=_NEWER)
+            self.finisher.superseded.found(d, summary, self.folders, alone=True)
+            done.append(d)
         for candidate, restarts in recovered.fresh:
             if restarts >= CRASHES_BEFORE_SET_ASIDE:
                 log.error(
@@ -246,6 +251,7 @@ class Pipeline:
         return done
 
 
+_NEWER = WorkflowError("a crash interrupted it, and a newer file of its name arrived meanwhile")
 T = TypeVar("T")
 
 

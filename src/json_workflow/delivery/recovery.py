@@ -30,8 +30,10 @@ class Recovered:
     """What recovery finished, and the claimed files to process afresh with how often each was restarted."""
 
     archived: int = 0
+    routed: int = 0
     failed: int = 0
     fresh: list[tuple[Candidate, int]] = field(default_factory=list)
+    superseded: list[Candidate] = field(default_factory=list)  # a newer file of its name is in the hot folder
 
 
 def recover(
@@ -57,7 +59,10 @@ def recover(
                 continue
             journal.adopt(candidate.path, moved.path)
             candidate = moved
-        recovered.fresh.append((candidate, restarts))
+        if os.path.lexists(candidate.origin):  # delivered now, it would come before a newer version: judged
+            recovered.superseded.append(candidate)
+        else:
+            recovered.fresh.append((candidate, restarts))
     mine, fleets = str(claims.area) + os.sep, str(claims.hot / CLAIM_AREA) + os.sep
     for claim in journal.claims():
         if (claim.startswith(fleets) and not claim.startswith(mine)) or os.path.lexists(claim):
@@ -105,6 +110,7 @@ def _finish_staged(
     journal.finish_recovered(candidate.path, Outcome.FAILED if failed else Outcome.ARCHIVED, now, failed_as, facts)
     recovered.failed += failed
     recovered.archived += not failed
+    recovered.routed += any(c.kind == Kind.COPY for c in copies) and not failed
     log.info(
         "[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
         candidate.display,

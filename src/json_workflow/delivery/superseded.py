@@ -5,7 +5,8 @@ file's, it is the same job written again (a writer that opens and writes a file 
 copy): it is dropped, with one INFO line, and counted apart. Otherwise it is set aside in the failed
 folder (superseded). A newer file still being written cannot be compared yet: the older version waits,
 claimed, until that one is written (or taken in turn: then against its archived copy), a minute at
-most, and at the latest until the run ends.
+most. One still waiting when the run ends stays claimed, and so does one a crash interrupted: the
+next start finds a newer file in its place (crash recovery) and judges it then.
 """
 
 from __future__ import annotations
@@ -36,20 +37,25 @@ class Superseded:
         self.claims, self.store, self.clock = claims, store, clock
         self.waiting: list[tuple[Delivery, float]] = []
 
-    def found(self, d: Delivery, summary: Summary, folders: Folders) -> None:
-        """`d` could not go back: judged now, or once the newer file is written (kept claimed till then)."""
+    def found(self, d: Delivery, summary: Summary, folders: Folders, alone: bool = False) -> None:
+        """`d` could not go back: judged now, or once the newer file is written (kept claimed till then).
+
+        `alone`: no batch records it (crash recovery found it): its row is closed here.
+        """
         if _being_written(d.candidate.origin, folders.config.stable_seconds):
             d.left_claimed = True  # its batch leaves its row open and its claim in place
             self.waiting.append((d, time.monotonic()))
             summary.pending += 1
-        else:
-            self._judge(d, summary, folders)
+            return
+        self._judge(d, summary, folders)
+        if alone:
+            self._record(d)
 
-    def revisit(self, summary: Summary, folders: Folders, final: bool = False) -> list[Delivery]:
-        """Judge the versions kept back whose newer file is written now (every one when `final`)."""
+    def revisit(self, summary: Summary, folders: Folders) -> list[Delivery]:
+        """Judge the versions kept back whose newer file is written now, or that waited long enough."""
         done, kept = [], []
         for d, since in self.waiting:
-            late = final or time.monotonic() - since > DEFER_LIMIT
+            late = time.monotonic() - since > DEFER_LIMIT
             if late or not _being_written(d.candidate.origin, folders.config.stable_seconds):
                 summary.pending -= 1
                 d.left_claimed = False

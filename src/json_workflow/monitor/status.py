@@ -18,6 +18,7 @@ from json_workflow.config import UNKNOWN_CLIENT, Config
 from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.state import Live, last_scan_and_report
+from json_workflow.names import shown
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import Store, has_store, open_store
@@ -34,7 +35,7 @@ class Failed:
     name: str  # CLIENT/name.json, as it came
     stage: str
     reason: str
-    path: str  # the failed file, in the failed folder
+    path: str  # the failed file, in the failed folder, as people read it (names.shown)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def status_from(store: Store, config: Config, pid: int | None, now: float) -> St
     live = Live.from_dict(json.loads(row.state)) if row is not None and pid is not None else None
     scan, report = last_scan_and_report(store)
     failed = [
-        Failed(r.client or UNKNOWN_CLIENT, r.name, r.stage or "", r.reason or "", r.failed_as or "")
+        Failed(r.client or UNKNOWN_CLIENT, r.name, r.stage or "", r.reason or "", shown(r.failed_as or ""))
         for r in waiting_failed(store)
     ]
     return Status(

@@ -41,4 +41,5 @@ def open_store(config: Config, purpose: str = "store", connect_timeout: float | 
             settings.url, settings.password(), config.instance, config.root, purpose,
             connect_timeout=connect_timeout or settings.connect_timeout,
         )  # fmt: skip
-    return SqliteStore(config.state, instance=config.instance)
+    # Waiting for another process's write lock is waiting for the store: bounded like a connection.
+    return SqliteStore(config.state, instance=config.instance, busy_seconds=min(10.0, config.store.connect_timeout))

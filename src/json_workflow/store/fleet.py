@@ -32,7 +32,7 @@ import psycopg
 
 from json_workflow.errors import Fenced, StoreError, WorkflowError
 from json_workflow.logs import log
-from json_workflow.store.postgres import connect
+from json_workflow.store.postgres import Watch, connect
 
 NOW = "EXTRACT(EPOCH FROM clock_timestamp())"  # the store's clock, the one all hosts read
 
@@ -95,6 +95,7 @@ class Membership:
         self._taking: set[str] = set()
         self._held_since = 0.0  # monotonic: others are judged only after a lease of one's own (an outage ends for all)
         self._lock = threading.Lock()  # the connection: the thread renews, the main loop finishes takeovers
+        self._watch = Watch(f"watch {instance} lease", connect_timeout)  # a frozen store holds nothing for ever
         self._connection: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -111,7 +112,7 @@ class Membership:
     def _try_join(self) -> Exception | None:
         """None when joined; else why not: the store's error, or a peer taking this instance over."""
         try:
-            with self._lock:
+            with self._lock, self._watch.on(lambda: self._connection):
                 db = self._connected()
                 if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
                     return self._held_elsewhere(db)
@@ -152,20 +153,26 @@ class Membership:
         """Stop renewing; a clean stop with nothing left claimed needs no takeover."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.beat * 2)
-        with self._lock, contextlib.suppress(Exception):
-            if area_empty and self.fence.lost is None and self._connection is not None:
-                self._connection.execute(
-                    "UPDATE instances SET taken = beat, taken_by = name WHERE name = %s AND epoch = %s",
-                    (self.instance, self.fence.epoch),
-                )
+            self._thread.join(timeout=1.0)  # a renewal takes milliseconds; one the store does not answer is left
+        if not self._lock.acquire(timeout=1.0):
+            return  # the lease thread waits for a store that does not answer: the process ends, its session too
+        try:
+            with self._watch.on(lambda: self._connection), contextlib.suppress(Exception):
+                if area_empty and self.fence.lost is None and self._connection is not None:
+                    self._connection.execute(
+                        "UPDATE instances SET taken = beat, taken_by = name WHERE name = %s AND epoch = %s",
+                        (self.instance, self.fence.epoch),
+                    )
+        finally:
+            self._lock.release()
+        self._watch.close()
         self._drop_connection()
 
     # --- the lease ------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.wait(self.beat):
             try:
-                with self._lock:
+                with self._lock, self._watch.on(lambda: self._connection):
                     db = self._connected()
                     if not self.fence.held.is_set() and not self._relock(db):
                         continue

@@ -1,14 +1,17 @@
-"""Running the schema's migrations on a SQLite journal: all that are due, in one transaction, at open."""
+"""Running the schema's migrations at open: all that are due, in one transaction (SQLite's, PostgreSQL's)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from json_workflow.errors import StoreError
 from json_workflow.logs import log
 from json_workflow.store.schema import MIGRATIONS, Migration
+
+MIGRATION_LOCK = 0x6A77_0001  # pg_advisory_xact_lock key: one instance upgrades the schema at a time
 
 
 def migrate(db: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> int:
@@ -57,3 +60,26 @@ def _version(db: sqlite3.Connection) -> int:
         return 0
     row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return row[0] or 0
+
+
+def migrate_postgresql(connection: Any, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the schema to the last version in one transaction, one instance at a time; returns the version found."""
+    latest = migrations[-1].version
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        exists = connection.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+        found = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0 if exists else 0
+        if found > latest:
+            raise StoreError(
+                f"the store {url} has schema version {found}, newer than this json-workflow knows ({latest}): "
+                "run the version that made it, or a newer one"
+            )
+        for migration in migrations:
+            if migration.version > found:
+                for statement in migration.postgresql:
+                    connection.execute(statement)
+        if found < latest:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (latest,))
+    return found

@@ -13,14 +13,17 @@ import contextlib
 import functools
 import hashlib
 import os
+import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.names import shown, unshown
 from json_workflow.store.common import SqlStore
+from json_workflow.store.migrate import migrate_postgresql
 from json_workflow.store.schema import MIGRATIONS, Migration
 
 try:
@@ -29,8 +32,9 @@ try:
 except ImportError:  # pragma: no cover - the extra is part of every install that names a URL
     psycopg = None  # type: ignore[assignment]
 
-MIGRATION_LOCK = 0x6A77_0001  # pg_advisory_xact_lock key: one instance upgrades the schema at a time
 STATEMENT_TIMEOUT_MS = 30_000  # a statement that takes longer is a store in trouble: the files wait
+WATCH_GRACE_SECONDS = 5.0  # past the statement timeout, the server is not answering at all: the client ends it
+RECONNECT_SECONDS = 5.0  # after a failed connection, operations fail at once for this long
 
 
 @functools.lru_cache(maxsize=512)
@@ -126,6 +130,42 @@ def connect(
     return connection
 
 
+class Watch:
+    """Cuts a connection whose operation outlasts its statement timeout by WATCH_GRACE_SECONDS: a server that
+    stops answering (frozen, stuck on its disk) never enforces statement_timeout, and nothing may wait for ever."""
+
+    def __init__(self, name: str, timeout: float):
+        self.name, self.late = name, timeout + WATCH_GRACE_SECONDS
+        self._busy = 0.0  # when the operation in progress began (monotonic); 0: none
+        self._connection: Callable[[], Any] = lambda: None
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @contextlib.contextmanager
+    def on(self, connection: Callable[[], Any]) -> Iterator[None]:
+        """Watch the operation inside, on the connection `connection()` gives when it is late."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watching, name=self.name, daemon=True)
+            self._thread.start()
+        self._connection, self._busy = connection, time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy = 0.0
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _watching(self) -> None:
+        while not self._closed.wait(1.0):
+            busy, connection = self._busy, self._connection()
+            if busy and time.monotonic() - busy > self.late and connection is not None:
+                with contextlib.suppress(Exception):  # shut down, not closed: the descriptor is psycopg's
+                    cut = socket.socket(fileno=os.dup(connection.fileno()))
+                    cut.shutdown(socket.SHUT_RDWR)
+                    cut.close()
+
+
 def installed() -> None:
     """WorkflowError unless psycopg is installed: not a store that is down, waiting would not mend it."""
     if psycopg is None:
@@ -167,10 +207,13 @@ class PgStore(SqlStore):
         self.fence: Any = None  # store.fleet.Fence, when this store plans and publishes copies
         self._connection: Any = None
         self._types: dict[str, dict[str, str]] = {}
+        self._watch = Watch(f"watch {purpose}", min(STATEMENT_TIMEOUT_MS / 1000, connect_timeout))
+        self._down: tuple[float, StoreError] | None = None  # the last failed connection: until when it stands
         with self._lock, self._raised():
-            migrate(self._connected(), url, migrations)
+            migrate_postgresql(self._connected(), url, migrations)
 
     def close(self) -> None:
+        self._watch.close()
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
@@ -178,16 +221,29 @@ class PgStore(SqlStore):
 
     def _connected(self) -> Any:
         if self._connection is None or self._connection.closed:
-            self._connection = connect(
-                self.url, self._password, self.instance, self._purpose, timeout=self._connect_timeout
-            )
+            # A store that just refused a connection is not asked again for a few seconds: a batch's many
+            # operations would each wait for it (the service tries again later; a command ends sooner).
+            if self._down is not None and time.monotonic() < self._down[0]:
+                raise self._down[1]
+            try:
+                self._connection = connect(
+                    self.url, self._password, self.instance, self._purpose, timeout=self._connect_timeout
+                )
+            except StoreError as e:
+                self._down = (time.monotonic() + RECONNECT_SECONDS, e)
+                raise
+            self._down = None
         return self._connection
 
     @contextlib.contextmanager
     def _raised(self) -> Iterator[None]:
-        """psycopg's errors leave as StoreError; a broken connection is made again at the next operation."""
+        """psycopg's errors leave as StoreError; a broken connection is made again at the next operation.
+
+        The operation is watched (Watch): a server that stops answering is left, and the operation fails.
+        """
         try:
-            yield
+            with self._watch.on(lambda: self._connection):
+                yield
         except psycopg.Error as e:
             if self._connection is not None and (self._connection.broken or self._connection.closed):
                 with contextlib.suppress(Exception):
@@ -260,26 +316,3 @@ class _Everything(set[str]):
 
     def __bool__(self) -> bool:
         return True
-
-
-def migrate(connection: Any, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Bring the schema to the last version in one transaction, one instance at a time; returns the version found."""
-    latest = migrations[-1].version
-    with connection.transaction():
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        exists = connection.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
-        found = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0 if exists else 0
-        if found > latest:
-            raise StoreError(
-                f"the store {url} has schema version {found}, newer than this json-workflow knows ({latest}): "
-                "run the version that made it, or a newer one"
-            )
-        for migration in migrations:
-            if migration.version > found:
-                for statement in migration.postgresql:
-                    connection.execute(statement)
-        if found < latest:
-            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            connection.execute("DELETE FROM schema_version")
-            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (latest,))
-    return found

@@ -40,7 +40,13 @@ def unreadable(path: Path, error: sqlite3.Error) -> StoreError:
 class SqliteStore(SqlStore):
     """The store in `folder`/journal.sqlite3, made or upgraded to the last schema version when opened."""
 
-    def __init__(self, folder: Path, migrations: Sequence[Migration] = MIGRATIONS, instance: str | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        instance: str | None = None,
+        busy_seconds: float = BUSY_TIMEOUT_MS / 1000,
+    ):
         self.path = folder / DATABASE
         self.where = str(self.path)
         self.instance = instance or default_instance()
@@ -48,14 +54,17 @@ class SqliteStore(SqlStore):
         self._held: list[IO[str]] = []  # lock files held (exclusive), until the store is closed
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, factory=SqliteConnection)
         try:
+            # The pipeline, the reporter and the commands each have a connection; wait for each other.
+            self._busy_ms = int(busy_seconds * 1000)
+            self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # The pipeline, the reporter and the commands each have a connection; wait for each other.
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             migrate(self._db, self.path, migrations)
             self._attempted = journal.attempted(self._db)
         except sqlite3.DatabaseError as e:
             self._db.close()
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):  # busy, not damaged
+                raise StoreError(f"{self.path}: {e} by another process (waited {busy_seconds:g}s)") from None
             raise unreadable(self.path, e) from None
         except StoreError:
             self._db.close()
@@ -80,7 +89,7 @@ class SqliteStore(SqlStore):
     @contextlib.contextmanager
     def _transaction(self, durable: bool = False, snapshot: bool = False) -> Iterator[SqliteConnection]:
         """FULL synchronous flushes a durable commit before it returns; a deferred BEGIN only reads."""
-        with self._lock, _raised_as_store_error():
+        with self._lock, _raised_as_store_error(self.path):
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN" if snapshot else "BEGIN IMMEDIATE")
@@ -95,7 +104,7 @@ class SqliteStore(SqlStore):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[SqliteConnection]:
-        with self._lock, _raised_as_store_error():
+        with self._lock, _raised_as_store_error(self.path):
             yield self._db
 
     def check_writable(self) -> None:
@@ -108,13 +117,16 @@ class SqliteStore(SqlStore):
                 pass
         finally:
             with self._lock:
-                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
 
 
 @contextlib.contextmanager
-def _raised_as_store_error() -> Iterator[None]:
-    """SQLite's errors leave the store as StoreError, with SQLite's words."""
+def _raised_as_store_error(path: Path) -> Iterator[None]:
+    """SQLite's errors leave as StoreError, with SQLite's words and the journal's name."""
     try:
         yield
+    except sqlite3.OperationalError as e:
+        busy = "locked" in str(e)  # another process holds the write lock (a json-workflow, a sqlite3 shell)
+        raise StoreError(f"{path}: {e}" + (" by another process" if busy else "")) from e
     except sqlite3.Error as e:
-        raise StoreError(str(e)) from e
+        raise StoreError(f"{path}: {e}") from e

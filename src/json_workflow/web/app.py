@@ -29,6 +29,7 @@ from json_workflow.web.view import RetryResult, View
 RESULTS_KEPT = 50  # retry results, shown once on the page the POST redirects to
 
 _env = Environment(loader=PackageLoader("json_workflow.web", "templates"), autoescape=select_autoescape(["html"]))
+_env.filters["shown"] = shown  # a path with bytes that are not UTF-8, or invisible characters, escaped
 
 
 def make_app(view: View, guard: Guard) -> Starlette:
