@@ -44,8 +44,10 @@ if TYPE_CHECKING:
     from json_workflow.store.fleet import Membership
 
 STATS_SECONDS = 60
-# How often the live state is saved for `status` and a dashboard run apart from the service; soonest after a change.
-LIVE_SECONDS, LIVE_CHANGED = 5.0, 0.5
+# How often the live state is saved for `status` and a dashboard run apart from the service: at once when a
+# destination changes state, within LIVE_CHANGED when a count does (each save adds to the batches' flushes:
+# at every batch it lengthened a lone file's slowest latencies), every LIVE_SECONDS anyway.
+LIVE_SECONDS, LIVE_CHANGED = 5.0, 2.0
 # How often the main loop checks that the hot folder is the one it watches (a remount replaces it).
 INTAKE_CHECK_SECONDS = 1.0
 LOOP_ERROR_PAUSE = 1.0

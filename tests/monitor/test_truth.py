@@ -38,6 +38,8 @@ def test_status_names_every_failed_file_waiting(root, tmp_path):
 
 def test_status_shows_a_destination_in_trouble_and_back_within_a_second_and_counts_current(root, tmp_path):
     config = write_config(tmp_path / "c.toml", root)
+    # Files that wait are tried again after 2 s, then 4 s: all three are held, and stay so, before the fix
+    config.write_text(config.read_text().replace("retry_max_seconds = 1", "retry_max_seconds = 4"))
     blocked = root / RANK
     blocked.parent.mkdir(parents=True)
     blocked.write_bytes(b"")  # a file where the folder should be: the destination is in trouble
@@ -49,6 +51,7 @@ def test_status_shows_a_destination_in_trouble_and_back_within_a_second_and_coun
         known = time.monotonic()
         wait_for(lambda: _trouble(status(config)), what="status to show the destination in trouble")
         assert time.monotonic() - known < 1 + 1.5  # saved within a second; a status command takes one itself
+
         wait_for(lambda: (s := status(config))["live"]["pending"] == 3 and s["live"]["claimed"] == 0, what="counts")
         blocked.unlink()  # fixed
         wait_for(lambda: "is working again after" in service.text(), timeout=30, what="the recovery")
