@@ -107,9 +107,8 @@ def _problems(own: Sequence[Own], destinations: Destinations, resolve: Callable[
     # They get a folder per client, named after the files: no other of its folders may be one of those.
     for h, holder in enumerate(real[1:3], start=1):
         for i, o in enumerate(real):
-            same = within(o.path, holder.path) and within(
-                holder.path, o.path
-            )  # said once per pair (the hot folder's case above)
+            # Two of its folders that are one: said once per pair (the hot folder's case above).
+            same = within(o.path, holder.path) and within(holder.path, o.path)
             if i != h and within(o.path, holder.path) and not (same and i < h):
                 where = "the same folder as" if same else "inside"
                 found.append(

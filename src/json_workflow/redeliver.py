@@ -138,7 +138,7 @@ class _Batch:
         if final in finals:
             self._left(copy, "another archived file of that name goes there in this run")
         elif os.path.lexists(final):
-            if _same(final, data=data):
+            if durable.holds(final, data):
                 self.present.append(copy)
             else:
                 self._left(copy, OTHER_BYTES)
@@ -181,7 +181,7 @@ class _Batch:
             try:
                 durable.rename_new(copy.temp, copy.final)
             except FileExistsError:  # placed meanwhile (the pipeline, a person)
-                same = _same(copy.final, copy.temp)
+                same = durable.same_bytes(copy.final, copy.temp)
                 durable.remove_quietly(copy.temp)
                 if same:
                     self.present.append(copy)
@@ -250,21 +250,7 @@ def _placed(copy: Replayed, why: str = "") -> Placed:
 def _job(source: str, client: str) -> Job | None:
     """The facts of an archived file an interrupted run gave copies (for its reception); None if unreadable."""
     try:
-        return parse_job(_read(source), client, keep_document=False)
+        with open(source, "rb") as f:
+            return parse_job(f.read(), client, keep_document=False)
     except (OSError, Rejected):
         return None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _same(path: str, other: str = "", data: bytes = b"") -> bool:
-    """Whether the file at `path` holds `data` (or the bytes of the file at `other`); never through a link."""
-    try:
-        data = _read(other) if other else data
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-            return f.read(len(data) + 1) == data
-    except OSError:
-        return False

@@ -24,6 +24,7 @@ _renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
 if _renameat2 is not None:
     _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 _AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never through a link, never stuck on a FIFO
 _counter = itertools.count()
 
 TEMP_SUFFIX = ".jwtmp"
@@ -85,12 +86,35 @@ def copy_new(source: str, path: str, mode: int) -> bool:
     elif not stat.S_ISREG(info.st_mode):
         os.mknod(path, stat.S_IFMT(info.st_mode) | mode, info.st_rdev)
     else:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as src, _new_file(path, mode) as out:
+        with open(os.open(source, _READ), "rb") as src, _new_file(path, mode) as out:
             while chunk := src.read(1 << 20):
                 _write_all(out, chunk)
         return True
     return False
+
+
+def same_bytes(path: str, other: str, chunk: int = 1 << 20) -> bool:
+    """Whether two regular files hold the same bytes (neither read through a link); False when one cannot be read."""
+    try:
+        with open(os.open(path, _READ), "rb") as a, open(os.open(other, _READ), "rb") as b:
+            first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
+            if not (stat.S_ISREG(first.st_mode) and stat.S_ISREG(second.st_mode)) or first.st_size != second.st_size:
+                return False
+            while block := a.read(chunk):
+                if block != b.read(len(block)):
+                    return False
+            return True
+    except OSError:
+        return False
+
+
+def holds(path: str, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data` (never read through a link); False when it cannot be read."""
+    try:
+        with open(os.open(path, _READ), "rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
 def try_link(source: str, path: str) -> bool:

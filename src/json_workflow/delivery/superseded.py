@@ -12,11 +12,10 @@ next start finds a newer file in its place (crash recovery) and judges it then.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable
 
-from json_workflow.delivery import records, stages
+from json_workflow.delivery import durable, records, stages
 from json_workflow.delivery.folders import Folders, folder_names
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.errors import StoreError
@@ -71,7 +70,7 @@ class Superseded:
         newer = d.candidate.origin
         if not os.path.lexists(newer):  # taken in turn meanwhile: its archived copy is the newer version
             newer = _archived(folders, d.candidate.folder, d.candidate.name) or newer
-        if _same_bytes(d.candidate.path, newer):
+        if durable.same_bytes(d.candidate.path, newer):
             self.claims.release(d.candidate)
             d.waiting_on, d.superseded = None, True
             summary.superseded += 1
@@ -136,19 +135,3 @@ def _archived(folders: Folders, client: str | None, name: str) -> str | None:
             if spelling.casefold() == client.casefold() and os.path.lexists(path):
                 return path
     return None
-
-
-def _same_bytes(claimed: str, newer: str, chunk: int = 1 << 20) -> bool:
-    """Whether the claimed version and the newer file hold the same bytes (never through a link)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        with open(os.open(claimed, flags), "rb") as a, open(os.open(newer, flags), "rb") as b:
-            first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
-            if not (stat.S_ISREG(first.st_mode) and stat.S_ISREG(second.st_mode)) or first.st_size != second.st_size:
-                return False
-            while block := a.read(chunk):
-                if block != b.read(len(block)):
-                    return False
-            return True
-    except OSError:
-        return False

@@ -19,7 +19,6 @@ publishes nothing more, and leaves the claims to the one that took them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -32,14 +31,9 @@ import psycopg
 
 from json_workflow.errors import Fenced, StoreError, WorkflowError
 from json_workflow.logs import log
-from json_workflow.store.postgres import Watch, connect
+from json_workflow.store.postgres import Watch, advisory_key, connect
 
 NOW = "EXTRACT(EPOCH FROM clock_timestamp())"  # the store's clock, the one all hosts read
-
-
-def lock_key(instance: str) -> int:
-    """The advisory lock of an instance: a signed 64-bit number from its name."""
-    return int.from_bytes(hashlib.blake2b(f"json-workflow {instance}".encode(), digest_size=8).digest(), signed=True)
 
 
 class Fence:
@@ -114,7 +108,7 @@ class Membership:
         try:
             with self._lock, self._watch.on(lambda: self._connection):
                 db = self._connected()
-                if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
+                if not db.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key(self.instance),)).fetchone()[0]:
                     return self._held_elsewhere(db)
                 self.fence.epoch = db.execute(
                     "INSERT INTO instances (name, host, pid, started, beat, epoch, report) VALUES"
@@ -208,7 +202,7 @@ class Membership:
 
     def _relock(self, db: Any) -> bool:
         """After a lost connection: the lock again, and the same epoch (else this instance was taken over)."""
-        if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.instance),)).fetchone()[0]:
+        if not db.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key(self.instance),)).fetchone()[0]:
             return False
         row = db.execute("SELECT epoch, taken_by FROM instances WHERE name = %s", (self.instance,)).fetchone()
         if row is None or row[0] != self.fence.epoch:
@@ -246,7 +240,7 @@ class Membership:
         for name, age in stale:
             if name in self._taking:
                 continue
-            if not db.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),)).fetchone()[0]:
+            if not db.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key(name),)).fetchone()[0]:
                 if age > self.terminate and _end_sessions(db, name):
                     log.warning(
                         "Instance %s renews nothing for %.0fs but holds its lock: ended its sessions", name, age
@@ -264,7 +258,7 @@ class Membership:
             except psycopg.errors.LockNotAvailable:
                 taken = None
             if taken is None:  # it came back meanwhile (or its row is still locked: next beat)
-                db.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+                db.execute("SELECT pg_advisory_unlock(%s)", (advisory_key(name),))
                 continue
             log.warning("Instance %s stopped renewing its lease %.0fs ago; taking over its claim area", name, age)
             self._taking.add(name)
@@ -277,7 +271,7 @@ class Membership:
             with contextlib.suppress(Exception):
                 db = self._connected()
                 db.execute(f"UPDATE instances SET taken = {NOW} WHERE name = %s", (name,))
-                db.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+                db.execute("SELECT pg_advisory_unlock(%s)", (advisory_key(name),))
 
     # --- the connection -------------------------------------------------------------------------------
     def _connected(self) -> Any:
@@ -309,7 +303,7 @@ def _end_sessions(db: Any, instance: str) -> int:
 
 def _lock_holder(db: Any, instance: str) -> tuple[int, str] | None:
     """(pid, application_name) of the session holding `instance`'s advisory lock."""
-    key = lock_key(instance)
+    key = advisory_key(instance)
     return db.execute(
         "SELECT a.pid, COALESCE(a.application_name, '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s"

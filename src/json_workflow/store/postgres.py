@@ -99,6 +99,11 @@ class PgConnection:
         return [row[0] for row in rows]
 
 
+def advisory_key(name: str) -> int:
+    """A session's advisory lock (an instance's, a command's): a signed 64-bit number from its name."""
+    return int.from_bytes(hashlib.blake2b(f"json-workflow {name}".encode(), digest_size=8).digest(), signed=True)
+
+
 CONNECT_SECONDS = 5  # one attempt to connect; a command tries again until store.connect_timeout
 
 
@@ -292,11 +297,8 @@ class PgStore(SqlStore):
         return path if path.startswith(os.sep) else self._root + path
 
     def exclusive(self, what: str) -> bool:
-        key = int.from_bytes(
-            hashlib.blake2b(f"json-workflow lock {what}".encode(), digest_size=8).digest(), signed=True
-        )
         with self._reading() as db:  # a session lock: freed when this store's connection closes
-            return bool(db.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
+            return bool(db.execute("SELECT pg_try_advisory_lock(?)", (advisory_key(f"lock {what}"),)).fetchone()[0])
 
     def check_writable(self) -> None:
         with self._transaction() as db:
