@@ -37,10 +37,9 @@ from pathlib import Path
 
 from json_workflow import config as config_module
 from json_workflow import samples
-from json_workflow.delivery.durable import TEMP_SUFFIX
+from json_workflow.durable import TEMP_SUFFIX
 from json_workflow.errors import Rejected
 from json_workflow.parse import parse_job
-from json_workflow.route import plan
 
 MANIFEST = "manifest.json"
 ORIGINAL = re.compile(r"^\d{8}_\d{6}(?:-\d+)?_")  # a failed file's timestamp prefix
@@ -105,6 +104,7 @@ class Expected:
         self.places: Counter[str] = Counter()  # folder relative to root -> files
         self.valid = 0
         self.files: dict[str, str] = {}  # name -> client (names are unique)
+        router = config.router()
         for client_dir in sorted(hot.iterdir()):
             for f in sorted(client_dir.iterdir()):
                 self.files[f.name] = client_dir.name
@@ -118,7 +118,7 @@ class Expected:
                 if (client_dir.name, f.name) in bad:
                     raise SystemExit(f"template file {f} parses but samples called it invalid")
                 self.valid += 1
-                for dest in plan(job, config):
+                for dest in router.plan(job):
                     self.places[os.path.relpath(dest.folder, config.root)] += 1
         self.total = len(self.files)
 

@@ -11,7 +11,7 @@ import pytest
 
 from json_workflow.config import build, load
 from json_workflow.errors import ConfigError
-from json_workflow.rules import SEED_ROUTES
+from json_workflow.routing.rules import SEED_ROUTES
 
 REPO = Path(__file__).resolve().parent.parent
 TWIST = REPO / "examples" / "twist.toml"

@@ -129,7 +129,7 @@ def test_a_lone_surrogate_client_code_at_the_top_fails_before_any_path_is_built(
 
 def test_an_error_no_one_foresaw_fails_that_file_only(root, monkeypatch):
     # A bug met by one file (injected here into routing) costs that file, not its batch or the run.
-    from json_workflow.route import Router
+    from json_workflow.routing.route import Router
 
     plan = Router.plan
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from json_workflow.config import build
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job, is_safe_folder_name, parse_job
-from json_workflow.route import Router, route
-from json_workflow.rules import Rule
+from json_workflow.routing.route import route
+from json_workflow.routing.rules import Rule
 from json_workflow.run import run_once
 from json_workflow.samples import job
 
@@ -100,10 +100,10 @@ def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
     """The Router remembers a plan per client and rule-field values: never one another job should differ from."""
     tables = data.draw(st.lists(rule_tables(jobs[0]), max_size=6))
     config = config_of(tables)
-    router = Router(config)
+    router = config.router()
     for details in jobs:
         one = Job(client=data.draw(st.sampled_from(["A", "B"])), category="X", studio=None, title=None, details=details)
-        expected = Router(config).plan(one)
+        expected = config.router().plan(one)
         assert router.plan(one) == expected
         fired = {name for d in expected if not d.is_archive for name in d.reasons}
         assert fired == {f"r{i}" for i, t in enumerate(tables) if oracle_fires(t, details)}
@@ -113,8 +113,8 @@ def test_router_remembered_plans_equal_fresh_decisions(data, jobs):
 @given(data=st.data(), jobs=st.lists(details_strategy, min_size=1, max_size=6))
 def test_field_names_in_any_case_plan_like_the_canonical_ones(data, jobs):
     tables = data.draw(st.lists(rule_tables(jobs[0]), max_size=6))
-    as_written = Router(config_of(tables))
-    spelled = Router(config_of([canonical(t) for t in tables]))
+    as_written = config_of(tables).router()
+    spelled = config_of([canonical(t) for t in tables]).router()
     for details in jobs:
         one = Job(client="A", category="X", studio=None, title=None, details=details)
         assert as_written.plan(one) == spelled.plan(one)
@@ -161,7 +161,7 @@ def test_operators_route_as_stated_and_remembered_plans_never_differ(data, jobs)
         )
     )
     config = config_of(conditions)
-    router = Router(config)
+    router = config.router()
     for details in jobs:
         one = Job(client="A", category="X", studio=None, title=None, details=details)
         fired = {name for d in router.plan(one) if not d.is_archive for name in d.reasons}
@@ -169,7 +169,7 @@ def test_operators_route_as_stated_and_remembered_plans_never_differ(data, jobs)
             f"r{i}" for i, when in enumerate(conditions) if all(oracle_holds(v, details, f) for f, v in when.items())
         }
         assert fired == expected, (details, conditions)
-        assert router.plan(one) == Router(config).plan(one)
+        assert router.plan(one) == config.router().plan(one)
 
 
 @settings(max_examples=300, deadline=None)

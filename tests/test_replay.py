@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from conftest import STORE, Consumer, cli, make_config, query, snapshot, wait_for
 from json_workflow.config import build
 from json_workflow.replay import Totals, archived, replay
-from json_workflow.route import route
+from json_workflow.routing.route import route
 from json_workflow.samples import job
 from json_workflow.store import open_store
 from test_properties import condition_value
@@ -130,7 +130,7 @@ def test_dates_select_by_modification_time_and_clients_by_folder(root, tmp_path)
 # writing a temporary, renaming one into place, or just after a write to the journal committed.
 KILLED_AT = """
 import os, signal, sys
-from json_workflow.delivery import durable
+from json_workflow import durable
 from json_workflow.store.replays import ReplayStore
 where, n, count = sys.argv[1], int(sys.argv[2]), [0]
 def killing(real, after):

@@ -1,4 +1,4 @@
-"""The package's shape, kept: no import cycle between its modules, no module far over 300 lines."""
+"""The package's shape, kept: no import cycle between its modules or its folders, no module far over 300 lines."""
 
 from __future__ import annotations
 
@@ -67,6 +67,39 @@ def test_no_module_imports_itself_through_others():
     known = modules()
     edges = {module: imports(path, known) for module, path in known.items()}
     assert cycles(edges) == []
+
+
+def folder(module: str) -> str:
+    """A module's folder (`json_workflow.delivery`), or the module itself at the package's top."""
+    return ".".join(module.split(".")[:2])
+
+
+def folder_edges() -> dict[str, set[str]]:
+    known = modules()
+    edges: dict[str, set[str]] = {folder(module): set() for module in known}
+    for module, path in known.items():
+        edges[folder(module)].update(folder(other) for other in imports(path, known) if folder(other) != folder(module))
+    return edges
+
+
+def test_folders_import_each_other_one_way_only():
+    """intake -> routing -> delivery -> store -> reporting: no folder reaches back into one that uses it."""
+    assert cycles(folder_edges()) == []
+
+
+def test_the_configuration_uses_routing_and_routing_never_the_configuration():
+    """The configuration is built from routing's rule model; the router is handed the rules and folders."""
+    edges = folder_edges()
+    assert "json_workflow.routing" in edges["json_workflow.config"]
+    assert "json_workflow.config" not in edges["json_workflow.routing"]
+    assert "json_workflow.settings" not in edges["json_workflow.routing"]
+
+
+def test_intake_and_delivery_share_the_disk_helpers_below_both():
+    edges = folder_edges()
+    assert "json_workflow.delivery" not in edges["json_workflow.intake"]
+    assert "json_workflow.durable" in edges["json_workflow.intake"] & edges["json_workflow.delivery"]
+    assert edges["json_workflow.durable"] <= {"json_workflow.errors", "json_workflow.names"}
 
 
 def test_the_checker_finds_a_cycle():

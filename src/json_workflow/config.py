@@ -17,7 +17,8 @@ from pydantic import (
 
 from json_workflow import layout
 from json_workflow.errors import ConfigError
-from json_workflow.rules import SEED_ROUTES, Rule
+from json_workflow.routing.route import Router
+from json_workflow.routing.rules import SEED_ROUTES, Rule
 from json_workflow.settings import (
     Email,
     Http,
@@ -126,6 +127,10 @@ class Config(Strict):
     def own_folders(self) -> list[layout.Own]:
         """The folders json-workflow keeps for itself: no destination may be in or over one."""
         return layout.own_folders(self.hot, self.archive, self.failed, self.logs, self.state)
+
+    def router(self) -> Router:
+        """The routing rules with their folders resolved, as every file is routed."""
+        return Router(self.routes, self.root, self.archive, self.own_folders)
 
     def fixed_part(self, rule: Rule) -> Path:
         """A rule's destination, or for a templated one the folder its placeholders are filled in below."""

@@ -17,15 +17,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.delivery import durable
 from json_workflow.delivery.folders import Folders, folder_names
 from json_workflow.errors import Rejected
 from json_workflow.intake import Source
 from json_workflow.names import shown
 from json_workflow.parse import Job, parse_job
 from json_workflow.replay import Change, Delivered, digest
-from json_workflow.route import Destination
+from json_workflow.routing.route import Destination
 from json_workflow.store import Store
 from json_workflow.store.replays import Reception, Replayed, ReplayKey
 from json_workflow.store.rows import FinishedFile, Received

@@ -20,7 +20,7 @@ from json_workflow.errors import Rejected
 from json_workflow.intake.scan import is_job_name
 from json_workflow.names import shown
 from json_workflow.parse import Job, parse_job
-from json_workflow.route import Destination, Router
+from json_workflow.routing.route import Destination
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def replay(
 
     An added folder that `delivered` says had this version of the file already is no change: it is delivered.
     """
-    old_router, new_router = Router(old), Router(new)
+    old_router, new_router = old.router(), new.router()
     for path, client in files:
         totals.files += 1
         try:

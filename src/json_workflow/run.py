@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.delivery import durable
 from json_workflow.delivery.model import Summary
 from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.errors import StoreError, WorkflowError

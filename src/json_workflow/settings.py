@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from json_workflow.rules import Folder
+from json_workflow.routing.rules import Folder
 
 
 def _mode(allowed: int) -> Callable[[Any], Any]:

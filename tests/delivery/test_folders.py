@@ -23,7 +23,7 @@ from conftest import (
     run,
     trouble_records,
 )
-from json_workflow.rules import SEED_ROUTES
+from json_workflow.routing.rules import SEED_ROUTES
 from json_workflow.samples import job
 
 # --- destinations in trouble ----------------------------------------------------------------------

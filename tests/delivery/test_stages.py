@@ -27,9 +27,10 @@ from conftest import (
     run,
     trouble_records,
 )
-from json_workflow.delivery import durable, stages
-from json_workflow.delivery.durable import Barrier
+from json_workflow import durable
+from json_workflow.delivery import stages
 from json_workflow.delivery.model import Copy, Kind
+from json_workflow.durable import Barrier
 from json_workflow.samples import job
 
 # --- 1. the archive -------------------------------------------------------------------------------

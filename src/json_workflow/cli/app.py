@@ -88,7 +88,7 @@ def existing_root(config: Config, error: type[Exit] = Exit) -> None:
 
 def setup_logging(config: Config, console_level: int) -> None:
     """Log to the log folder (or to stderr only, saying why, when it cannot be written) and to stderr."""
-    from json_workflow.delivery.durable import make_folder
+    from json_workflow.durable import make_folder
 
     try:
         make_folder(config.log_folder, config.permissions.dir_mode, config.root)

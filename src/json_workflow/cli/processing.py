@@ -69,17 +69,20 @@ def _count_backlog(config: Config) -> int:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -> None:
     """Show each file's fields and every place it would go, and why. Changes nothing."""
-    from json_workflow.explain import Explanation, client_folder, explain
     from json_workflow.intake.scan import read_job_file
+    from json_workflow.routing.explain import Explanation, client_folder, explain
 
     config = load_config(config_path, root)
+    router = config.router()
     unreadable = 0
     for file in files:
         path = Path(os.path.abspath(file))
-        folder = client_folder(path, config.hot)
+        folder = client_folder(path, config.hot, config.failed)
         click.echo(shown(str(path)))
         try:
-            found = explain(read_job_file(str(path), config.max_file_bytes).data, folder, config)
+            found = explain(
+                read_job_file(str(path), config.max_file_bytes).data, folder, router, config.failed_folder(folder)
+            )
         except Rejected as r:  # too large, or not a regular file
             found = Explanation(rejection=r, failed_folder=config.failed_folder(folder))
         except StillWriting as e:
@@ -89,16 +92,16 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
             click.echo(f"  cannot read: {e.strerror}")
             unreadable += 1
             continue
+        for key, value in found.fields:
+            click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
         if found.rejection is not None:
             click.echo(f"  rejected at {found.rejection.stage}: {found.rejection.reason}")
             click.echo(f"  -> {shown(str(found.failed_folder))}/  (failed folder, with a reason file)")
-            continue
-        for key, value in found.fields:
-            click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
         for dest in found.destinations:
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
             click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
-        click.echo("  rules:")
+        if found.rules:
+            click.echo("  rules:")
         for name, failed in found.rules:
             click.echo(f"    {name}: " + ("matched" if failed is None else f"no, {failed}"))
     sys.exit(1 if unreadable else 0)

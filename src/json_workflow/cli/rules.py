@@ -112,7 +112,7 @@ def replay(
 
 def _store(config: Config, deliver: bool) -> Store | None:
     """The store (what was delivered): made for --apply, read when there is one; exit 2 when it cannot be."""
-    from json_workflow.delivery.durable import make_folder
+    from json_workflow.durable import make_folder
     from json_workflow.store import has_store, open_store
 
     if not deliver and not has_store(config):

@@ -13,7 +13,7 @@ import re
 import stat
 import time
 
-from json_workflow.delivery import durable
+from json_workflow import durable
 from json_workflow.delivery.model import Delivery
 from json_workflow.names import shown
 

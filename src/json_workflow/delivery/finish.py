@@ -11,15 +11,15 @@ import os
 import time
 from collections.abc import Callable
 
-from json_workflow import logs
-from json_workflow.delivery import durable, records
+from json_workflow import durable, logs
+from json_workflow.delivery import records
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Outcome, Summary
 from json_workflow.delivery.superseded import Superseded
 from json_workflow.errors import Fenced, StoreError
 from json_workflow.intake.claim import Claims
 from json_workflow.logs import log
-from json_workflow.route import routed_names
+from json_workflow.routing.route import routed_names
 from json_workflow.store import Store
 from json_workflow.store.rows import Batch, FinishedFile
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from json_workflow.delivery import durable
+from json_workflow import durable
 
 # A flush that waits for the disk at least this long runs in the flush thread while the next batch is
 # staged. A quicker one (tmpfs, a disk cache that absorbs it) is done in place: handing work to another

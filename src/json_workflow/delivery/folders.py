@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.delivery import durable
 from json_workflow.delivery.failed import fit_name
 from json_workflow.errors import DestinationError
 from json_workflow.parse import Job

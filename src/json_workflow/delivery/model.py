@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from json_workflow.delivery import durable
+from json_workflow import durable
 from json_workflow.errors import Rejected, WorkflowError
 from json_workflow.intake import Source
 from json_workflow.intake.scan import Candidate
 from json_workflow.parse import Job
-from json_workflow.route import Destination
+from json_workflow.routing.route import Destination
 
 
 class Kind(StrEnum):

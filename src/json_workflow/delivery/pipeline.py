@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from json_workflow import logs
+from json_workflow import durable, logs
 from json_workflow.config import Config
-from json_workflow.delivery import durable, records, recovery, stages
+from json_workflow.delivery import records, recovery, stages
 from json_workflow.delivery.finish import Finisher
 from json_workflow.delivery.flush import FlushConveyor
 from json_workflow.delivery.folders import Folders
@@ -27,7 +27,6 @@ from json_workflow.intake import Source
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
-from json_workflow.route import Router
 from json_workflow.store import Store
 
 # A file whose processing the process died in this many times in a row is set aside unread.
@@ -61,7 +60,7 @@ class Pipeline:
         self.config = config
         self.folders = Folders(config)
         self.barrier = durable.Barrier(config.flush)
-        self.parts = Parts(config, self.claims, Router(config), self.folders, self.barrier, poisoned)
+        self.parts = Parts(config, self.claims, config.router(), self.folders, self.barrier, poisoned)
         self.conveyor: FlushConveyor[_Batch] = FlushConveyor(self.barrier, self._publish)
 
     def close(self) -> None:

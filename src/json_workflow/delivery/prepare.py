@@ -7,8 +7,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.delivery import durable, stages
+from json_workflow.delivery import stages
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery
 from json_workflow.errors import DestinationError, Rejected, StillWriting, WorkflowError, detached
@@ -17,7 +18,7 @@ from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate, read_job_file
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
-from json_workflow.route import Router
+from json_workflow.routing.route import Router
 
 
 @dataclass

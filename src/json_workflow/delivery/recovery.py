@@ -11,8 +11,9 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 
+from json_workflow import durable
 from json_workflow.config import CLAIM_AREA
-from json_workflow.delivery import durable, stages
+from json_workflow.delivery import stages
 from json_workflow.delivery.failed import REASON_SUFFIX
 from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
 from json_workflow.errors import Rejected
@@ -20,7 +21,7 @@ from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
-from json_workflow.route import Router
+from json_workflow.routing.route import Router
 from json_workflow.store import Store
 from json_workflow.store.rows import FinishedFile
 

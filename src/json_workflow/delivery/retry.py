@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.config import UNKNOWN_CLIENT, Config
-from json_workflow.delivery import durable
 from json_workflow.delivery.failed import REASON_SUFFIX, fit_name, original_name
 from json_workflow.intake.scan import is_job_name
 from json_workflow.names import unshown

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from json_workflow.delivery import durable
+from json_workflow import durable
 from json_workflow.delivery.failed import REASON_SUFFIX, link_or_copy, place_unused, reason_file
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Copy, Delivery, Kind

@@ -15,7 +15,8 @@ import os
 import time
 from collections.abc import Callable
 
-from json_workflow.delivery import durable, records, stages
+from json_workflow import durable
+from json_workflow.delivery import records, stages
 from json_workflow.delivery.folders import Folders, folder_names
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.errors import StoreError

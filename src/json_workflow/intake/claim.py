@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from json_workflow.delivery import durable
+from json_workflow import durable
 from json_workflow.errors import WorkflowError
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log

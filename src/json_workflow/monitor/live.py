@@ -25,9 +25,9 @@ from json_workflow.errors import DestinationError, StoreError
 from json_workflow.logs import log
 from json_workflow.monitor.state import Destination, Event, Live, last_scan_and_report
 from json_workflow.names import shown
+from json_workflow.routing.template import pattern
 from json_workflow.store import Store
 from json_workflow.store.rows import LiveRow
-from json_workflow.template import pattern
 
 # file_seconds' buckets, claim to finish: a file takes milliseconds; a slow share, seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

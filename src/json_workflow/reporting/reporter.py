@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+from json_workflow import durable
 from json_workflow.config import Config
-from json_workflow.delivery import durable
 from json_workflow.errors import MailError, StoreError
 from json_workflow.logs import log
 from json_workflow.names import unshown

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from conftest import drop, make_config
-from json_workflow.conditions import ABSENT, condition, lookup
 from json_workflow.config import build
 from json_workflow.errors import ConfigError
 from json_workflow.parse import parse_job
-from json_workflow.route import Router, matches, why
-from json_workflow.rules import Rule
+from json_workflow.routing.conditions import ABSENT, condition, lookup
+from json_workflow.routing.route import matches, why
+from json_workflow.routing.rules import Rule
 from json_workflow.run import run_once
 from json_workflow.samples import job
 
@@ -102,7 +102,7 @@ def test_a_bad_condition_is_a_configuration_error_naming_the_key(when, message):
 
 def test_the_router_decides_as_matches_does_and_tells_values_apart_where_a_regex_would():
     config = build(rules({"Title": {"regex": "Spring.*"}}, {"JobSpecification.Delivery.Method": {"glob": "f*"}}), "t")
-    router = Router(config)
+    router = config.router()
     for title, expected in (("Spring Sale", ["r0", "r1"]), ("spring sale", ["r1"]), ("Spring Sale", ["r0", "r1"])):
         document = {**DOCUMENT, "JobSpecification": {**DOCUMENT["JobSpecification"]}}
         document["JobSpecification"]["JobDetails"] = {**DETAILS, "Title": title}

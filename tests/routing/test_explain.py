@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from json_workflow.config import build
-from json_workflow.explain import client_folder, explain
+from json_workflow.routing.explain import client_folder, explain
 from json_workflow.samples import job
 
 CONFIG = build({}, "test", root=Path("/nowhere"))  # never created: explain touches no disk
+ROUTER = CONFIG.router()
+
+
+def explain_in(data: bytes, folder: str | None):
+    return explain(data, folder, ROUTER, CONFIG.failed_folder(folder))
 
 
 def test_a_valid_job_shows_its_fields_and_every_destination_archive_first():
-    found = explain(job("RANK", "PRODUCTION", 7, title="Spring"), "RANK", CONFIG)
+    found = explain_in(job("RANK", "PRODUCTION", 7, title="Spring"), "RANK")
     assert found.rejection is None
     assert dict(found.fields) == {
         "ClientCode": "RANK",
@@ -25,10 +30,10 @@ def test_a_valid_job_shows_its_fields_and_every_destination_archive_first():
 
 
 def test_a_rejected_job_says_why_and_which_failed_folder_it_would_go_to():
-    found = explain(b"{not json", "RANK", CONFIG)
+    found = explain_in(b"{not json", "RANK")
     assert found.rejection is not None and found.rejection.stage == "parse"
     assert found.failed_folder == Path("/nowhere/JSON_FAILED/RANK") and found.destinations == ()
-    assert explain(b"[]", None, CONFIG).failed_folder == Path("/nowhere/JSON_FAILED/_unknown")
+    assert explain_in(b"[]", None).failed_folder == Path("/nowhere/JSON_FAILED/_unknown")
 
 
 def test_the_client_folder_is_the_folder_one_down_in_the_hot_folder_only():
@@ -38,11 +43,30 @@ def test_the_client_folder_is_the_folder_one_down_in_the_hot_folder_only():
     assert client_folder(Path("/elsewhere/RANK/a.json"), hot) is None
 
 
+def test_a_file_in_the_failed_folder_is_explained_as_its_client_folder():
+    """What `retry` would hand back: JSON_FAILED/RANK/a.json is a RANK file."""
+    hot, failed = CONFIG.hot, CONFIG.failed
+    assert client_folder(failed / "RANK/a.json", hot, failed) == "RANK"
+    assert client_folder(failed / "RANK/a.json", hot) is None
+    assert client_folder(failed / "a.json", hot, failed) is None
+
+
+def test_a_rejected_job_still_shows_how_each_rule_judged_what_could_be_read():
+    """A file set aside for its ClientCode still says which rules its other fields would meet."""
+    data = b'{"JobSpecification": {"JobDetails": {"ClientCode": "OTHER", "JobCategory": "CELTRA"}}}'
+    found = explain_in(data, "RANK")
+    assert found.rejection is not None and found.rejection.stage == "validate"
+    rules = dict(found.rules)
+    assert rules["Celtra"] == "ClientCode = CELTRA failed: it is 'OTHER'"
+    assert rules["LOREAL/IN"] == "ClientCode = LOREAL failed: it is 'OTHER'"
+    assert explain_in(b"{not json", "RANK").rules == ()  # nothing could be read
+
+
 def test_each_rule_says_whether_it_matched_and_which_condition_failed():
-    found = explain(job("RANK", "CELTRA", 7), "RANK", CONFIG)
+    found = explain_in(job("RANK", "CELTRA", 7), "RANK")
     rules = dict(found.rules)
     assert rules["Monday Rank"] is None and rules["Celtra (eligible client)"] is None
     assert rules["LOREAL/IN"] == "ClientCode = LOREAL failed: it is 'RANK'"
     assert list(rules) == [r.name for r in CONFIG.routes]  # every rule, in configuration order
-    production = dict(explain(job("RANK", "PRODUCTION", 7), "RANK", CONFIG).rules)
+    production = dict(explain_in(job("RANK", "PRODUCTION", 7), "RANK").rules)
     assert production["Celtra (eligible client)"] == "JobCategory = CELTRA failed: it is 'PRODUCTION'"

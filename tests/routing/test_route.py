@@ -9,8 +9,8 @@ import pytest
 from conftest import CELTRA, expected_places
 from json_workflow.config import build
 from json_workflow.parse import parse_job
-from json_workflow.route import matches, plan, route, routed_names
-from json_workflow.rules import SEED_ROUTES, Rule
+from json_workflow.routing.route import matches, route, routed_names
+from json_workflow.routing.rules import SEED_ROUTES, Rule
 from json_workflow.samples import job
 
 CONFIG = build({}, "test", root="/r")
@@ -101,13 +101,14 @@ def test_route_with_no_rules_is_empty():
 
 @pytest.mark.parametrize("client", ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"])
 def test_plan_sends_eligible_celtra_jobs_to_celtra(client):
-    folders = {str(d.folder.relative_to(ROOT)) for d in plan(parse_job(job(client, "CELTRA", 1), client), CONFIG)}
+    dests = CONFIG.router().plan(parse_job(job(client, "CELTRA", 1), client))
+    folders = {str(d.folder.relative_to(ROOT)) for d in dests}
     assert folders == expected_places(client, "CELTRA")
     assert CELTRA in folders
 
 
 def test_plan_archive_first_then_rules():
-    dests = plan(parse_job(job("RANK", "CELTRA", 1), "RANK"), CONFIG)
+    dests = CONFIG.router().plan(parse_job(job("RANK", "CELTRA", 1), "RANK"))
     assert dests[0].folder == ROOT / "JSON_STORE/RANK"
     assert dests[0].is_archive
     assert [(d.folder, d.reasons) for d in dests[1:]] == [
@@ -128,7 +129,7 @@ def test_plan_delivers_once_to_a_folder_chosen_by_two_rules():
         "t",
         root="/r",
     )
-    dests = plan(parse_job(job("X", "Y", 1), None), config)
+    dests = config.router().plan(parse_job(job("X", "Y", 1), None))
     assert [(d.folder, d.reasons) for d in dests] == [(ROOT / "JSON_STORE/X", ("archive",)), (ROOT / "OUT", ("a", "b"))]
     assert routed_names(dests) == ["a + b"]
 
@@ -141,12 +142,12 @@ def test_plan_with_lower_case_field_names_is_the_plan_of_the_canonical_ones(clie
         {"routes": [{**r, "when": {f.lower(): v for f, v in r["when"].items()}} for r in SEED_ROUTES]}, "t", root="/r"
     )
     one = parse_job(job(client, category, 1), client)
-    assert plan(one, lower) == plan(one, CONFIG)
-    assert {str(d.folder.relative_to(ROOT)) for d in plan(one, lower)} == expected_places(client, category)
+    assert lower.router().plan(one) == CONFIG.router().plan(one)
+    assert {str(d.folder.relative_to(ROOT)) for d in lower.router().plan(one)} == expected_places(client, category)
 
 
 def test_plan_unrouted_client_is_archive_only():
-    dests = plan(parse_job(job("ACME", "CELTRA", 1), "ACME"), CONFIG)
+    dests = CONFIG.router().plan(parse_job(job("ACME", "CELTRA", 1), "ACME"))
     assert [d.folder for d in dests] == [ROOT / "JSON_STORE/ACME"]
     assert routed_names(dests) == []
 
@@ -155,5 +156,5 @@ def test_plan_absolute_destination_stays_absolute():
     config = build(
         {"routes": [{"name": "m", "destination": "/mnt/share/IN", "when": {"ClientCode": "X"}}]}, "t", root="/r"
     )
-    dests = plan(parse_job(job("X", "Y", 1), None), config)
+    dests = config.router().plan(parse_job(job("X", "Y", 1), None))
     assert dests[1].folder == Path("/mnt/share/IN")

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
 
-from json_workflow.conditions import Condition, check_field, condition
-from json_workflow.template import placeholders
+from json_workflow.routing.conditions import Condition, check_field, condition
+from json_workflow.routing.template import placeholders
 
 CELTRA_FOLDER = "SYNC/MAKE/Celtra - Create_Rename - Project_Design File"
 CELTRA_ELIGIBLE = ["CIBC", "OLIVER", "ADIDAS", "PAYPAL", "RECKITTBENCKISER", "BAYER", "3M", "RANK"]

@@ -52,7 +52,7 @@ class Matches:
         return text is not None and self.compiled.fullmatch(text) is not None
 
     def __str__(self) -> str:
-        return f"matches {self.kind} {self.pattern!r}"
+        return f"matches {self.kind} {quoted(self.pattern)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class Not:
             return str(Exists(not inner.present))
         if isinstance(inner, Equals):
             return f"!= {inner.values[0]}" if len(inner.values) == 1 else f"not in {', '.join(inner.values)}"
-        return f"does not match {inner.kind} {inner.pattern!r}"
+        return f"does not match {inner.kind} {quoted(inner.pattern)}"
 
 
 Condition = Equals | Matches | Exists | Not
@@ -168,4 +168,11 @@ def shown_value(value: Any) -> str:
         return "absent"
     if isinstance(value, dict | list):
         return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
-    return "null" if value is None else repr(as_text(value))
+    return "null" if value is None else quoted(str(as_text(value)))
+
+
+def quoted(text: str) -> str:
+    """Text in quotes as an operator writes it (`'Sale \\d{4}'`, not Python's doubled backslashes)."""
+    if not text.isprintable():
+        return repr(text)  # escapes what a terminal would hide or act on
+    return f'"{text}"' if "'" in text and '"' not in text else f"'{text}'" if "'" not in text else repr(text)

@@ -11,7 +11,6 @@ from conftest import drop, files, make_config, read_reason
 from json_workflow.config import build
 from json_workflow.errors import ConfigError, Rejected
 from json_workflow.parse import parse_job
-from json_workflow.route import Router
 from json_workflow.run import run_once
 from json_workflow.samples import job
 
@@ -47,12 +46,12 @@ def test_known_placeholders_are_the_jobs_fields_and_those_the_rule_names():
 
 
 def plan_of(config, data: bytes, folder="RANK"):
-    return Router(config).plan(parse_job(data, folder))
+    return config.router().plan(parse_job(data, folder))
 
 
 def test_a_destination_is_filled_per_job_and_remembered_per_value(root):
     config = make_config(root, **rule("CLIENT-STORES/{ClientCode}/IN-{JobCategory}"))
-    router = Router(config)
+    router = config.router()
     for client in ("RANK", "LOREAL", "RANK"):
         [_, routed] = router.plan(parse_job(job(client, "SOCIAL", 1), client))
         assert routed.folder == root / f"CLIENT-STORES/{client}/IN-SOCIAL"

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from json_workflow import layout
-from json_workflow.conditions import ABSENT, lookup, shown_value
-from json_workflow.config import Config
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job
-from json_workflow.rules import Rule
-from json_workflow.template import Template
+from json_workflow.routing.conditions import ABSENT, lookup, shown_value
+from json_workflow.routing.rules import Rule
+from json_workflow.routing.template import Template
 
 # Distinct (client, field values) plans a Router remembers; a run with more starts afresh.
 REMEMBERED_PLANS = 4096
@@ -63,18 +62,20 @@ class Router:
     holds few distinct ones: each is decided once and remembered.
     """
 
-    def __init__(self, config: Config):
-        self.config = config
-        self.archive = config.archive
+    def __init__(self, rules: Sequence[Rule], root: Path, archive: Path, own: Sequence[layout.Own] = ()):
+        """`rules` in configuration order; their destinations are relative to `root`; `own`: never delivered into."""
+        self.rules = tuple(rules)
+        self.root = root
+        self.archive = archive
         self.table: list[tuple[Rule, Path | Template]] = []
         fields: set[str] = set()
-        for rule in config.routes:
+        for rule in self.rules:
             named = rule.placeholders
-            target = Template(rule.name, rule.destination, tuple(named)) if named else config.folder(rule.destination)
+            target = Template(rule.name, rule.destination, tuple(named)) if named else root / rule.destination
             self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
-        self._own = config.own_folders
+        self._own = list(own)
         self._own_on_disk: list[layout.Own] | None = None
         self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
 
@@ -100,7 +101,7 @@ class Router:
 
     def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:
         """A templated destination for this job; Rejected when it would be in or over json-workflow's own folders."""
-        folder = self.config.folder(template.render(details, document))
+        folder = self.root / template.render(details, document)
         if self._own_on_disk is None:  # once per configuration: the folders as they are on disk
             self._own_on_disk = [o._replace(path=Path(os.path.realpath(o.path))) for o in self._own]
         own = layout.trespass(folder, self._own) or layout.trespass(Path(os.path.realpath(folder)), self._own_on_disk)
@@ -120,11 +121,6 @@ def _key(value: Any) -> Any:
     if isinstance(value, dict | list):  # no condition looks inside: equal as far as any plan goes
         return ("object",) if isinstance(value, dict) else ("array",)
     return value if value is ABSENT or value is None or isinstance(value, str) else str(value)
-
-
-def plan(job: Job, config: Config) -> tuple[Destination, ...]:
-    """The archive folder first, then each routed folder once, naming every rule that chose it."""
-    return Router(config).plan(job)
 
 
 def routed_names(destinations: Sequence[Destination]) -> list[str]:

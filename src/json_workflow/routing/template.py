@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from json_workflow.conditions import as_text, lookup, shown_value
 from json_workflow.errors import Rejected
 from json_workflow.parse import is_safe_folder_name
+from json_workflow.routing.conditions import as_text, lookup, shown_value
 
 # The fields every job file may carry, as TWIST names them; a rule may also use any field its `when` names.
 KNOWN = ("ClientCode", "JobCategory", "StudioCode", "Title", "JobNumber")
