@@ -1,3 +1,3 @@
 from json_workflow.cli import main
 
-main()
+main(prog_name="json-workflow")

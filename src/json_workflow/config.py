@@ -128,6 +128,12 @@ class Config(Strict):
         """The folders json-workflow keeps for itself: no destination may be in or over one."""
         return layout.own_folders(self.hot, self.archive, self.failed, self.logs, self.state)
 
+    @property
+    def highlight(self) -> str:
+        """report.highlight, when a rule's name contains it (the store's test); else "": no column of zeros."""
+        wanted = self.report.highlight.lower()
+        return self.report.highlight if wanted and any(wanted in r.name.lower() for r in self.routes) else ""
+
     def router(self) -> Router:
         """The routing rules with their folders resolved, as every file is routed."""
         return Router(self.routes, self.root, self.archive, self.own_folders)

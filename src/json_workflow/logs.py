@@ -7,6 +7,7 @@ the path is checked, so no line goes into a file that logrotate has renamed away
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -16,14 +17,34 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from json_workflow.plural import count
+
 LOGGER = "json_workflow"
 LOG_FILE = "json_workflow.log"
 FORMAT = "%(asctime)s - %(levelname)s - [%(worker)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Pending log text is written out at the end of every batch, or once it reaches this size.
 WRITE_OUT_CHARS = 1 << 16
+# On a terminal, a batch's lines past this many are summed up in one line (the log file has them all).
+CONSOLE_LINES = 12
 
 log = logging.getLogger(LOGGER)
+
+
+def _escaped(error: UnicodeError) -> tuple[str, int]:
+    """A name's bytes that are not UTF-8 (surrogate escapes) as \\xNN, as names.shown writes them."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}" for c in text
+    ), error.end
+
+
+# Every line is written with it: a path in a message that was not passed through names.shown first
+# still reads as the README promises, never fails a line, never reaches a terminal raw.
+ESCAPED = "json_workflow.escaped"
+codecs.register_error(ESCAPED, _escaped)
 
 
 def _buffered(stream: TextIO) -> TextIO:
@@ -32,7 +53,7 @@ def _buffered(stream: TextIO) -> TextIO:
         fd = os.dup(stream.fileno())
     except (AttributeError, OSError, io.UnsupportedOperation):
         return stream  # not a real file (a test harness): write through it
-    return io.TextIOWrapper(io.FileIO(fd, "w"), encoding="utf-8", errors="backslashreplace")
+    return io.TextIOWrapper(io.FileIO(fd, "w"), encoding="utf-8", errors=ESCAPED)
 
 
 class _Formatter(logging.Formatter):
@@ -62,11 +83,16 @@ class _Formatter(logging.Formatter):
 
 
 class _Tee(logging.Handler):
-    """One formatted line to stderr (from `console_level` up) and to the log file (everything)."""
+    """One formatted line to stderr (from `console_level` up) and to the log file (everything).
 
-    def __init__(self, file: Path | None, console_level: int):
-        super().__init__(logging.INFO)
+    `shorten`: a record of many lines (a batch) shows its first lines on the console and how many more
+    the file has, so a backlog does not scroll a terminal away.
+    """
+
+    def __init__(self, file: Path | None, console_level: int, shorten: bool = False):
+        super().__init__(min(logging.INFO, console_level))
         self.console_level = console_level
+        self.shorten = shorten
         self.console = _buffered(sys.stderr)
         self.path = file
         self.file: TextIO | None = None
@@ -82,8 +108,8 @@ class _Tee(logging.Handler):
         if self.file is not None:
             self.file.close()
             self.file = None
-        # backslashreplace: a file name that is not UTF-8 (surrogate escapes) must not fail a line.
-        self.file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+        # A file name that is not UTF-8 (surrogate escapes) must not fail a line.
+        self.file = open(self.path, "a", encoding="utf-8", errors=ESCAPED)
         info = os.fstat(self.file.fileno())
         self._identity = (info.st_dev, info.st_ino)
         return self.file
@@ -116,12 +142,22 @@ class _Tee(logging.Handler):
             if self.path is not None:
                 self._pending.append(line)
                 self._pending_chars += len(line)
-            if record.levelno >= self.console_level:
-                self.console.write(line)
+            if record.levelno >= self.console_level or (self.console_level <= logging.WARNING and summary(record)):
+                self.console.write(self._shortened(line) if self.shorten else line)
             if record.levelno >= logging.WARNING or self._pending_chars >= WRITE_OUT_CHARS:
                 self.flush()
         except Exception:
             self.handleError(record)
+
+    def _shortened(self, line: str) -> str:
+        more = line.count("\n", 0, -1) + 1 - CONSOLE_LINES
+        if more <= 0:
+            return line
+        cut = 0
+        for _ in range(CONSOLE_LINES):
+            cut = line.index("\n", cut) + 1
+        where = f"in {self.path}" if self.path is not None else "not shown"
+        return f"{line[:cut]}    ... {count(more, 'more line')} {where}\n"
 
     def flush(self) -> None:
         self.acquire()
@@ -148,7 +184,14 @@ class _Tee(logging.Handler):
         super().close()
 
 
-def setup(folder: Path | None, console_level: int = logging.INFO) -> None:
+SUMMARY = {"summary": True}  # `extra` of an INFO line that --quiet still shows: start, stop, the minutely stats
+
+
+def summary(record: logging.LogRecord) -> bool:
+    return getattr(record, "summary", False)
+
+
+def setup(folder: Path | None, console_level: int = logging.INFO, shorten: bool = False) -> None:
     """Send json_workflow's log to stderr and, when `folder` is given, to folder/json_workflow.log."""
     # Skip what our format never shows (logging HOWTO, "Optimization").
     logging.logMultiprocessing = False
@@ -157,9 +200,9 @@ def setup(folder: Path | None, console_level: int = logging.INFO) -> None:
     for handler in log.handlers:
         handler.close()
     log.handlers.clear()
-    log.setLevel(logging.INFO)
+    log.setLevel(min(logging.INFO, console_level))
     log.propagate = False
-    log.addHandler(_Tee(folder / LOG_FILE if folder is not None else None, console_level))
+    log.addHandler(_Tee(folder / LOG_FILE if folder is not None else None, console_level, shorten))
 
 
 def flush() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from json_workflow.errors import Rejected
+from json_workflow.names import shown
 
 _BOM = b"\xef\xbb\xbf"
 # A client code becomes a folder name: one plain path component, nothing hidden, no control characters.
@@ -82,7 +83,7 @@ def job_from_document(document: Any, folder: str | None, keep_document: bool = T
     if not is_safe_folder_name(client):
         raise Rejected(f"ClientCode {client!r} is not a safe folder name", "validate")
     if folder is not None and client.casefold() != folder.casefold():
-        raise Rejected(f"ClientCode {client!r} does not match its client folder {folder!r}", "validate")
+        raise Rejected(f"ClientCode {client!r} does not match its client folder '{shown(folder)}'", "validate")
     return Job(
         client=folder or client,
         category=category,

@@ -20,6 +20,7 @@ from json_workflow.errors import Rejected
 from json_workflow.intake.scan import is_job_name
 from json_workflow.names import shown
 from json_workflow.parse import Job, parse_job
+from json_workflow.plural import count
 from json_workflow.routing.route import Destination
 
 
@@ -146,11 +147,9 @@ def recent_effect(old: Config, new: Config, now: float, days: int = 7) -> str:
     totals = Totals()
     for _ in replay(archived(new, now - days * 86400, None), old, new, totals):
         pass
+    read = f"replay of the last {count(days, 'day')} ({count(totals.files, 'archived file')})"
     if not totals.changed:
-        return f"replay of the last {days} days ({totals.files} archived files): no file would go elsewhere"
+        return f"{read}: no file would go elsewhere"
     counts = [f"+{n} {r!r}" for r, n in sorted(totals.added.items())]
     counts += [f"-{n} {r!r}" for r, n in sorted(totals.removed.items())]
-    return (
-        f"replay of the last {days} days ({totals.files} archived files): {totals.changed} would go elsewhere; "
-        + ", ".join(counts)
-    )
+    return f"{read}: {totals.changed} would go elsewhere; " + ", ".join(counts)

@@ -114,6 +114,7 @@ class Service:
             config.hot,
             len(config.routes),
             config.store.shown(),
+            extra=logs.SUMMARY,
         )
         threading.Thread(target=self._shutdown_guard, name="shutdown", daemon=True).start()
         with holding(config, lambda: self.stop_requested) as (journal, membership):
@@ -129,7 +130,7 @@ class Service:
                 self.shut_down()
                 if web is not None:
                     web.stop()
-        log.info("json-workflow stopped")
+        log.info("json-workflow stopped", extra=logs.SUMMARY)
         return self.exit_code
 
     def start_up(self, report: bool = True) -> Startup:
@@ -312,7 +313,7 @@ class Service:
     def _log_stats(self) -> None:
         """Today's figures from the statistics rows, so a restart does not reset them."""
         zone = self.config.email.zone
-        log.info("%s", figures.stats_line(self.journal, time.time(), zone))
+        log.info("%s", figures.stats_line(self.journal, time.time(), zone), extra=logs.SUMMARY)
 
     def _shutdown_guard(self) -> None:
         """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""

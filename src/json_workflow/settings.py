@@ -167,7 +167,8 @@ class Report(Strict):
     highlight: str = "Celtra"
 
 
-def _listen(value: Any) -> Any:
+def checked_listen(value: Any) -> Any:
+    """A listen address as given; ValueError saying what is expected."""
     if isinstance(value, str) and (address := split_listen(value)) is not None and 0 <= address[1] <= 65535:
         return value
     raise ValueError('expected "host:port", such as "127.0.0.1:8787", "[::1]:8787" or "0.0.0.0:8787"')
@@ -187,7 +188,7 @@ class Http(Strict):
     """The dashboard, /metrics and the health checks, served by the service (and `json-workflow dashboard`)."""
 
     enabled: bool = True
-    listen: Annotated[str, BeforeValidator(_listen)] = "127.0.0.1:8787"
+    listen: Annotated[str, BeforeValidator(checked_listen)] = "127.0.0.1:8787"
     token_env: str = "JSON_WORKFLOW_HTTP_TOKEN"
     # Host names clients may use besides loopback, this host's names and the address listened on.
     allowed_hosts: tuple[str, ...] = ()

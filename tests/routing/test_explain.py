@@ -24,6 +24,7 @@ def test_a_valid_job_shows_its_fields_and_every_destination_archive_first():
         "JobCategory": "PRODUCTION",
         "StudioCode": "RANK_STUDIO",
         "Title": "Spring",
+        "JobNumber": "7",
     }
     assert found.destinations[0].folder == Path("/nowhere/JSON_STORE/RANK") and found.destinations[0].is_archive
     assert {d.folder for d in found.destinations[1:]} == {Path("/nowhere/SYNC/MAKE/Monday Rank")}

@@ -10,6 +10,7 @@ would add about 80 ms to each of them.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -60,11 +61,20 @@ def operator_errors(prefix: str = "") -> Iterator[None]:
 
 
 def load_config(
-    config_path: str | None, root: str | None = None, sends_mail: bool = False, serves_http: bool = False
+    config_path: str | None,
+    root: str | None = None,
+    sends_mail: bool = False,
+    serves_http: bool = False,
+    listen: str | None = None,
 ) -> Config:
-    """The validated configuration, or exit 2 saying what is wrong (the SMTP password and HTTP token too, if used)."""
+    """The validated configuration, or exit 2 saying what is wrong (the SMTP password and HTTP token too, if used).
+
+    `listen` (HOST:PORT, checked) replaces [http] listen, before the token's check that depends on it.
+    """
     try:
         config = config_module.load(config_path, root)
+        if listen is not None:
+            config = config.model_copy(update={"http": config.http.model_copy(update={"listen": listen})})
         problems = config.email.secret_problems() if sends_mail else []
         problems += config.http.secret_problems() if serves_http else []
         if problems:
@@ -74,10 +84,10 @@ def load_config(
         raise BadConfiguration(str(e)) from None
 
 
-@click.group()
-@click.version_option(package_name="json-workflow")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "-V", "--version", package_name="json-workflow", prog_name="json-workflow")
 def main() -> None:
-    """Route TWIST job files from hot folders to the archive and downstream folders."""
+    """Route JSON job files from hot folders to the archive and downstream folders, each copy exactly once."""
 
 
 def existing_root(config: Config, error: type[Exit] = Exit) -> None:
@@ -86,14 +96,38 @@ def existing_root(config: Config, error: type[Exit] = Exit) -> None:
         raise error(f"the data root {config.root} does not exist or is not a folder (root, --root, ${ROOT_ENV})")
 
 
-def setup_logging(config: Config, console_level: int) -> None:
-    """Log to the log folder (or to stderr only, saying why, when it cannot be written) and to stderr."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="What the console (stderr) shows: this level and above [default: info]. The log file keeps every line.",
+)
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Show only warnings, errors and the summary on the console."
+)
+
+
+def console_level(quiet: bool, log_level: str | None, default: int = logging.INFO) -> int:
+    """The console's level from --quiet and --log-level (which may not both be given)."""
+    if quiet and log_level is not None:
+        raise click.UsageError("--quiet and --log-level cannot be used together")
+    if quiet:
+        return logging.WARNING
+    return default if log_level is None else logging.getLevelName(log_level.upper())
+
+
+def setup_logging(config: Config, console_level: int, shorten: bool = False) -> None:
+    """Log to the log folder (or to stderr only, saying why, when it cannot be written) and to stderr.
+
+    `shorten`: a batch's many lines are cut short on the console (a terminal); the file keeps them all.
+    """
     from json_workflow.durable import make_folder
 
     try:
         make_folder(config.log_folder, config.permissions.dir_mode, config.root)
     except OSError as e:
-        logs.setup(None, console_level)
+        logs.setup(None, console_level, shorten)
         logs.log.warning("Cannot write the log file in %s (%s); logging to stderr only", config.log_folder, e)
         return
-    logs.setup(config.log_folder, console_level)
+    logs.setup(config.log_folder, console_level, shorten)

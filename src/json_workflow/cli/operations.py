@@ -110,10 +110,22 @@ def _seconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from json_workflow.settings import checked_listen
+
+    try:
+        return None if value is None else str(checked_listen(value))
+    except ValueError as e:
+        raise click.BadParameter(f"{e}, got {value!r}") from None
+
+
 @main.command()
+@click.option(
+    "--listen", metavar="HOST:PORT", callback=_listen, help="Listen here instead of [http] listen (same checks)."
+)
 @config_option
 @root_option
-def dashboard(config_path: str | None, root: str | None) -> None:
+def dashboard(listen: str | None, config_path: str | None, root: str | None) -> None:
     """Serve the dashboard, /metrics and the health checks alone, for sites that run `run --once` from cron.
 
     It reads the same store, and its Retry moves failed files back into the hot folder like `retry`.
@@ -124,7 +136,7 @@ def dashboard(config_path: str | None, root: str | None) -> None:
     from json_workflow.store import has_store, no_statistics
     from json_workflow.web import serve
 
-    config = load_config(config_path, root, serves_http=True)
+    config = load_config(config_path, root, serves_http=True, listen=listen)
     if not config.http.enabled:
         raise Exit("the dashboard is disabled in the configuration ([http] enabled = false)")
     existing_root(config)

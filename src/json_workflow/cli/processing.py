@@ -13,10 +13,13 @@ import click
 from json_workflow.cli.app import (
     Exit,
     config_option,
+    console_level,
     existing_root,
     load_config,
+    log_level_option,
     main,
     operator_errors,
+    quiet_option,
     root_option,
     setup_logging,
 )
@@ -24,6 +27,7 @@ from json_workflow.config import Config
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.intake.scan import scan
 from json_workflow.names import shown
+from json_workflow.plural import count
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
 PROGRESS_MIN_FILES = 500
@@ -31,24 +35,33 @@ PROGRESS_MIN_FILES = 500
 
 @main.command()
 @click.option("--once", is_flag=True, help="Process everything in the hot folder, then exit.")
+@quiet_option
+@log_level_option
 @config_option
 @root_option
-def run(once: bool, config_path: str | None, root: str | None) -> None:
-    """Run the service (watch the hot folder), or with --once process it and exit."""
+def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None, root: str | None) -> None:
+    """Run the service (watch the hot folder), or with --once process it and exit.
+
+    On a terminal a batch's many lines are cut short and a large backlog shows a progress bar instead,
+    unless --log-level is given; the log file always keeps every line.
+    """
     from json_workflow.run import check_hot_folder, run_once
 
+    level = console_level(quiet, log_level)
     config = load_config(config_path, root, sends_mail=not once, serves_http=not once)
+    terminal = sys.stderr.isatty() and log_level is None
     if not once:
         from json_workflow.service import Service
 
         with operator_errors():
-            setup_logging(config, logging.INFO)
+            check_hot_folder(config)  # before the log: a missing root is said once, not also as an unwritable log
+            setup_logging(config, level, shorten=terminal)
             sys.exit(Service(config, config_path, root).run())
     with operator_errors():
         check_hot_folder(config)
-        backlog = _count_backlog(config) if sys.stderr.isatty() else 0
+        backlog = _count_backlog(config) if terminal and not quiet else 0
         show_bar = backlog >= PROGRESS_MIN_FILES
-        setup_logging(config, logging.WARNING if show_bar else logging.INFO)
+        setup_logging(config, logging.WARNING if show_bar else level, shorten=terminal)
         if show_bar:
             with click.progressbar(length=backlog, label="Processing", file=sys.stderr) as bar:
                 summary = run_once(config, bar.update)
@@ -100,6 +113,8 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
         for dest in found.destinations:
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
             click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
+        for note in found.skipped:
+            click.echo(f"  no copy: {note}")
         if found.rules:
             click.echo("  rules:")
         for name, failed in found.rules:
@@ -148,7 +163,8 @@ def check_config(config_path: str | None, root: str | None) -> None:
         click.echo("dashboard: off (http.enabled = false)")
     click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
-        click.echo(f"  {rule.name}: {rule.describe()}\n      -> {config.folder(rule.destination)}")
+        skip = "  (a missing field: no copy)" if rule.on_missing == "skip" and rule.placeholders else ""
+        click.echo(f"  {rule.name}: {rule.describe()}\n      -> {config.folder(rule.destination)}{skip}")
 
 
 @main.command()
@@ -191,7 +207,7 @@ def retry(root: str | None, config_path: str | None, clients: tuple[str, ...]) -
     if not moved and not skipped:
         click.echo(f"No failed files in {config.failed}: nothing to retry")
         return
-    click.echo(f"Retried {len(moved)} files" + (f", skipped {skipped}" if skipped else ""))
+    click.echo(f"Retried {count(len(moved), 'file')}" + (f", skipped {skipped}" if skipped else ""))
 
 
 @main.command()

@@ -15,6 +15,7 @@ import click
 from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, root_option
 from json_workflow.config import CONFIG_ENV, Config
 from json_workflow.errors import WorkflowError
+from json_workflow.plural import count
 
 if TYPE_CHECKING:
     from json_workflow.redeliver import Applied, Placed
@@ -177,7 +178,7 @@ def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str
                     done = ", delivered already" if sign == "=" else ""
                     click.echo(f"  {sign} {rel(d.folder)}  (rule {rules}{done})")
         click.echo(
-            f"{totals.files} archived files read, {totals.changed} would change"
+            f"{count(totals.files, 'archived file')} read, {totals.changed} would change"
             + (f", {totals.delivered} added copies delivered already" if totals.delivered else "")
             + (f", {len(totals.unreadable)} could not be routed" if totals.unreadable else "")
         )
@@ -216,9 +217,9 @@ def _apply(changes: Iterator[Change], config: Config, store: Store, totals: Tota
         for problem in totals.unreadable:
             click.echo(f"cannot route {problem}")
         click.echo(
-            f"{totals.files} archived files read, {totals.changed} with other folders: delivered "
-            f"{len(applied.delivered)} copies, {totals.delivered} delivered before, {len(applied.already)} already "
-            f"there, {len(applied.left)} left alone"
+            f"{count(totals.files, 'archived file')} read, {totals.changed} with other folders: delivered "
+            f"{count(len(applied.delivered), 'copy')}, {totals.delivered} delivered before, "
+            f"{len(applied.already)} already there, {len(applied.left)} left alone"
         )
     sys.exit(1 if applied.left or totals.unreadable else 0)
 

@@ -123,7 +123,7 @@ def stats(date: str | None, as_json: bool, config_path: str | None, root: str | 
     try:
         with operator_errors():  # a store that stops answering: said in a line, no traceback
             fig = figures.build(
-                reporter.store, day, config.email.zone, time.time(), reporter.present, config.report.highlight,
+                reporter.store, day, config.email.zone, time.time(), reporter.present, config.highlight,
                 config.fleet,
             )  # fmt: skip
     finally:

@@ -19,6 +19,7 @@ from json_workflow.delivery.superseded import Superseded
 from json_workflow.errors import Fenced, StoreError
 from json_workflow.intake.claim import Claims
 from json_workflow.logs import log
+from json_workflow.names import shown
 from json_workflow.routing.route import routed_names
 from json_workflow.store import Store
 from json_workflow.store.rows import Batch, FinishedFile
@@ -115,14 +116,17 @@ class Finisher:
         if d.rejection is not None:
             summary.failed += 1
             reason = f"{d.rejection.stage}: {d.rejection.reason}"
-            log.error("[%s] Failed %s at %s -> %s", d.source, d.candidate.display, reason, d.failed_as, extra=tag)
+            log.error(
+                "[%s] Failed %s at %s -> %s", d.source, d.candidate.display, reason, shown(str(d.failed_as)), extra=tag
+            )
             return None
         summary.archived += 1
-        shown, routes = d.candidate.display, routed_names(d.destinations)
-        lines = [f"Stored file: {shown}"]
+        display, routes = d.candidate.display, routed_names(d.destinations)
+        lines = [f"Stored file: {display}"]
         if routes:
             summary.routed += 1
             lines.append(f"Routed to: {', '.join(routes)}")
-        lines.append(f"Successfully processed {shown} ({d.seconds:.2f}s)")
+        lines += d.skipped
+        lines.append(f"Successfully processed {display} ({d.seconds:.2f}s)")
         head = f"[{d.source}] "  # formatted once: a StrEnum formats at a quarter of a str's speed
         return "\n".join(head + line for line in lines)

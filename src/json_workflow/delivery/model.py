@@ -11,6 +11,7 @@ from json_workflow.errors import Rejected, WorkflowError
 from json_workflow.intake import Source
 from json_workflow.intake.scan import Candidate
 from json_workflow.parse import Job
+from json_workflow.plural import count
 from json_workflow.routing.route import Destination
 
 
@@ -65,6 +66,7 @@ class Delivery:
     source: Source = Source.STARTUP
     job: Job | None = None
     destinations: tuple[Destination, ...] = ()
+    skipped: tuple[str, ...] = ()  # rules that match but leave out their copy (on_missing = "skip"), and why
     rejection: Rejected | None = None
     data: bytes | None = None
     info: os.stat_result | None = None  # the claimed file's, from when it was read
@@ -127,6 +129,6 @@ class Summary:
     def line(self) -> str:
         again = f", {self.superseded} written again while taken" if self.superseded else ""
         return (
-            f"Processed {self.processed} files in {self.seconds:.2f}s: {self.archived} archived"
+            f"Processed {count(self.processed, 'file')} in {self.seconds:.2f}s: {self.archived} archived"
             f" ({self.routed} routed), {self.failed} failed, {self.pending} pending{again}"
         )

@@ -27,6 +27,7 @@ from json_workflow.intake import Source
 from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
+from json_workflow.plural import count
 from json_workflow.store import Store
 
 # A file whose processing the process died in this many times in a row is set aside unread.
@@ -174,7 +175,7 @@ class Pipeline:
             for d in deliveries:
                 d.left_claimed = True
             return
-        log.error("Cannot record a batch in the journal, its %d files wait: %s", len(deliveries), error)
+        log.error("Cannot record a batch in the journal, its %s wait: %s", count(len(deliveries), "file"), error)
         self.store_failed = error
         for d in deliveries:
             d.discard()
@@ -186,7 +187,7 @@ class Pipeline:
         error = flushed.error
         if error is not None:
             staged = sum(len(b.staged) for b in (flushed.temporaries, flushed.renames) if b is not None)
-            log.error("Flush failed, %d files wait for the next run: %s", staged, error)
+            log.error("Flush failed, %s wait for the next run: %s", count(staged, "file"), error)
             if flushed.temporaries is not None:  # not published: its temporaries may not be on the disk
                 for d in flushed.temporaries.staged:
                     d.discard()

@@ -99,6 +99,8 @@ def _decide(d: Delivery, parts: Parts, now: float) -> None:
         raise
     d.job = parts.folders.with_client_folder(job, candidate.folder is None)
     d.destinations = parts.router.plan(d.job)
+    if parts.router.skips:
+        d.skipped = parts.router.skipped(d.job)
 
 
 def unforeseen(d: Delivery, error: Exception, stage: str) -> Rejected:

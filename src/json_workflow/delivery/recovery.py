@@ -21,6 +21,7 @@ from json_workflow.intake.claim import Claims
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.parse import parse_job
+from json_workflow.plural import count
 from json_workflow.routing.route import Router
 from json_workflow.store import Store
 from json_workflow.store.rows import FinishedFile
@@ -113,10 +114,10 @@ def _finish_staged(
     recovered.archived += not failed
     recovered.routed += any(c.kind == Kind.COPY for c in copies) and not failed
     log.info(
-        "[RECOVERY] Finished %s after a crash: %d of %d copies published now, the rest were already",
+        "[RECOVERY] Finished %s after a crash: %d of %s published now, the rest were already",
         candidate.display,
         waiting,
-        len(copies),
+        count(len(copies), "copy"),
     )
 
 

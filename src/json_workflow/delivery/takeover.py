@@ -13,6 +13,7 @@ from json_workflow.config import CLAIM_AREA
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
 from json_workflow.logs import log
+from json_workflow.plural import count
 
 if TYPE_CHECKING:
     from json_workflow.store.fleet import Membership
@@ -29,9 +30,9 @@ def take_over(membership: Membership, pipeline: Pipeline) -> list[Delivery]:
         done = pipeline.recover(summary, area)
         membership.taken_over(peer)
         log.warning(
-            "[TAKEOVER] Took over instance %s: %d files finished (%d of them processed again from the start)",
+            "[TAKEOVER] Took over instance %s: %s finished (%d of them processed again from the start)",
             peer,
-            summary.processed + summary.pending,
+            count(summary.processed + summary.pending, "file"),
             len(done),
         )
         again += done

@@ -19,6 +19,7 @@ from json_workflow.intake.scan import Candidate, is_job_name, scan
 from json_workflow.intake.stability import StabilityTracker
 from json_workflow.intake.watch import Watcher, make_watcher
 from json_workflow.logs import log
+from json_workflow.plural import count
 
 MISSED_SCANS_BEFORE_POLLING = 3
 
@@ -96,7 +97,7 @@ class Feeds:
                 yield candidate, Source.STARTUP
             else:
                 self.tracker.seen(candidate.path, Source.STARTUP)
-        log.info("Startup scan complete: %d files found", found)
+        log.info("Startup scan complete: %s found", count(found, "file"))
 
     def start_scan(self) -> None:
         """A periodic scan, in a thread of its own; skipped while the previous one still runs."""
@@ -144,7 +145,11 @@ class Feeds:
                 "Periodic scan #%d was slow: %.1fs (slow_scan_seconds %g)", number, seconds, config.slow_scan_seconds
             )
         log.info(
-            "Periodic scan #%d complete: %d files found, %d missed by events (%.2fs)", number, found, missed, seconds
+            "Periodic scan #%d complete: %s found, %d missed by events (%.2fs)",
+            number,
+            count(found, "file"),
+            missed,
+            seconds,
         )
         self.check_events(missed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import NamedTuple
 
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.intake.stability import writer_has_open, writers_visible
+from json_workflow.logs import log
 from json_workflow.names import shown
 
 # Editors and transfer tools write these beside the real file; they are never ours to touch.
@@ -63,6 +65,8 @@ def scan(hot: Path) -> Iterator[Candidate]:
                 yield from _scan_client(entry)
             elif is_job_name(entry.name):
                 yield Candidate(entry.path, None)
+            else:
+                _ignored(entry.name)
 
 
 def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
@@ -75,6 +79,14 @@ def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
             # A sub-folder named like a job is not a job; sub-folders are never entered.
             if is_job_name(entry.name) and not entry.is_dir(follow_symlinks=False):
                 yield Candidate(entry.path, folder.name, symlink=entry.is_symlink())
+            else:
+                _ignored(f"{folder.name}/{entry.name}")
+
+
+def _ignored(name: str) -> None:
+    """Said at --log-level debug: the first question about a file left in the hot folder is why."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Ignored %s: not a job file (*.json), or a hidden or temporary name, or a folder", shown(name))
 
 
 def candidate_at(hot: Path, path: str) -> Candidate:

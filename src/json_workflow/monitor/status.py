@@ -19,6 +19,7 @@ from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.names import shown
+from json_workflow.plural import count
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import Store, has_store, open_store
@@ -71,7 +72,7 @@ class Status:
             if other.waiting_for_takeover and other.name != self.instance:
                 problems.append(f"instance {other.line()}")
         if self.failed_files:
-            problems.append(f"{self.failed_files} failed files wait for an operator (json-workflow retry)")
+            problems.append(f"{count(self.failed_files, 'failed file')} wait for an operator (json-workflow retry)")
         return problems
 
     @property
@@ -113,12 +114,12 @@ class Status:
         if self.today is not None:
             t = self.today
             out.append(
-                f"Today ({t.day}): {t.processed} processed, {t.archived} archived, {t.errors} errors, "
+                f"Today ({t.day}): {t.processed} processed, {t.archived} archived, {count(t.errors, 'error')}, "
                 f"{t.success_rate:.1f}% success"
             )
-            out += [f"  {c.client}: {c.processed} processed, {c.errors} errors" for c in t.clients]
+            out += [f"  {c.client}: {c.processed} processed, {count(c.errors, 'error')}" for c in t.clients]
         if self.fleet:
-            out.append(f"Fleet ({sum(i.alive for i in self.fleet)} of {len(self.fleet)} instances running):")
+            out.append(f"Fleet ({sum(i.alive for i in self.fleet)} of {count(len(self.fleet), 'instance')} running):")
             out += [f"  {i.line()}" for i in self.fleet]
         out.append(f"Failed files waiting: {self.failed_files}")
         out += [f"  {f.name}: {f.stage}: {f.reason}\n    -> {f.path}" for f in self.failed]
@@ -161,7 +162,7 @@ def waiting_failed(store: Store, limit: int = 10_000) -> list[FileRecord]:
 
 def status_from(store: Store, config: Config, pid: int | None, now: float) -> Status:
     """The status from the store; `pid` holds the state folder's lock (alone; a fleet's come from its leases)."""
-    today = figures.today(store, now, config.email.zone, config.report.highlight)
+    today = figures.today(store, now, config.email.zone, config.highlight)
     fleet = instances(store, config, today.instances)
     if config.fleet:
         mine = next((i for i in fleet if i.name == config.instance and i.alive), None)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from json_workflow.delivery.model import Outcome
 from json_workflow.intake import ScanOutcome
+from json_workflow.plural import count
 from json_workflow.store.rows import ClientCount, DayRows, ReceivedFile
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class DayFigures:
     day: datetime.date
     timezone: str
     generated: str  # local date and time
-    uptime: str | None  # of the running service, if one is running
+    uptime: str | None  # of the running service, if one is running and the day is today
+    current: bool  # the day is today: "service not running" means something only then
     processed: int
     archived: int
     errors: int
@@ -136,6 +138,7 @@ def build(
     """Every figure of one day, from the store's rows as they are now."""
     start, end = day_window(day, zone)
     rows = store.day_rows(start, end, highlight, LAST_ERRORS)
+    current = day == local_day(now, zone)
 
     def local(ts: float, fmt: str) -> str:
         return datetime.datetime.fromtimestamp(ts, zone).strftime(fmt)
@@ -144,7 +147,8 @@ def build(
         day=day,
         timezone=zone.key,
         generated=local(now, "%Y-%m-%d %H:%M %Z"),
-        uptime=None if rows.service_started is None else duration(now - rows.service_started),
+        uptime=None if rows.service_started is None or not current else duration(now - rows.service_started),
+        current=current,
         processed=rows.processed,
         archived=rows.archived,
         errors=rows.errors,
@@ -173,19 +177,19 @@ def build(
 def stats_line(store: Store, now: float, zone: ZoneInfo) -> str:
     """The service's minutely log line: today's files by source, errors and success rate."""
     counts, errors = {}, 0
-    for source, count, failed in store.by_source(*day_window(local_day(now, zone), zone)):
-        counts[source.lower()], errors = count, errors + failed
+    for source, files, failed in store.by_source(*day_window(local_day(now, zone), zone)):
+        counts[source.lower()], errors = files, errors + failed
     processed = sum(counts.values())
     rate = 100.0 * (processed - errors) / processed if processed else 100.0
     shown = ["startup", "realtime", "periodic"] + [s for s in ("recovery", "replay") if s in counts]
     by_source = " ".join(f"({s}: {counts.get(s, 0)})" for s in shown)
-    return f"Stats: Today: {processed} processed {by_source}, {errors} errors, {rate:.1f}% success"
+    return f"Stats: Today: {processed} processed {by_source}, {count(errors, 'error')}, {rate:.1f}% success"
 
 
 def _clients(rows: DayRows, highlight: str) -> list[ClientFigures]:
     clients = {c.client: _client(c, highlight) for c in rows.clients}
-    for client, category, count in rows.categories:
-        clients[client].categories.append((category, count))
+    for client, category, files in rows.categories:
+        clients[client].categories.append((category, files))
     return list(clients.values())
 
 

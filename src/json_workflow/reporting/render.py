@@ -8,6 +8,7 @@ from __future__ import annotations
 import css_inline
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from json_workflow.plural import plural
 from json_workflow.reporting.figures import DayFigures
 
 _env = Environment(
@@ -39,7 +40,7 @@ def _bar(count: int, peak: int, full: int) -> int:
     return max(1, round(count * full / peak)) if count else 0
 
 
-_env.filters.update(number=_number, percent=_percent, categories=_categories)
+_env.filters.update(number=_number, percent=_percent, categories=_categories, plural=lambda word, n: plural(n, word))
 _env.globals.update(bar=_bar)
 
 
@@ -64,7 +65,7 @@ def text(figures: DayFigures, title: str) -> str:
 
 def subject(figures: DayFigures, title: str) -> str:
     """'JSON Workflow Daily Report 2026-11-28: 247 processed, 2 errors'."""
-    errors = f"{_number(figures.errors)} error{'' if figures.errors == 1 else 's'}"
+    errors = f"{_number(figures.errors)} {plural(figures.errors, 'error')}"
     line = f"{title} {figures.day.isoformat()}: {_number(figures.processed)} processed, {errors}"
     # A lost file is the one thing worth seeing in the inbox list before the report is opened.
     return line + (f", {len(figures.unaccounted)} unaccounted" if figures.unaccounted else "")

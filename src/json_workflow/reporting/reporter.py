@@ -23,6 +23,7 @@ from json_workflow.config import Config
 from json_workflow.errors import MailError, StoreError
 from json_workflow.logs import log
 from json_workflow.names import unshown
+from json_workflow.plural import count
 from json_workflow.reporting import figures, mail, render
 from json_workflow.settings import Email
 from json_workflow.store import Store, open_store
@@ -173,9 +174,7 @@ class Reporter:
     def deliver(self, day: datetime.date, now: float, send: bool, output: Path | None = None) -> str:
         """Write one day's report (HTML and text) to `output` or the reports folder, and mail it."""
         config = self.config
-        fig = figures.build(
-            self.store, day, config.email.zone, now, self.present, config.report.highlight, config.fleet
-        )
+        fig = figures.build(self.store, day, config.email.zone, now, self.present, config.highlight, config.fleet)
         title = config.report.title
         html, text = render.html(fig, title), render.text(fig, title)
         try:
@@ -238,9 +237,8 @@ class Reporter:
         def at(ts: float) -> str:
             return datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S")
 
-        parts = [f"{len(failed)} files failed"] * bool(failed) + [f"{len(troubles)} destinations in trouble"] * bool(
-            troubles
-        )
+        parts = [f"{count(len(failed), 'file')} failed"] * bool(failed)
+        parts += [f"{count(len(troubles), 'destination')} in trouble"] * bool(troubles)
         lines = [f"json-workflow on {self.config.hot}, since {at(since)} {self.config.email.timezone}:", ""]
         if troubles:
             lines.append("Destinations in trouble (their files wait in the hot folder and are retried):")

@@ -16,6 +16,7 @@ def sample_figures() -> DayFigures:
         timezone="Europe/London",
         generated="2026-11-29 00:00 GMT",
         uptime="1 day, 5 hours",
+        current=True,
         processed=247,
         archived=245,
         errors=2,

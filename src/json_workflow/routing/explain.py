@@ -12,7 +12,7 @@ from json_workflow.parse import parse_job
 from json_workflow.routing.route import Destination, Router, why
 
 # The fields `explain` shows, as TWIST names them.
-SHOWN_FIELDS = ("ClientCode", "JobCategory", "StudioCode", "Title")
+SHOWN_FIELDS = ("ClientCode", "JobCategory", "StudioCode", "Title", "JobNumber")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Explanation:
     rules: tuple[tuple[str, str | None], ...] = ()  # (rule, the condition that failed; None when it matched)
     rejection: Rejected | None = None
     failed_folder: Path | None = None
+    skipped: tuple[str, ...] = ()  # matching rules that leave out their copy (on_missing = "skip")
 
 
 def client_folder(path: Path, hot: Path, failed: Path | None = None) -> str | None:
@@ -42,14 +43,14 @@ def explain(data: bytes, folder: str | None, router: Router, failed_folder: Path
     except Rejected as rejection:
         rules = _rules(router, *_readable(data))
         return Explanation(rules=rules, rejection=rejection, failed_folder=failed_folder)
-    values = (job.client, job.category, job.studio, job.title)
+    values = (job.client, job.category, job.studio, job.title, job.number)
     rules = _rules(router, job.details, job.document)
     fields = tuple(zip(SHOWN_FIELDS, values, strict=True))
     try:
         destinations = tuple(router.plan(job))
     except Rejected as rejection:  # a templated destination its values cannot fill safely
         return Explanation(fields, (), rules, rejection, failed_folder)
-    return Explanation(fields, destinations, rules)
+    return Explanation(fields, destinations, rules, skipped=router.skipped(job))
 
 
 def _rules(router: Router, details: Any, document: Any) -> tuple[tuple[str, str | None], ...]:

@@ -75,6 +75,7 @@ class Router:
             self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
+        self.skips = any(rule.on_missing == "skip" for rule in self.rules)
         self._own = list(own)
         self._own_on_disk: list[layout.Own] | None = None
         self._plans: dict[tuple[Any, ...], tuple[Destination, ...]] = {}
@@ -95,9 +96,26 @@ class Router:
         details, document = job.details, job.document
         for rule, target in self.table:  # only when a plan is new: the plans are remembered
             if matches(rule, details, document):
-                folder = target if isinstance(target, Path) else self._filled(target, details, document)
+                if isinstance(target, Path):
+                    folder = target
+                elif rule.on_missing == "skip" and target.missing(details, document) is not None:
+                    continue
+                else:
+                    folder = self._filled(target, details, document)
                 reasons.setdefault(folder, []).append(rule.name)
         return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
+
+    def skipped(self, job: Job) -> tuple[str, ...]:
+        """Why a matching rule with on_missing = "skip" sends this job no copy, for the log and `explain`."""
+        if not self.skips:
+            return ()
+        details, document = job.details, job.document
+        return tuple(
+            f'rule "{rule.name}" skipped: {{{field}}} is missing (on_missing = "skip")'
+            for rule, target in self.table
+            if isinstance(target, Template) and rule.on_missing == "skip" and matches(rule, details, document)
+            if (field := target.missing(details, document)) is not None
+        )
 
     def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:
         """A templated destination for this job; Rejected when it would be in or over json-workflow's own folders."""

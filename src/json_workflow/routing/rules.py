@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
 
@@ -51,6 +51,8 @@ class Rule(BaseModel):
     name: str = Field(min_length=1)
     when: dict[str, When] = Field(min_length=1)
     destination: Folder = Field(min_length=1)  # after `when`: its placeholders may name the fields `when` does
+    # A placeholder's field absent or null: "fail" sets the file aside, "skip" leaves out only this copy.
+    on_missing: Literal["fail", "skip"] = "fail"
 
     @field_validator("when")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 
 from json_workflow.errors import Rejected
 from json_workflow.parse import is_safe_folder_name
-from json_workflow.routing.conditions import as_text, lookup, shown_value
+from json_workflow.routing.conditions import ABSENT, as_text, lookup, shown_value
 
 # The fields every job file may carry, as TWIST names them; a rule may also use any field its `when` names.
 KNOWN = ("ClientCode", "JobCategory", "StudioCode", "Title", "JobNumber")
@@ -49,6 +49,14 @@ class Template:
     rule: str
     text: str
     fields: tuple[str, ...]
+
+    def missing(self, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> str | None:
+        """The first field this destination names that the job lacks (absent or null); None when it has all."""
+        for name in self.fields:
+            value = lookup(details, document, name)
+            if value is ABSENT or value is None:
+                return name
+        return None
 
     def render(self, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> str:
         """The destination for this job; Rejected when a value is not a safe folder name."""

@@ -19,6 +19,7 @@ from typing import Any
 from json_workflow.config import Config
 from json_workflow.errors import StoreError
 from json_workflow.names import from_store
+from json_workflow.plural import count, plural
 from json_workflow.store.postgres import PgStore, connect, kept_path
 from json_workflow.store.sqlite import DATABASE
 
@@ -56,8 +57,8 @@ def to_postgresql(config: Config, url: str, password: str | None) -> dict[str, i
         unfinished = db.execute("SELECT COUNT(DISTINCT claim) FROM copies").fetchone()[0]
         if unfinished:
             raise StoreError(
-                f"{unfinished} files of {source} are in flight (a crash left them): run `json-workflow run --once` "
-                "to finish them, then migrate"
+                f"{count(unfinished, 'file')} of {source} {plural(unfinished, 'is')} in flight (a crash left them): "
+                "run `json-workflow run --once` to finish them, then migrate"
             )
         held = pg.execute("SELECT (SELECT COUNT(*) FROM files) + (SELECT COUNT(*) FROM reports)").fetchone()[0]
         if held:

@@ -23,12 +23,14 @@ from starlette.staticfiles import StaticFiles
 
 from json_workflow.monitor import health, metrics
 from json_workflow.names import shown
+from json_workflow.plural import count, plural
 from json_workflow.web.security import CSRF_FIELD, SESSION_COOKIE, Guard, GuardMiddleware
 from json_workflow.web.view import RetryResult, View
 
 RESULTS_KEPT = 50  # retry results, shown once on the page the POST redirects to
 
 _env = Environment(loader=PackageLoader("json_workflow.web", "templates"), autoescape=select_autoescape(["html"]))
+_env.filters["plural"] = lambda word, n: plural(n, word)  # {{ "file"|plural(n) }}: "file" or "files"
 _env.filters["shown"] = shown  # a path with bytes that are not UTF-8, or invisible characters, escaped
 
 
@@ -191,4 +193,4 @@ def _ago(seconds: float) -> str:
         return f"{seconds // 60} min ago"
     if seconds < 86400:
         return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-    return f"{seconds // 86400} days ago"
+    return f"{count(seconds // 86400, 'day')} ago"

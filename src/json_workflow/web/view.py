@@ -78,7 +78,7 @@ class View:
     def _refresh_today(self, locked: bool = False) -> figures.Today:
         try:
             config, began = self.config(), time.monotonic()
-            today = figures.today(self.store, time.time(), config.email.zone, config.report.highlight)
+            today = figures.today(self.store, time.time(), config.email.zone, config.highlight)
             took = time.monotonic() - began
             self._today = (began + max(TODAY_SECONDS, took / TODAY_SHARE), today)
             return today
