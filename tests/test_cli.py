@@ -13,7 +13,7 @@ from json_workflow.samples import job
 REPO = Path(__file__).resolve().parent.parent
 LOG_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (INFO|ERROR|WARNING) - \[[^\]]+\] "
 SUMMARY = re.compile(
-    r"Processed (\d+) files in \d+\.\d\ds: (\d+) archived \((\d+) routed\), (\d+) failed, (\d+) pending"
+    r"Processed (\d+) files? in \d+\.\d\ds: (\d+) archived \((\d+) routed\), (\d+) failed, (\d+) pending"
 )
 
 

@@ -130,7 +130,7 @@ def test_alerts_are_throttled_fleet_wide_one_instance_mails_a_round(tmp_path, ro
             for reporter in reporters:
                 reporter.close()
     assert len(inbox.messages) == 1
-    assert "1 files failed" in inbox.messages[0]["Subject"]
+    assert "1 file failed" in inbox.messages[0]["Subject"]
 
 
 def test_an_instance_that_cannot_mail_leaves_the_report_to_one_that_can(tmp_path, root, fleet_store):

@@ -22,8 +22,10 @@ from web_client import request
 INFO_LINE = re.compile(r" - INFO - ")
 
 
-def on_terminal(*args: str, timeout: float = 60) -> tuple[int, str, str]:
-    """Run `json-workflow ARGS` with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed)."""
+def on_terminal(*args: str, timeout: float = 60, stop_when=None) -> tuple[int, str, str]:
+    """Run `json-workflow ARGS` with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed).
+
+    `stop_when`: a service's condition to be sent SIGTERM at, polled while it runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JSON_WORKFLOW_")}
     master, slave = pty.openpty()
     process = subprocess.Popen(
@@ -37,6 +39,9 @@ def on_terminal(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     shown = bytearray()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop_when is not None and process.poll() is None and stop_when():
+            process.send_signal(signal.SIGTERM)
+            stop_when = None
         if select.select([master], [], [], 0.2)[0]:
             try:
                 chunk = os.read(master, 1 << 16)
@@ -100,6 +105,25 @@ def test_a_terminal_sees_a_batch_cut_short_unless_a_log_level_is_asked_for(root)
         drop(root, "RANK", f"k{n:02}.json", job("RANK", "PRODUCTION", 100 + n))
     code, _, shown = on_terminal("run", "--once", "--log-level", "info", "--root", str(root))
     assert code == 0 and shown.count("Successfully processed RANK/k") == 40 and "more lines" not in shown
+
+
+def test_a_service_working_through_a_backlog_on_a_terminal_shows_a_few_lines_a_second(root, tmp_path):
+    for n in range(400):
+        drop(root, "RANK", f"j{n:03}.json", job("RANK", "PRODUCTION", n))
+    drop(root, "RANK", "bad.json", b"{")
+    config = write_config(tmp_path / "c.toml", root)
+    log = root / "JSON_PARSER_LOGS/json_workflow.log"
+
+    def done() -> bool:
+        return log.exists() and log.read_text().count("Successfully processed RANK/") == 400
+
+    code, _, shown = on_terminal("run", "--config", str(config), stop_when=done)
+    assert code == 0 and done()
+    lines = shown.splitlines()
+    assert len(lines) < log.read_text().count("\n") / 3, len(lines)  # 1,600 lines of files in the file
+    assert re.search(rf"\.\.\. \d+ more lines in {re.escape(str(log))}", shown)
+    assert "Failed RANK/bad.json at parse" in shown  # a problem is always shown
+    assert "json-workflow starting" in lines[0] and "json-workflow stopped" in shown
 
 
 def test_counts_read_as_english(root):
@@ -260,3 +284,59 @@ def test_the_quiet_service_shows_its_start_stop_and_problems_only(root, tmp_path
     shown = console.read_text()
     assert "json-workflow starting as instance" in shown and "json-workflow stopped" in shown
     assert "Processing:" not in shown and "Watching" not in shown, shown
+
+
+def test_on_missing_is_checked_where_it_is_written(root, tmp_path):
+    config = tmp_path / "c.toml"
+    rule = '[[routes]]\nname = "R"\ndestination = "OUT"\nwhen = { ClientCode = "ACME" }\n'
+    for value, expected in [('"ignore"', "routes[0].on_missing"), ('"skip"', "has none, so no field can be missing")]:
+        config.write_text(f'root = "{root}"\n{rule}on_missing = {value}\n')
+        r = cli("check-config", "--config", str(config))
+        assert r.returncode == 2 and expected in r.stderr and str(config) in r.stderr, r.stderr
+
+
+def test_a_day_out_of_range_is_a_usage_error_not_a_traceback(root):
+    for args in (
+        ["stats", "--date", "9999-12-31"],
+        ["report", "--date", "0001-01-01"],
+        ["replay", "--until", "9999-12-31", "--config", "x.toml"],
+    ):
+        r = cli(*args, "--root", str(root))
+        assert r.returncode == 2 and "expected a day from 1970-01-02 to 9999-12-30" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_explain_never_sends_a_fields_control_characters_to_the_terminal(root):
+    drop(root, "ACME", "esc.json", job("ACME", "x\x1b[31mRED", 1, title="\x1b[2Jcleared\u202e"))
+    r = cli("explain", "--root", str(root), str(root / "JSON/ACME/esc.json"))
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\u202e" not in r.stdout
+    assert "JobCategory: x\\x1b[31mRED" in r.stdout and "Title:       \\x1b[2Jcleared\\u202e" in r.stdout
+
+
+def test_a_regex_with_both_quotes_and_an_invalid_one_are_shown_as_written(root, tmp_path):
+    config = tmp_path / "c.toml"
+    rule = '[[routes]]\nname = "R"\ndestination = "OUT"\n'
+    both = "'''it's \"quoted\"'''"  # TOML's multi-line literal string: the pattern as it is
+    config.write_text(f'root = "{root}"\n{rule}when = {{ Title = {{ regex = {both} }} }}\n')
+    r = cli("check-config", "--config", str(config))
+    assert r.returncode == 0 and "Title matches regex '''it's \"quoted\"'''" in r.stdout, r.stdout
+    config.write_text(f"root = \"{root}\"\n{rule}when = {{ Title = {{ regex = 'Sale \\d{{4}}(' }} }}\n")
+    r = cli("check-config", "--config", str(config))
+    assert r.returncode == 2 and "invalid regex 'Sale \\d{4}('" in r.stderr, r.stderr
+
+
+def test_listen_names_itself_and_a_blank_token_counts_as_none(root, tmp_path):
+    config = write_config(tmp_path / "c.toml", root)
+    for env in ({}, {"JSON_WORKFLOW_HTTP_TOKEN": "  "}):
+        r = cli("dashboard", "--listen", f"0.0.0.0:{free_port()}", "--config", str(config), env=env, timeout=20)
+        assert r.returncode == 2 and r.stderr.startswith("json-workflow: --listen: 0.0.0.0:"), r.stderr
+        assert "invalid configuration" not in r.stderr
+
+
+def test_a_blank_highlight_adds_no_column(root, tmp_path):
+    drop(root, "RANK", "a.json", job("RANK", "CELTRA", 1))
+    config = tmp_path / "c.toml"
+    config.write_text(f'root = "{root}"\n[report]\nhighlight = " "\n')
+    assert cli("run", "--once", "--config", str(config)).returncode == 0
+    line = next(x for x in cli("stats", "--config", str(config)).stdout.splitlines() if x.startswith("RANK"))
+    assert re.fullmatch(r"RANK: 1 processed, 1 routed, 0 errors", line.strip()), line

@@ -82,7 +82,7 @@ def test_the_cli_shows_such_names_without_failing(root):
     assert "RANK/bad \\xe9.json" in once.stderr
     retried = cli("retry", "--root", str(root))
     assert retried.returncode == 0, retried.stderr
-    assert "bad \\xe9.json" in retried.stdout and "Retried 1 files" in retried.stdout
+    assert "bad \\xe9.json" in retried.stdout and "Retried 1 file" in retried.stdout
     assert b"bad \xe9.json" in names_in(root / "JSON/RANK")
     explained = cli(
         "explain", "--root", str(root), os.fsdecode(os.path.join(os.fsencode(root / "JSON/RANK"), b"bad \xe9.json"))

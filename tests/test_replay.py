@@ -100,7 +100,7 @@ def test_no_change_exits_0_and_an_invalid_configuration_2(root, tmp_path):
     same = tmp_path / "same.toml"
     same.write_text(f'root = "{root}"\n')
     done = cli("replay", "--config", str(same))
-    assert (done.returncode, done.stdout.strip()) == (0, "1 archived files read, 0 would change")
+    assert (done.returncode, done.stdout.strip()) == (0, "1 archived file read, 0 would change")
     broken = tmp_path / "broken.toml"
     broken.write_text(
         f'root = "{root}"\n[[routes]]\nname = "x"\ndestination = "D"\nwhen = {{ T = {{ regex = "(" }} }}\n'

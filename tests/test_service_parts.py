@@ -55,7 +55,7 @@ def test_stats_line_counts_today_by_source_errors_and_success_and_survives_a_res
     with in_process(root, stable_seconds=0) as second:  # a restart: the figures come from SQLite
         second._log_stats()
     lines = [m for m in messages(caplog) if m.startswith("Stats:")]
-    assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), 1 errors, 90.0% success"]
+    assert lines == 2 * ["Stats: Today: 10 processed (startup: 3) (realtime: 5) (periodic: 2), 1 error, 90.0% success"]
 
 
 def test_a_reload_refuses_new_routes_into_the_hot_folder_that_stays_until_a_restart(root, tmp_path, caplog):
@@ -99,7 +99,7 @@ def test_a_reload_keeps_restart_keys_with_a_warning_and_applies_the_rest(root, t
     assert not (root / "ELSEWHERE").exists()
     logged = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert (logging.WARNING, "Reload: paths, workers, watch cannot change while running; restart to apply") in logged
-    assert (logging.INFO, "Configuration reloaded: 1 routes") in logged
+    assert (logging.INFO, "Configuration reloaded: 1 route") in logged
 
 
 def test_a_reload_with_new_rules_logs_what_changed_and_what_a_week_of_the_archive_would_do(root, tmp_path, caplog):

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
 ROOT_ENV = "JSON_WORKFLOW_ROOT"
-# The failed folder of files from the top of the hot folder, whose client is not known.
-UNKNOWN_CLIENT = "_unknown"
 # The hidden folder of the hot folder where files are claimed (by a rename) before anything reads them.
 CLAIM_AREA = ".processing"
 FLEET_BATCH_SIZE = 100  # batch_size's default with a PostgreSQL store
@@ -108,7 +106,7 @@ class Config(Strict):
 
     def failed_folder(self, client_folder: str | None) -> Path:
         """Where a rejected file of this client folder is set aside (`_unknown` for the top of the hot folder)."""
-        return self.failed / (client_folder or UNKNOWN_CLIENT)
+        return self.failed / (client_folder or layout.UNKNOWN_CLIENT)
 
     @property
     def report_settings(self) -> dict[str, Any]:
@@ -131,7 +129,7 @@ class Config(Strict):
     @property
     def highlight(self) -> str:
         """report.highlight, when a rule's name contains it (the store's test); else "": no column of zeros."""
-        wanted = self.report.highlight.lower()
+        wanted = self.report.highlight.strip().lower()
         return self.report.highlight if wanted and any(wanted in r.name.lower() for r in self.routes) else ""
 
     def router(self) -> Router:

@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+# The failed folder of files from the top of the hot folder, whose client is not known.
+UNKNOWN_CLIENT = "_unknown"
+
 
 class Own(NamedTuple):
     """One of json-workflow's own folders: its configuration key, what people call it, where it is."""

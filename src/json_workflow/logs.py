@@ -25,8 +25,8 @@ FORMAT = "%(asctime)s - %(levelname)s - [%(worker)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Pending log text is written out at the end of every batch, or once it reaches this size.
 WRITE_OUT_CHARS = 1 << 16
-# On a terminal, a batch's lines past this many are summed up in one line (the log file has them all).
-CONSOLE_LINES = 12
+# On a terminal, INFO lines past this many in a second are summed up in one line (the file has them all).
+CONSOLE_LINES = 40
 
 log = logging.getLogger(LOGGER)
 
@@ -85,14 +85,19 @@ class _Formatter(logging.Formatter):
 class _Tee(logging.Handler):
     """One formatted line to stderr (from `console_level` up) and to the log file (everything).
 
-    `shorten`: a record of many lines (a batch) shows its first lines on the console and how many more
-    the file has, so a backlog does not scroll a terminal away.
+    `terminal`: the console is a terminal, where a backlog's lines would scroll everything away: it
+    shows at most CONSOLE_LINES INFO lines a second, and how many more the file has (warnings always).
+    `bar`: a progress bar holds the terminal's last line; a line shown clears it first.
     """
 
-    def __init__(self, file: Path | None, console_level: int, shorten: bool = False):
+    def __init__(self, file: Path | None, console_level: int, terminal: bool = False, bar: bool = False):
         super().__init__(min(logging.INFO, console_level))
         self.console_level = console_level
-        self.shorten = shorten
+        self.terminal = terminal
+        self.clear = "\r\x1b[K" if bar else ""
+        self._second = 0.0  # when the current second of the terminal's budget ends
+        self._budget = 0  # INFO lines the terminal may still show in it
+        self._held = 0  # INFO lines not shown on the terminal, not yet said
         self.console = _buffered(sys.stderr)
         self.path = file
         self.file: TextIO | None = None
@@ -143,25 +148,42 @@ class _Tee(logging.Handler):
                 self._pending.append(line)
                 self._pending_chars += len(line)
             if record.levelno >= self.console_level or (self.console_level <= logging.WARNING and summary(record)):
-                self.console.write(self._shortened(line) if self.shorten else line)
+                self._show(line, record.levelno >= logging.WARNING or summary(record))
             if record.levelno >= logging.WARNING or self._pending_chars >= WRITE_OUT_CHARS:
                 self.flush()
         except Exception:
             self.handleError(record)
 
-    def _shortened(self, line: str) -> str:
-        more = line.count("\n", 0, -1) + 1 - CONSOLE_LINES
-        if more <= 0:
-            return line
-        cut = 0
-        for _ in range(CONSOLE_LINES):
-            cut = line.index("\n", cut) + 1
-        where = f"in {self.path}" if self.path is not None else "not shown"
-        return f"{line[:cut]}    ... {count(more, 'more line')} {where}\n"
+    def _show(self, line: str, always: bool) -> None:
+        """A record's lines to the console: within the terminal's budget, unless `always` (a problem, a summary)."""
+        if not self.terminal or always:
+            self.console.write(self.clear + line)
+            return
+        now = time.monotonic()
+        if now >= self._second:
+            self._say_held()
+            self._second, self._budget = now + 1.0, CONSOLE_LINES
+        lines = line.count("\n")
+        shown = min(lines, self._budget)
+        if shown:
+            cut = 0
+            for _ in range(shown):
+                cut = line.index("\n", cut) + 1
+            self.console.write(self.clear + line[:cut])
+        self._budget -= shown
+        self._held += lines - shown
+
+    def _say_held(self) -> None:
+        if self._held:
+            where = f"in {self.path}" if self.path is not None else "not shown"
+            self.console.write(f"{self.clear}    ... {count(self._held, 'more line')} {where}\n")
+            self._held = 0
 
     def flush(self) -> None:
         self.acquire()
         try:
+            if self._held and time.monotonic() >= self._second:
+                self._say_held()
             if self._pending:
                 try:
                     self._write_out()
@@ -175,6 +197,7 @@ class _Tee(logging.Handler):
     def close(self) -> None:
         self.acquire()
         try:
+            self._say_held()
             self.flush()
             if self.file is not None:
                 self.file.close()
@@ -191,7 +214,7 @@ def summary(record: logging.LogRecord) -> bool:
     return getattr(record, "summary", False)
 
 
-def setup(folder: Path | None, console_level: int = logging.INFO, shorten: bool = False) -> None:
+def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool = False, bar: bool = False) -> None:
     """Send json_workflow's log to stderr and, when `folder` is given, to folder/json_workflow.log."""
     # Skip what our format never shows (logging HOWTO, "Optimization").
     logging.logMultiprocessing = False
@@ -202,7 +225,7 @@ def setup(folder: Path | None, console_level: int = logging.INFO, shorten: bool 
     log.handlers.clear()
     log.setLevel(min(logging.INFO, console_level))
     log.propagate = False
-    log.addHandler(_Tee(folder / LOG_FILE if folder is not None else None, console_level, shorten))
+    log.addHandler(_Tee(folder / LOG_FILE if folder is not None else None, console_level, terminal, bar))
 
 
 def flush() -> None:

@@ -32,6 +32,7 @@ from json_workflow.intake.stability import StabilityTracker, ignore_lease_breaks
 from json_workflow.logs import log
 from json_workflow.monitor.live import Monitor
 from json_workflow.notify import sd_notify, watchdog_interval
+from json_workflow.plural import count
 from json_workflow.replay import recent_effect, rules_changed
 from json_workflow.reporting import figures
 from json_workflow.reporting.reporter import report_forever
@@ -109,10 +110,10 @@ class Service:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         log.info(
-            "json-workflow starting as instance %s: hot folder %s, %d routes, store %s",
+            "json-workflow starting as instance %s: hot folder %s, %s, store %s",
             config.instance,
             config.hot,
-            len(config.routes),
+            count(len(config.routes), "route"),
             config.store.shown(),
             extra=logs.SUMMARY,
         )
@@ -288,7 +289,7 @@ class Service:
         self.pipeline.reconfigure(new)
         self.tracker.stable_seconds = new.stable_seconds
         self.monitor.configure(new)
-        log.info("Configuration reloaded: %d routes", len(new.routes))
+        log.info("Configuration reloaded: %s", count(len(new.routes), "route"))
         if (change := rules_changed(old, new)) is not None:
             log.info("Reload: %s", change)
             # Reading a week of the archive takes seconds: beside the files, never in their way.

@@ -210,14 +210,18 @@ class Http(Strict):
             return False
 
     def token(self) -> str | None:
-        return os.environ.get(self.token_env) or None
+        """The token from the environment; blank counts as unset (no client could send it)."""
+        return os.environ.get(self.token_env, "").strip() or None
 
-    def secret_problems(self) -> list[str]:
-        """What is wrong with the token's environment variable, checked where the server starts."""
+    def secret_problems(self, key: str = "http.listen") -> list[str]:
+        """What is wrong with the token's environment variable, checked where the server starts.
+
+        `key`: where the listen address came from (`--listen` of `json-workflow dashboard`)."""
         if self.enabled and not self.loopback and not self.token():
+            where = "the service's environment" if key == "http.listen" else "the environment"
             return [
-                f"http.listen: {self.listen} is not a loopback address, so every request must carry a token: set "
-                f"the environment variable {self.token_env} (http.token_env) in the service's environment, or "
+                f"{key}: {self.listen} is not a loopback address, so every request must carry a token: set "
+                f"the environment variable {self.token_env} (http.token_env) in {where}, or "
                 'listen on "127.0.0.1:8787"'
             ]
         return []

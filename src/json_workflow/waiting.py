@@ -18,7 +18,7 @@ from json_workflow.intake.stability import StabilityTracker
 from json_workflow.logs import log
 from json_workflow.monitor.live import Monitor
 from json_workflow.names import shown
-from json_workflow.plural import count
+from json_workflow.plural import count, plural
 from json_workflow.reporting.figures import duration
 
 
@@ -57,8 +57,9 @@ class Waiting:
         self.tracker.release(waited)  # those that just went out are not held: released only the others
         seconds = time.time() - since if since is not None else 0.0
         log.info(
-            "Destination %s is working again after %s: the %s that waited for it go out now",
+            "Destination %s is working again after %s: the %s that waited for it %s out now",
             shown(self.config.relative(folder)),
             f"{seconds:.0f}s" if seconds < 60 else duration(seconds),
             count(len(waited), "file"),
+            plural(len(waited), "goes", "go"),
         )

@@ -41,7 +41,7 @@ def test_periodic_scan_reports_files_no_event_reported(root, caplog):
         drop(root, "RANK", "a.json", job("RANK", "X", 1))
         feeds.periodic_scan(1)
         assert str(root / "JSON/RANK/a.json") in feeds.tracker
-    assert any("Periodic scan #1 complete: 1 files found" in m for m in messages(caplog))
+    assert any("Periodic scan #1 complete: 1 file found" in m for m in messages(caplog))
     assert feeds.scans["completed"] == 1
     ((outcome, _seconds, found, slow),) = feeds.recorded
     assert (outcome, found, slow) == ("completed", 1, False)

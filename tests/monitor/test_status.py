@@ -30,7 +30,7 @@ def test_status_of_a_running_service_exits_0_then_1_for_a_failed_file_or_a_desti
         assert found["live"]["watch"] == "inotify" and found["pid"] == service.process.pid
         drop_atomically(root, "LOREAL", "bad.json", b"{")
         code, found = wait_for(lambda: (s := status(config))[1]["failed_files"] == 1 and s, what="the failed file")
-        assert code == 1 and "1 failed files wait" in found["attention"][0]
+        assert code == 1 and "1 failed file waits" in found["attention"][0]
         (root / "JSON_FAILED/LOREAL").rename(tmp_path / "taken")  # an operator dealt with it by hand
         blocked = root / "SYNC/MAKE/Monday Rank"
         blocked.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,10 @@ def test_the_header_shows_date_uptime_time_zone_and_generated_time_or_that_no_se
     f = figures(uptime=None)
     assert "Uptime: service not running" in render.html(f, TITLE)
     assert "Uptime: service not running" in render.text(f, TITLE)
+    lines = render.text(figures(uptime=None, current=False), TITLE).splitlines()  # another day: no uptime at all
+    assert lines[1:3] == ["2026-11-28", "Time zone Europe/London · generated 2026-11-29 00:00 GMT"], lines
+    assert render.text(f, TITLE).splitlines()[1] == "2026-11-28 · Uptime: service not running"
+    assert "Uptime" not in render.html(figures(uptime=None, current=False), TITLE)
 
 
 def test_cards_show_processed_errors_success_rate_and_batches_in_their_colours():

@@ -202,7 +202,7 @@ def test_alerts_go_out_at_most_once_per_interval_and_summarise_since_the_last(ro
     first, second = (m.get_content() for m in inbox.messages)
     assert "bad1.json" in first and "bad2.json" not in first
     assert "bad2.json" in second and "bad1.json" not in second
-    assert all(m["Subject"].startswith("json-workflow alert: 1 files failed") for m in inbox.messages)
+    assert all(m["Subject"].startswith("json-workflow alert: 1 file failed") for m in inbox.messages)
     r.tick(t0 + 3600)  # nothing new: no alert
     assert len(inbox.messages) == 2
 
@@ -218,7 +218,7 @@ def test_an_alert_names_a_destination_in_trouble(root, server):
     run_once(make_config(root), clock=lambda: t0 + 5)
     r.tick(t0 + 10)
     (msg,) = inbox.messages
-    assert "1 destinations in trouble" in msg["Subject"]
+    assert "1 destination in trouble" in msg["Subject"]
     assert "Monday Rank" in msg.get_content()
 
 

@@ -50,6 +50,7 @@ def test_a_file_in_the_failed_folder_is_explained_as_its_client_folder():
     assert client_folder(failed / "RANK/a.json", hot, failed) == "RANK"
     assert client_folder(failed / "RANK/a.json", hot) is None
     assert client_folder(failed / "a.json", hot, failed) is None
+    assert client_folder(failed / "_unknown/a.json", hot, failed) is None  # from the top of the hot folder
 
 
 def test_a_rejected_job_still_shows_how_each_rule_judged_what_could_be_read():

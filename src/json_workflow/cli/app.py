@@ -10,6 +10,7 @@ would add about 80 ms to each of them.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 from collections.abc import Iterator
 from typing import IO, Any
@@ -75,6 +76,8 @@ def load_config(
         config = config_module.load(config_path, root)
         if listen is not None:
             config = config.model_copy(update={"http": config.http.model_copy(update={"listen": listen})})
+            if serves_http and (problems := config.http.secret_problems("--listen")):
+                raise BadConfiguration("; ".join(problems))  # the command line's fault, not the file's
         problems = config.email.secret_problems() if sends_mail else []
         problems += config.http.secret_problems() if serves_http else []
         if problems:
@@ -94,6 +97,23 @@ def existing_root(config: Config, error: type[Exit] = Exit) -> None:
     """Exit (1, or `error`'s code) naming the data root when it is not there: a missing mount, a wrong --root."""
     if not config.root.is_dir():
         raise error(f"the data root {config.root} does not exist or is not a folder (root, --root, ${ROOT_ENV})")
+
+
+# The days a date option takes: a day's window (and --until's next midnight) must be a real time.
+FIRST_DAY, LAST_DAY = datetime.date(1970, 1, 2), datetime.date(9999, 12, 30)
+
+
+def day_option(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> datetime.date | None:
+    """A YYYY-MM-DD option's day (a click callback); a usage error (exit 2) saying what is expected."""
+    if value is None:
+        return None
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise click.BadParameter(f"expected a day from {FIRST_DAY} to {LAST_DAY}, got {value}")
+    return day
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -117,17 +137,17 @@ def console_level(quiet: bool, log_level: str | None, default: int = logging.INF
     return default if log_level is None else logging.getLevelName(log_level.upper())
 
 
-def setup_logging(config: Config, console_level: int, shorten: bool = False) -> None:
+def setup_logging(config: Config, console_level: int, terminal: bool = False, bar: bool = False) -> None:
     """Log to the log folder (or to stderr only, saying why, when it cannot be written) and to stderr.
 
-    `shorten`: a batch's many lines are cut short on the console (a terminal); the file keeps them all.
+    `terminal`: stderr is one, shown a few lines a second (the file keeps them all); `bar`: under a progress bar.
     """
     from json_workflow.durable import make_folder
 
     try:
         make_folder(config.log_folder, config.permissions.dir_mode, config.root)
     except OSError as e:
-        logs.setup(None, console_level, shorten)
+        logs.setup(None, console_level, terminal, bar)
         logs.log.warning("Cannot write the log file in %s (%s); logging to stderr only", config.log_folder, e)
         return
-    logs.setup(config.log_folder, console_level, shorten)
+    logs.setup(config.log_folder, console_level, terminal, bar)

@@ -22,6 +22,7 @@ from json_workflow.cli.app import (
 )
 from json_workflow.config import Config
 from json_workflow.names import shown
+from json_workflow.plural import count
 
 
 @main.command()
@@ -147,7 +148,7 @@ def dashboard(listen: str | None, config_path: str | None, root: str | None) -> 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with operator_errors():
-        server = serve(config, None, lambda: config)
+        server = serve(config, None, lambda: config, "--listen" if listen else "http.listen")
     while not stop.wait(1.0):  # the log is buffered: written out every second
         logs.flush()
     server.stop()
@@ -188,7 +189,7 @@ def migrate(url: str, config_path: str | None, root: str | None) -> None:
     with operator_errors("cannot migrate: "), exclusive(config):
         copied = to_postgresql(config, url, config.store.password())
     click.echo(f"Copied {config.state / 'journal.sqlite3'} into {url}:")
-    click.echo("".join(f"  {table}: {rows} rows\n" for table, rows in copied.items()), nl=False)
+    click.echo("".join(f"  {table}: {count(rows, 'row')}\n" for table, rows in copied.items()), nl=False)
     click.echo(
         f'Next: set [store] url = "{url}" (and each host\'s instance) in the configuration, then start the units.'
     )

@@ -55,13 +55,13 @@ def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None,
 
         with operator_errors():
             check_hot_folder(config)  # before the log: a missing root is said once, not also as an unwritable log
-            setup_logging(config, level, shorten=terminal)
+            setup_logging(config, level, terminal)
             sys.exit(Service(config, config_path, root).run())
     with operator_errors():
         check_hot_folder(config)
         backlog = _count_backlog(config) if terminal and not quiet else 0
         show_bar = backlog >= PROGRESS_MIN_FILES
-        setup_logging(config, logging.WARNING if show_bar else level, shorten=terminal)
+        setup_logging(config, logging.WARNING if show_bar else level, terminal, show_bar)
         if show_bar:
             with click.progressbar(length=backlog, label="Processing", file=sys.stderr) as bar:
                 summary = run_once(config, bar.update)
@@ -106,7 +106,7 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
             unreadable += 1
             continue
         for key, value in found.fields:
-            click.echo(f"  {key + ':':13}{value if value is not None else '-'}")
+            click.echo(f"  {key + ':':13}{shown(value) if value is not None else '-'}")  # no escape reaches a terminal
         if found.rejection is not None:
             click.echo(f"  rejected at {found.rejection.stage}: {found.rejection.reason}")
             click.echo(f"  -> {shown(str(found.failed_folder))}/  (failed folder, with a reason file)")
@@ -151,9 +151,8 @@ def check_config(config_path: str | None, root: str | None) -> None:
         if email.enabled
         else "written to the logs folder only (email not enabled)"
     )
-    click.echo(
-        f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {config.retention_days} days"
-    )
+    kept = count(config.retention_days, "day")
+    click.echo(f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {kept}")
     http = config.http
     if http.enabled:
         token = f"token from {http.token_env}" if http.token() else f"no token ({http.token_env} not set)"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from json_workflow.cli.app import BadConfiguration, existing_root, load_config, main, root_option
+from json_workflow.cli.app import BadConfiguration, day_option, existing_root, load_config, main, root_option
 from json_workflow.config import CONFIG_ENV, Config
 from json_workflow.errors import WorkflowError
 from json_workflow.plural import count
@@ -23,15 +23,6 @@ if TYPE_CHECKING:
     from json_workflow.store import Store
 
 
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime.date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
-
-
 @main.command()
 @click.option("--config", "new_path", required=True, type=click.Path(dir_okay=False), help="The NEW configuration.")
 @click.option(
@@ -40,8 +31,12 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date
     type=click.Path(dir_okay=False),
     help=f"The OLD configuration (default: the one in force: ${CONFIG_ENV}, else the built-in one).",
 )
-@click.option("--since", callback=_date, metavar="YYYY-MM-DD", help="Archived files modified on or after this day.")
-@click.option("--until", callback=_date, metavar="YYYY-MM-DD", help="... and on or before this day (email.timezone).")
+@click.option(
+    "--since", callback=day_option, metavar="YYYY-MM-DD", help="Archived files modified on or after this day."
+)
+@click.option(
+    "--until", callback=day_option, metavar="YYYY-MM-DD", help="... and on or before this day (email.timezone)."
+)
 @click.option("--client", "clients", multiple=True, help="Only this client's archive (repeatable).")
 @click.option("--format", "form", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
 @click.option("--apply", "deliver", is_flag=True, help="Deliver the added copies (never removes anything).")
@@ -179,7 +174,11 @@ def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str
                     click.echo(f"  {sign} {rel(d.folder)}  (rule {rules}{done})")
         click.echo(
             f"{count(totals.files, 'archived file')} read, {totals.changed} would change"
-            + (f", {totals.delivered} added copies delivered already" if totals.delivered else "")
+            + (
+                f", {count(totals.delivered, 'added copy', 'added copies')} delivered already"
+                if totals.delivered
+                else ""
+            )
             + (f", {len(totals.unreadable)} could not be routed" if totals.unreadable else "")
         )
         if totals.added or totals.removed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from json_workflow.cli.app import (
     BadConfiguration,
     Exit,
     config_option,
+    day_option,
     existing_root,
     load_config,
     main,
@@ -36,22 +38,20 @@ def _open_statistics(config: Config) -> Reporter:
         return Reporter(config)
 
 
-def _day(value: str | None, config: Config):
-    import datetime
+def _day(day: datetime.date | None, config: Config) -> datetime.date:
     import time
 
     from json_workflow.reporting.figures import local_day
 
-    if value is None:
-        return local_day(time.time(), config.email.zone)
-    try:
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint="--date") from None
+    return local_day(time.time(), config.email.zone) if day is None else day
 
 
 date_option = click.option(
-    "--date", "date", metavar="YYYY-MM-DD", help="The day, in the configured time zone (email.timezone); default today."
+    "--date",
+    "date",
+    callback=day_option,
+    metavar="YYYY-MM-DD",
+    help="The day, in the configured time zone (email.timezone); default today.",
 )
 
 
@@ -61,7 +61,9 @@ date_option = click.option(
 @click.option("--send", is_flag=True, help="Also mail it through the configured SMTP server.")
 @config_option
 @root_option
-def report(date: str | None, output: str | None, send: bool, config_path: str | None, root: str | None) -> None:
+def report(
+    date: datetime.date | None, output: str | None, send: bool, config_path: str | None, root: str | None
+) -> None:
     """Write (and with --send, mail) the HTML report of a day."""
     import os
     import time
@@ -110,7 +112,7 @@ def _check_output(target: Path, config: Config) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @config_option
 @root_option
-def stats(date: str | None, as_json: bool, config_path: str | None, root: str | None) -> None:
+def stats(date: datetime.date | None, as_json: bool, config_path: str | None, root: str | None) -> None:
     """Print the figures of a day (default today)."""
     import json
     import time

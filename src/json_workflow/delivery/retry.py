@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from json_workflow import durable
-from json_workflow.config import UNKNOWN_CLIENT, Config
+from json_workflow.config import Config
 from json_workflow.delivery.failed import REASON_SUFFIX, fit_name, original_name
 from json_workflow.intake.scan import is_job_name
+from json_workflow.layout import UNKNOWN_CLIENT
 from json_workflow.names import unshown
 
 NAME_LINE = "name: "

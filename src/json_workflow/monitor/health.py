@@ -12,6 +12,7 @@ from typing import Any
 from json_workflow.config import Config
 from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.monitor.state import Live
+from json_workflow.plural import count
 from json_workflow.run import check_hot_folder
 from json_workflow.store import Store
 
@@ -44,7 +45,7 @@ def readiness(config: Config, live: Live | None, store: Store, now: float) -> tu
         trouble = live.in_trouble
         checks["destinations"] = _check(
             DEGRADED if trouble else OK,
-            "; ".join(d.error for d in trouble) or f"{len(live.destinations)} destinations writable",
+            "; ".join(d.error for d in trouble) or f"{count(len(live.destinations), 'destination')} writable",
             in_trouble=[{"folder": d.folder, "rules": d.rules, "since": d.since, "error": d.error} for d in trouble],
         )
     else:

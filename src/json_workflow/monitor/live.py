@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from json_workflow.config import UNKNOWN_CLIENT, Config
+from json_workflow.config import Config
 from json_workflow.delivery.folders import folder_names
 from json_workflow.delivery.model import Delivery, Outcome
 from json_workflow.errors import DestinationError, StoreError
+from json_workflow.layout import UNKNOWN_CLIENT
 from json_workflow.logs import log
 from json_workflow.monitor.state import Destination, Event, Live, last_scan_and_report
 from json_workflow.names import shown

@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from json_workflow.config import UNKNOWN_CLIENT, Config
+from json_workflow.config import Config
+from json_workflow.layout import UNKNOWN_CLIENT
 from json_workflow.monitor.fleet import Instance, instances
 from json_workflow.monitor.health import HEARTBEAT_LIMIT
 from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.names import shown
-from json_workflow.plural import count
+from json_workflow.plural import count, plural
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import Store, has_store, open_store
@@ -72,7 +73,10 @@ class Status:
             if other.waiting_for_takeover and other.name != self.instance:
                 problems.append(f"instance {other.line()}")
         if self.failed_files:
-            problems.append(f"{count(self.failed_files, 'failed file')} wait for an operator (json-workflow retry)")
+            n = self.failed_files
+            problems.append(
+                f"{count(n, 'failed file')} {plural(n, 'waits', 'wait')} for an operator (json-workflow retry)"
+            )
         return problems
 
     @property

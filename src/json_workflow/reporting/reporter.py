@@ -243,7 +243,8 @@ class Reporter:
         if troubles:
             lines.append("Destinations in trouble (their files wait in the hot folder and are retried):")
             lines += [
-                f"  {folder}: {error} (first at {at(first)}, {count} times)" for folder, count, first, error in troubles
+                f"  {folder}: {error} (first at {at(first)}, {count(times, 'time')})"
+                for folder, times, first, error in troubles
             ]
             lines.append("")
         if failed:

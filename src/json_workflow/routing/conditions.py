@@ -113,7 +113,7 @@ def condition(value: Any) -> Condition:
     try:
         return Matches("regex", operand, re.compile(operand))
     except re.error as e:
-        raise ValueError(f"invalid regex {operand!r}: {e}") from None
+        raise ValueError(f"invalid regex {quoted(operand)}: {e}") from None
 
 
 def check_field(name: str) -> str:
@@ -175,4 +175,8 @@ def quoted(text: str) -> str:
     """Text in quotes as an operator writes it (`'Sale \\d{4}'`, not Python's doubled backslashes)."""
     if not text.isprintable():
         return repr(text)  # escapes what a terminal would hide or act on
-    return f'"{text}"' if "'" in text and '"' not in text else f"'{text}'" if "'" not in text else repr(text)
+    if "'" not in text:
+        return f"'{text}'"  # TOML's literal string, the form a regex is best written in
+    if '"' not in text:
+        return f'"{text}"'
+    return f"'''{text}'''" if "'''" not in text and not text.endswith("'") else repr(text)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from json_workflow.errors import Rejected
+from json_workflow.layout import UNKNOWN_CLIENT
 from json_workflow.parse import parse_job
 from json_workflow.routing.route import Destination, Router, why
 
@@ -28,9 +29,14 @@ class Explanation:
 
 
 def client_folder(path: Path, hot: Path, failed: Path | None = None) -> str | None:
-    """The client folder of a file one folder down in the hot folder, or in the failed folder (a retry's view)."""
-    top = path.parent.parent
-    return path.parent.name if top == hot or (failed is not None and top == failed) else None
+    """The client folder of a file one folder down in the hot folder, or in the failed folder (a retry's view).
+
+    The failed folder's `_unknown` holds files from the top of the hot folder: they have none.
+    """
+    top, folder = path.parent.parent, path.parent.name
+    if top == hot or (failed is not None and top == failed and folder != UNKNOWN_CLIENT):
+        return folder
+    return None
 
 
 def explain(data: bytes, folder: str | None, router: Router, failed_folder: Path) -> Explanation:

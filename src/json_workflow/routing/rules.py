@@ -71,6 +71,17 @@ class Rule(BaseModel):
         placeholders(destination, info.data.get("when", {}))
         return destination
 
+    @field_validator("on_missing")
+    @classmethod
+    def _something_to_miss(cls, on_missing: str, info: ValidationInfo) -> str:
+        destination = info.data.get("destination")  # absent when it was invalid: said already
+        if on_missing == "skip" and destination is not None and "{" not in destination:
+            raise ValueError(
+                'expected "skip" only on a destination with placeholders (such as "OUT/{StudioCode}"): '
+                f"{destination!r} has none, so no field can be missing"
+            )
+        return on_missing
+
     @property
     def placeholders(self) -> list[str]:
         """The fields its destination names."""

@@ -62,7 +62,9 @@ def to_postgresql(config: Config, url: str, password: str | None) -> dict[str, i
             )
         held = pg.execute("SELECT (SELECT COUNT(*) FROM files) + (SELECT COUNT(*) FROM reports)").fetchone()[0]
         if held:
-            raise StoreError(f"the store {url} already holds statistics ({held} rows): migrate into an empty database")
+            raise StoreError(
+                f"the store {url} already holds statistics ({count(held, 'row')}): migrate into an empty database"
+            )
         kept = functools.partial(kept_path, str(config.root).rstrip(os.sep) + os.sep)
         copied = {}
         with pg.transaction():

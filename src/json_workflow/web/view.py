@@ -24,6 +24,7 @@ from json_workflow.monitor.live import Monitor
 from json_workflow.monitor.metrics import Figures
 from json_workflow.monitor.state import Live, last_scan_and_report
 from json_workflow.monitor.status import waiting_failed
+from json_workflow.plural import count
 from json_workflow.reporting import figures
 from json_workflow.run import lock_holder
 from json_workflow.store import Store
@@ -101,10 +102,10 @@ class View:
         if self.monitor is not None:
             return metrics.service_figures(self.monitor)
         files: dict[tuple[str, str], int] = {}
-        for client, outcome, count in self.store.outcome_totals():
+        for client, outcome, n in self.store.outcome_totals():
             if outcome != "pending":
                 key = (client or "_unknown", outcome)
-                files[key] = files.get(key, 0) + count
+                files[key] = files.get(key, 0) + n
         copies = {rule.name: 0 for rule in self.config().routes} | dict(self.store.copy_totals())
         live = self.live()
         figures = metrics.Figures(live, files, copies, None, 0.0, live.scans if live else {})
@@ -161,8 +162,8 @@ class View:
             self.store.mark_retried(moved, time.time())
         # The operator's action, in the log beside what the files do next.
         log.info(
-            "Dashboard retry: %d failed files put back into the hot folder%s%s",
-            len(result.moved),
+            "Dashboard retry: %s put back into the hot folder%s%s",
+            count(len(result.moved), "failed file"),
             f" ({', '.join(result.moved[:20])}{', ...' if len(result.moved) > 20 else ''})" if result.moved else "",
             f"; {len(result.skipped)} skipped" if result.skipped else "",
         )
