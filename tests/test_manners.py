@@ -340,3 +340,15 @@ def test_a_blank_highlight_adds_no_column(root, tmp_path):
     assert cli("run", "--once", "--config", str(config)).returncode == 0
     line = next(x for x in cli("stats", "--config", str(config)).stdout.splitlines() if x.startswith("RANK"))
     assert re.fullmatch(r"RANK: 1 processed, 1 routed, 0 errors", line.strip()), line
+
+
+def test_a_large_backlog_on_a_terminal_gets_a_bar_and_a_problem_clears_its_line_first(root):
+    for n in range(500):
+        drop(root, "RANK", f"j{n:03}.json", job("RANK", "PRODUCTION", n))
+    drop(root, "RANK", "bad.json", b"{")
+    code, stdout, shown = on_terminal("run", "--once", "--root", str(root))
+    assert code == 0 and stdout.startswith("Processed 501 files in "), shown
+    assert "Processing  [" in shown and "Successfully processed" not in shown
+    assert re.search(r"\r\x1b\[K\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ERROR - .*Failed RANK/bad\.json at parse", shown), (
+        shown
+    )

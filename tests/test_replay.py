@@ -274,7 +274,7 @@ def test_apply_never_delivers_again_what_the_pipeline_delivered_under_the_new_ru
     old = tmp_path / "old.toml"
     old.write_text(f'root = "{root}"\n' + store_toml())
     plain = cli("replay", "--config", str(new), "--from", str(old))
-    assert plain.returncode == 1 and "1 added copies delivered already" in plain.stdout  # BISSELL-WRIKE is removed
+    assert plain.returncode == 1 and "1 added copy delivered already" in plain.stdout  # BISSELL-WRIKE is removed
     done = cli("replay", "--apply", "--config", str(new), "--from", str(old))
     assert done.returncode == 0 and "delivered 0 copies" in done.stdout, done.stdout
     assert not delivered.exists()

@@ -29,7 +29,7 @@ def test_migrate_copies_statistics_history_and_reports_and_the_fleet_goes_on(roo
     url = pg_server.database()
     done = cli("store", "migrate", "--to", url, "--root", str(root))
     assert done.returncode == 0, done.stderr
-    assert "files: 2 rows" in done.stdout and "reports: 1 rows" in done.stdout
+    assert "files: 2 rows" in done.stdout and "reports: 1 row" in done.stdout
     with contextlib.closing(open_store(fleet(root, url))) as store:
         assert figures.build(store, day, config.email.zone, 2e9, lambda name, claim: False).as_dict() == old
         assert figures.today(store, 2e9, config.email.zone).processed == before.processed
