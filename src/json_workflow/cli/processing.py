@@ -42,8 +42,8 @@ PROGRESS_MIN_FILES = 500
 def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None, root: str | None) -> None:
     """Run the service (watch the hot folder), or with --once process it and exit.
 
-    On a terminal a batch's many lines are cut short and a large backlog shows a progress bar instead,
-    unless --log-level is given; the log file always keeps every line.
+    On a terminal at most 40 INFO lines a second are shown (a large backlog gets a progress bar instead),
+    unless --log-level is given; warnings always are, and the log file keeps every line.
     """
     from json_workflow.run import check_hot_folder, run_once
 
