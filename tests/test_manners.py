@@ -22,7 +22,7 @@ from web_client import request
 INFO_LINE = re.compile(r" - INFO - ")
 
 
-def on_terminal(*args: str, timeout: float = 60, stop_when=None) -> tuple[int, str, str]:
+def on_terminal(*args: str, timeout: float = 60, stop_when=None, stdout_too: bool = False) -> tuple[int, str, str]:
     """Run `json-workflow ARGS` with stderr on a pseudo-terminal: (exit code, stdout, what the terminal showed).
 
     `stop_when`: a service's condition to be sent SIGTERM at, polled while it runs."""
@@ -31,7 +31,7 @@ def on_terminal(*args: str, timeout: float = 60, stop_when=None) -> tuple[int, s
     process = subprocess.Popen(
         [sys.executable, "-m", "json_workflow", *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=slave if stdout_too else subprocess.PIPE,
         stderr=slave,
         env=env,
     )
@@ -124,6 +124,15 @@ def test_a_service_working_through_a_backlog_on_a_terminal_shows_a_few_lines_a_s
     assert re.search(rf"\.\.\. \d+ more lines in {re.escape(str(log))}", shown)
     assert "Failed RANK/bad.json at parse" in shown  # a problem is always shown
     assert "json-workflow starting" in lines[0] and "json-workflow stopped" in shown
+
+
+def test_on_a_terminal_the_summary_stays_the_last_line(root):
+    for n in range(60):
+        drop(root, "RANK", f"j{n:02}.json", job("RANK", "PRODUCTION", n))
+    code, _, shown = on_terminal("run", "--once", "--root", str(root), stdout_too=True)
+    lines = shown.splitlines()
+    assert code == 0 and lines[-1].startswith("Processed 60 files in "), lines[-3:]
+    assert re.fullmatch(r"    \.\.\. \d+ more lines in \S+json_workflow\.log", lines[-2]), lines[-3:]
 
 
 def test_counts_read_as_english(root):
@@ -352,3 +361,28 @@ def test_a_large_backlog_on_a_terminal_gets_a_bar_and_a_problem_clears_its_line_
     assert re.search(r"\r\x1b\[K\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ERROR - .*Failed RANK/bad\.json at parse", shown), (
         shown
     )
+
+
+def test_text_from_the_configuration_reaches_no_terminal_as_a_control(root, tmp_path):
+    config = tmp_path / "c.toml"
+    rule = '[[routes]]\nname = "R"\ndestination = "OUT/{StudioCode}"\non_missing = "skip"\n'
+    config.write_text(
+        f'root = "{root}"\n{rule}when = {{ Title = ["a\\u001bb", "c"], "JobSpecification.X\\u001bY" = "v" }}\n'
+    )
+    r = cli("check-config", "--config", str(config))
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "Title in a\\x1bb, c" in r.stdout, r.stdout
+    drop(root, "ACME", "a.json", job("ACME", "X", 1, title="c"))
+    r = cli("explain", "--config", str(config), str(root / "JSON/ACME/a.json"))
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "JobSpecification.X\\x1bY = v failed" in r.stdout
+    for bad in ('name = "Evil\\u202ename"', 'name = "a\\nb"'):
+        config.write_text(f'root = "{root}"\n[[routes]]\n{bad}\ndestination = "OUT"\nwhen = {{ ClientCode = "A" }}\n')
+        r = cli("check-config", "--config", str(config))
+        assert r.returncode == 2 and "routes[0].name" in r.stderr and "expected printable text" in r.stderr
+
+
+def test_history_limit_is_a_range_and_dates_are_written_in_full(root):
+    for limit in ("0", "-1", "99999999999999999999"):
+        r = cli("history", "x", "--limit", limit, "--root", str(root))
+        assert r.returncode == 2 and "--limit" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = cli("stats", "--date", "20261207", "--root", str(root))
+    assert r.returncode == 2 and "expected a date as YYYY-MM-DD" in r.stderr

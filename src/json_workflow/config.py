@@ -129,8 +129,8 @@ class Config(Strict):
     @property
     def highlight(self) -> str:
         """report.highlight, when a rule's name contains it (the store's test); else "": no column of zeros."""
-        wanted = self.report.highlight.strip().lower()
-        return self.report.highlight if wanted and any(wanted in r.name.lower() for r in self.routes) else ""
+        wanted = self.report.highlight.strip()
+        return wanted if wanted and any(wanted.lower() in r.name.lower() for r in self.routes) else ""
 
     def router(self) -> Router:
         """The routing rules with their folders resolved, as every file is routed."""

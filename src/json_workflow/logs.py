@@ -8,6 +8,7 @@ the path is checked, so no line goes into a file that logrotate has renamed away
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import logging
 import os
@@ -231,6 +232,15 @@ def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool
 def flush() -> None:
     """Write out buffered lines (the pipeline calls this after every batch)."""
     for handler in log.handlers:
+        handler.flush()
+
+
+def settle() -> None:
+    """Say what the terminal held back, then write out: before a command's closing line."""
+    for handler in log.handlers:
+        if isinstance(handler, _Tee):
+            with handler.lock or contextlib.nullcontext():
+                handler._say_held()
         handler.flush()
 
 

@@ -25,6 +25,16 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+def printable(text: str) -> str:
+    """`text` for a terminal: what it would hide or act on (control, format, undecodable) as \\xNN or \\uNNNN.
+
+    Unlike `shown`, a backslash stays as it is: for text people wrote (a rule, a pattern), not a name to find again.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
 def shown(name: str) -> str:
     """`name` as printable text: undecodable bytes as \\xNN, invisible characters as \\xNN, \\uNNNN or \\UNNNNNNNN."""
     if name.isprintable() and "\\" not in name:

@@ -294,7 +294,7 @@ class Service:
             log.info("Reload: %s", change)
             # Reading a week of the archive takes seconds: beside the files, never in their way.
             threading.Thread(target=self._log_effect, args=(old, new), name="replay", daemon=True).start()
-        self.monitor.note(f"Configuration reloaded: {len(new.routes)} routes")
+        self.monitor.note(f"Configuration reloaded: {count(len(new.routes), 'route')}")
 
     # --- the live state ----------------------------------------------------------------------------
     def _turn(self) -> None:

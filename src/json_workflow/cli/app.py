@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -108,6 +109,8 @@ def day_option(ctx: click.Context | None, param: click.Parameter | None, value: 
     if value is None:
         return None
     try:
+        if not re.fullmatch(r"\d{4}-\d\d-\d\d", value):  # fromisoformat takes 20261207 too
+            raise ValueError(value)
         day = datetime.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None

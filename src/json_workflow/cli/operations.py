@@ -50,7 +50,9 @@ def status(as_json: bool, config_path: str | None, root: str | None) -> None:
 @main.command()
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the receptions as JSON.")
-@click.option("--limit", default=200, show_default=True, help="At most this many receptions.")
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=200, show_default=True, help="At most this many receptions."
+)
 @config_option
 @root_option
 def history(text: str, as_json: bool, limit: int, config_path: str | None, root: str | None) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from json_workflow import logs
 from json_workflow.cli.app import (
     Exit,
     config_option,
@@ -26,7 +27,7 @@ from json_workflow.cli.app import (
 from json_workflow.config import Config
 from json_workflow.errors import Rejected, StillWriting
 from json_workflow.intake.scan import scan
-from json_workflow.names import shown
+from json_workflow.names import printable, shown
 from json_workflow.plural import count
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
@@ -67,6 +68,7 @@ def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None,
                 summary = run_once(config, bar.update)
         else:
             summary = run_once(config)
+    logs.settle()  # the terminal's held-back note before the summary, the last line
     click.echo(summary.line())
     if summary.stopped:
         raise Exit(summary.stopped)
@@ -74,6 +76,11 @@ def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None,
 
 def _count_backlog(config: Config) -> int:
     return sum(1 for _ in scan(config.hot))
+
+
+def _say(text: str) -> None:
+    """A line of text from the configuration or a job: nothing in it reaches the terminal as a control."""
+    click.echo(printable(text))
 
 
 @main.command()
@@ -108,17 +115,17 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
         for key, value in found.fields:
             click.echo(f"  {key + ':':13}{shown(value) if value is not None else '-'}")  # no escape reaches a terminal
         if found.rejection is not None:
-            click.echo(f"  rejected at {found.rejection.stage}: {found.rejection.reason}")
+            _say(f"  rejected at {found.rejection.stage}: {found.rejection.reason}")
             click.echo(f"  -> {shown(str(found.failed_folder))}/  (failed folder, with a reason file)")
         for dest in found.destinations:
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
-            click.echo(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
+            _say(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
         for note in found.skipped:
-            click.echo(f"  no copy: {note}")
+            _say(f"  no copy: {note}")
         if found.rules:
             click.echo("  rules:")
         for name, failed in found.rules:
-            click.echo(f"    {name}: " + ("matched" if failed is None else f"no, {failed}"))
+            _say(f"    {name}: " + ("matched" if failed is None else f"no, {failed}"))
     sys.exit(1 if unreadable else 0)
 
 
@@ -128,23 +135,23 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
 def check_config(config_path: str | None, root: str | None) -> None:
     """Validate the configuration as `run` and `dashboard` do and print the effective folders and routing table."""
     config = load_config(config_path, root, sends_mail=True, serves_http=True)  # every check they apply
-    click.echo(f"configuration: {config_path or 'built-in'} (valid)")
+    _say(f"configuration: {config_path or 'built-in'} (valid)")
     for folder in ("root", "hot"):
         if not getattr(config, folder).is_dir():
-            click.echo(f"warning: the {folder} folder {getattr(config, folder)} does not exist (yet): run exits 1")
-    click.echo(f"root:    {config.root}")
+            _say(f"warning: the {folder} folder {getattr(config, folder)} does not exist (yet): run exits 1")
+    _say(f"root:    {config.root}")
     for key in ("hot", "archive", "failed", "logs", "state"):
-        click.echo(f"{key + ':':8} {getattr(config, key)}")
-    click.echo(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
-    click.echo(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+        _say(f"{key + ':':8} {getattr(config, key)}")
+    _say(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
+    _say(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
     if config.fleet:
         password = "set" if config.store.password() else "not set"
-        click.echo(
+        _say(
             f"store: {config.store.url} (password from {config.store.password_env}: {password}); instance "
             f"{config.instance}, claims in {config.claim_area}, taken over after {config.store.lease_seconds:g}s"
         )
     else:
-        click.echo(f"store: SQLite in {config.state}; instance {config.instance}")
+        _say(f"store: SQLite in {config.state}; instance {config.instance}")
     email = config.email
     mailed = (
         f"mailed to {', '.join(email.recipients)} via {email.smtp_host}:{email.smtp_port}"
@@ -152,18 +159,19 @@ def check_config(config_path: str | None, root: str | None) -> None:
         else "written to the logs folder only (email not enabled)"
     )
     kept = count(config.retention_days, "day")
-    click.echo(f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {kept}")
+    _say(f"daily report: {email.report_time} {email.timezone}, {mailed}; statistics kept {kept}")
     http = config.http
     if http.enabled:
         token = f"token from {http.token_env}" if http.token() else f"no token ({http.token_env} not set)"
         reach = "this host only" if http.loopback else "the network"
-        click.echo(f"dashboard: http://{http.listen}/ ({reach}; {token})")
+        _say(f"dashboard: http://{http.listen}/ ({reach}; {token})")
     else:
-        click.echo("dashboard: off (http.enabled = false)")
-    click.echo(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
+        _say("dashboard: off (http.enabled = false)")
+    _say(f"routes ({len(config.routes)}), every matching rule fires; every file is also archived:")
     for rule in config.routes:
         skip = "  (a missing field: no copy)" if rule.on_missing == "skip" and rule.placeholders else ""
-        click.echo(f"  {rule.name}: {rule.describe()}\n      -> {config.folder(rule.destination)}{skip}")
+        _say(f"  {rule.name}: {rule.describe()}")
+        _say(f"      -> {config.folder(rule.destination)}{skip}")
 
 
 @main.command()

@@ -179,4 +179,7 @@ def quoted(text: str) -> str:
         return f"'{text}'"  # TOML's literal string, the form a regex is best written in
     if '"' not in text:
         return f'"{text}"'
-    return f"'''{text}'''" if "'''" not in text and not text.endswith("'") else repr(text)
+    if "'''" not in text and not text.endswith("'"):
+        return f"'''{text}'''"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'  # TOML's basic string: how a pattern with every kind of quote is written

@@ -54,6 +54,14 @@ class Rule(BaseModel):
     # A placeholder's field absent or null: "fail" sets the file aside, "skip" leaves out only this copy.
     on_missing: Literal["fail", "skip"] = "fail"
 
+    @field_validator("name", "destination")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        # It is shown in logs, reports and terminals, and a destination becomes folder names.
+        if not text.isprintable():
+            raise ValueError("expected printable text: no control, invisible or line-breaking characters")
+        return text
+
     @field_validator("when")
     @classmethod
     def _distinct_fields(cls, when: dict[str, Condition]) -> dict[str, Condition]:
