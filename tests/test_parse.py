@@ -171,3 +171,20 @@ def test_invisible_characters_make_a_client_code_unsafe(code):
     assert not is_safe_folder_name(code)
     r = rejected(doc({"ClientCode": code, "JobCategory": "X"}), None)
     assert "is not a safe folder name" in r.reason
+
+
+@pytest.mark.parametrize("keep_document", [False, True])
+@pytest.mark.parametrize("big", [2**64, -(2**63) - 1, 10**40])
+def test_integers_past_64_bits_are_read_exactly(big, keep_document):
+    # orjson, the fast path, reads them as floats: the history and the rules must see the number written.
+    raw = doc({"ClientCode": "RANK", "JobCategory": "X", "JobNumber": big, "Quantity": big})
+    j = parse_job(raw, "RANK", keep_document)
+    assert j.number == str(big) and j.details["Quantity"] == big and type(j.details["Quantity"]) is int
+
+
+def test_what_the_fast_decoder_refuses_but_json_allows_is_read_as_before():
+    # An escaped lone surrogate outside the fields we keep, a float past the double range: json accepts both.
+    details = doc({"ClientCode": "RANK", "JobCategory": "X", "Note": "@"}).replace(b'"@"', b'"\\ud800"')
+    assert parse_job(details, "RANK").details["Note"] == "\ud800"
+    huge = doc({"ClientCode": "RANK", "JobCategory": "X"}).replace(b'"X"}', b'"X", "Quantity": 1e400}')
+    assert parse_job(huge, "RANK").details["Quantity"] == float("inf")

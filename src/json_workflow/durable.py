@@ -1,7 +1,6 @@
-"""Making writes durable: hidden temporaries, and a flush barrier shared by a whole batch of files.
+"""Making writes durable: hidden temporaries written, flushed, renamed into place.
 
-Flushing each copy on its own costs a disk round trip per copy (about 1 ms here). A batch writes all
-its temporaries, flushes once, renames them all into place, and flushes the folder entries once.
+A batch of files shares its flushes: see delivery.flush's Barrier.
 
 `move_new` places a file at a name that must not exist, on filesystems with or without hard links.
 """
@@ -11,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import functools
 import itertools
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_syncfs = getattr(_libc, "syncfs", None)
 _renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
 if _renameat2 is not None:
     _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -36,7 +33,23 @@ LINK_REFUSED = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EN
 
 def temp_name(folder: Path | str, name: str) -> str:
     """A hidden name in `folder`, unique to this process, that scans and downstream tools skip."""
-    return os.path.join(folder, f".{_hint(name)}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
+    return f"{folder}/.{_hint(name)}.{_pid}-{next(_counter)}{TEMP_SUFFIX}"
+
+
+_pid = os.getpid()  # asked once, not per copy; a forked process asks again
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def parent(path: str) -> str:
+    """The folder of an absolute, normalized path: os.path.dirname at a fifth of its cost, for the per-file path."""
+    return path[: path.rindex("/")] or "/"
 
 
 def fixed_temp_name(folder: Path | str, name: str) -> str:
@@ -242,83 +255,3 @@ def fsync_path(path: str | Path, folder: bool = False) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class Barrier:
-    """Collects files and folders written by a batch, then makes them all durable in one flush.
-
-    With mode "filesystem" one syncfs(2) per filesystem touched; with mode "file" an fsync per file
-    and per folder, for filesystems where syncfs is not trusted or a busy disk is shared.
-    """
-
-    def __init__(self, mode: str = "filesystem"):
-        self.per_file = mode == "file" or _syncfs is None
-        self._devices: dict[int, str] = {}
-        self._device_of: dict[str, int] = {}
-        self._files: list[str] = []
-        self._folders: set[str] = set()
-
-    def add(self, folder: str | Path, file: str | None = None) -> None:
-        """Note that `file` (or an entry of `folder`) changed and must reach the disk."""
-        folder = str(folder)
-        if self.per_file:
-            if file is not None:
-                self._files.append(file)
-            self._folders.add(folder)
-            return
-        device = self._device_of.get(folder)
-        if device is None:
-            device = self._device_of[folder] = os.stat(folder).st_dev
-        self._devices.setdefault(device, folder)
-
-    def flush(self) -> None:
-        """Make everything noted since the last flush durable; raises OSError when the disk says no."""
-        self.take()()
-
-    def take(self) -> Callable[[], None]:
-        """Everything noted so far, as a flush that may run in another thread; the barrier starts afresh.
-
-        Taken in the thread that notes, so a change noted later is never counted as flushed by it.
-        """
-        if self.per_file:
-            files, folders = self._files, self._folders
-            self._files, self._folders = [], set()
-            return functools.partial(_fsync_all, files, folders)
-        devices, self._devices = self._devices, {}
-        return functools.partial(_syncfs_all, list(devices.values()))
-
-
-def _fsync_all(files: list[str], folders: set[str]) -> None:
-    for file in files:
-        with contextlib.suppress(FileNotFoundError):  # a temporary discarded since: nothing to flush
-            fsync_path(file)
-    for folder in folders:
-        fd = _open_folder(folder)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _syncfs_all(folders: list[str]) -> None:
-    """One syncfs(2) per filesystem, through a folder on it."""
-    for folder in folders:
-        fd = _open_folder(folder)
-        try:
-            if _syncfs(fd) != 0:  # type: ignore[misc]  # not None: checked where per_file is set
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err), folder)
-        finally:
-            os.close(fd)
-
-
-def _open_folder(folder: str) -> int:
-    """`folder`, or once it is removed (a released claim's own folder) its nearest parent, which records that."""
-    while True:
-        try:
-            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                raise
-            folder = parent

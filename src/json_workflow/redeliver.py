@@ -19,6 +19,7 @@ from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.config import Config
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.folders import Folders, folder_names
 from json_workflow.errors import Rejected
 from json_workflow.intake import Source
@@ -99,7 +100,7 @@ class _Batch:
 
     def __init__(self, config: Config, store: Store, folders: Folders, applied: Applied):
         self.config, self.store, self.folders, self.applied = config, store, folders, applied
-        self.barrier = durable.Barrier(config.flush)
+        self.barrier = Barrier(config.flush)
         self.planned: list[tuple[Replayed, bytes]] = []
         self.staged: list[Replayed] = []
         self.dropped: list[ReplayKey] = []

@@ -29,8 +29,8 @@ from conftest import (
 )
 from json_workflow import durable
 from json_workflow.delivery import stages
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.model import Copy, Kind
-from json_workflow.durable import Barrier
 from json_workflow.samples import job
 
 # --- 1. the archive -------------------------------------------------------------------------------

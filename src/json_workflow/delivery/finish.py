@@ -7,12 +7,13 @@ is down. An instance another one took over finishes nothing: the claims are the 
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from collections.abc import Callable
 
 from json_workflow import durable, logs
 from json_workflow.delivery import records
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Outcome, Summary
 from json_workflow.delivery.superseded import Superseded
@@ -50,7 +51,7 @@ class Finisher:
         summary: Summary,
         forget: list[str],
         folders: Folders,
-        barrier: durable.Barrier,
+        barrier: Barrier,
     ) -> list[str]:
         """Finish a batch whose renames were flushed; returns the claims removed (to forget once that is durable)."""
         if self.taken_over():
@@ -58,7 +59,8 @@ class Finisher:
                 d.left_claimed = True
             self.unrecorded.clear()
             return []
-        lines = [(d.worker, self._guarded(d, summary, folders, barrier)) for d in deliveries]
+        say = log.isEnabledFor(logging.INFO)
+        lines = [(d.worker, self._guarded(d, summary, folders, barrier, say)) for d in deliveries]
         done, seconds = self.clock(), time.perf_counter() - started
         forget, self.unforgotten = self.unforgotten + forget, []
         self.unrecorded.append((forget, records.finished(deliveries), Batch(done, len(deliveries), seconds)))
@@ -88,16 +90,16 @@ class Finisher:
                 log.error("Cannot forget finished claims in the journal, it is tried again with the next: %s", e)
                 self.unforgotten = claims
 
-    def _guarded(self, d: Delivery, summary: Summary, folders: Folders, barrier: durable.Barrier) -> str | None:
+    def _guarded(self, d: Delivery, summary: Summary, folders: Folders, barrier: Barrier, say: bool) -> str | None:
         try:
-            return self._file(d, summary, folders, barrier)
+            return self._file(d, summary, folders, barrier, say)
         except Exception as e:  # left in the claim area: the journal finishes it at the next start
             if not self.taken_over():
                 log.error("Cannot finish %s, it is finished at the next start", d.candidate.display, exc_info=e)
             d.left_claimed = True
             return None
 
-    def _file(self, d: Delivery, summary: Summary, folders: Folders, barrier: durable.Barrier) -> str | None:
+    def _file(self, d: Delivery, summary: Summary, folders: Folders, barrier: Barrier, say: bool) -> str | None:
         """Release a finished file's claim and count it; returns its log lines unless they are logged already."""
         d.seconds, tag, outcome = time.perf_counter() - d.started, {"worker": d.worker}, d.outcome
         if outcome == _LEFT_CLAIMED:
@@ -112,7 +114,7 @@ class Finisher:
             return None
         self.claims.release(d.candidate, d.moved)
         if not d.moved:  # a move noted its claim folder already
-            barrier.add(os.path.dirname(d.candidate.path))
+            barrier.add(durable.parent(d.candidate.path))
         if d.rejection is not None:
             summary.failed += 1
             reason = f"{d.rejection.stage}: {d.rejection.reason}"
@@ -121,10 +123,14 @@ class Finisher:
             )
             return None
         summary.archived += 1
-        display, routes = d.candidate.display, routed_names(d.destinations)
-        lines = [f"Stored file: {display}"]
+        routes = routed_names(d.destinations)
         if routes:
             summary.routed += 1
+        if not say:  # no one reads INFO lines (--quiet, --log-level warning): they are not even made
+            return None
+        display = d.candidate.display
+        lines = [f"Stored file: {display}"]
+        if routes:
             lines.append(f"Routed to: {', '.join(routes)}")
         lines += d.skipped
         lines.append(f"Successfully processed {display} ({d.seconds:.2f}s)")

@@ -7,17 +7,18 @@ a crash left in the claim area without losing a file or delivering a copy twice.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from json_workflow import durable, logs
+from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery import records, recovery, stages
 from json_workflow.delivery.finish import Finisher
-from json_workflow.delivery.flush import FlushConveyor
+from json_workflow.delivery.flush import Barrier, FlushConveyor
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.prepare import Parts, prepare_delivery, unforeseen
@@ -60,7 +61,7 @@ class Pipeline:
     def _configure(self, config: Config, poisoned: dict[str, Rejected]) -> None:
         self.config = config
         self.folders = Folders(config)
-        self.barrier = durable.Barrier(config.flush)
+        self.barrier = Barrier(config.flush)
         self.parts = Parts(config, self.claims, config.router(), self.folders, self.barrier, poisoned)
         self.conveyor: FlushConveyor[_Batch] = FlushConveyor(self.barrier, self._publish)
 
@@ -127,7 +128,8 @@ class Pipeline:
             if trouble:
                 self._report_unavailable(trouble)
         deliveries = [d for d, _ in prepared if not d.vanished]
-        logs.by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
+        if log.isEnabledFor(logging.INFO):  # made only where a handler shows them
+            logs.by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)
         planned = [d for d in deliveries if d.copies]
         try:
             rows = self.store.record_plan(records.planned(planned), records.received(deliveries, now))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from json_workflow import durable
 from json_workflow.config import Config
 from json_workflow.delivery import stages
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery
 from json_workflow.errors import DestinationError, Rejected, StillWriting, WorkflowError, detached
@@ -29,7 +29,7 @@ class Parts:
     claims: Claims
     router: Router
     folders: Folders
-    barrier: durable.Barrier
+    barrier: Barrier
     # Files to fail without reading them again (hot-folder path -> why): an error no one foresaw
     # while writing them, or a file that a crash interrupted again and again.
     poisoned: dict[str, Rejected] = field(default_factory=dict)
@@ -49,8 +49,8 @@ def prepare_delivery(
             d.vanished = True  # taken between the scan and now, or it cannot be claimed: it stays where it is
             return d, None
         d.candidate = candidate = claimed
-        parts.barrier.add(os.path.dirname(candidate.origin))
-    parts.barrier.add(os.path.dirname(candidate.path))
+        parts.barrier.add(durable.parent(candidate.origin))
+    parts.barrier.add(durable.parent(candidate.path))
     try:
         _decide(d, parts, now)
     except Rejected as rejection:

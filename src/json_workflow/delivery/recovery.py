@@ -11,10 +11,10 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 
-from json_workflow import durable
 from json_workflow.config import CLAIM_AREA
 from json_workflow.delivery import stages
 from json_workflow.delivery.failed import REASON_SUFFIX
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.model import Copy, Kind, Outcome, remove_temporaries
 from json_workflow.errors import Rejected
 from json_workflow.intake.claim import Claims
@@ -39,7 +39,7 @@ class Recovered:
 
 
 def recover(
-    claims: Claims, journal: Store, barrier: durable.Barrier, now: float, router: Router, adopt: Claims | None = None
+    claims: Claims, journal: Store, barrier: Barrier, now: float, router: Router, adopt: Claims | None = None
 ) -> Recovered:
     """Finish what a crash left claimed; each file to process afresh comes with the number of times its
     processing began alone after a crash (see Store.restart).
@@ -91,7 +91,7 @@ def _journaled(journal: Store, claim: str) -> tuple[bool, list[Copy]]:
 def _finish_staged(
     claims: Claims,
     journal: Store,
-    barrier: durable.Barrier,
+    barrier: Barrier,
     candidate: Candidate,
     copies: list[Copy],
     recovered: Recovered,

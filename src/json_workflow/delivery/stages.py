@@ -19,6 +19,7 @@ from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.delivery.failed import REASON_SUFFIX, link_or_copy, place_unused, reason_file
+from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Copy, Delivery, Kind
 from json_workflow.errors import DestinationError, Rejected
@@ -54,7 +55,7 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     else:
         d.copies, move = [], None
         for dest in d.destinations:
-            final = os.path.join(dest.path, name)
+            final = f"{dest.path}/{name}"  # a configured folder and a file's name: os.path.join's checks are moot
             if dest.is_archive and _movable(d.info, folders.device(dest.folder), folders.config.permissions.file_mode):
                 move = Copy(d.candidate.path, final, _MOVE)
             else:
@@ -75,11 +76,11 @@ def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> boo
     )
 
 
-def write(d: Delivery, folders: Folders, barrier: durable.Barrier, now: float) -> DestinationError | None:
+def write(d: Delivery, folders: Folders, barrier: Barrier, now: float) -> DestinationError | None:
     """Write the file's temporaries; on trouble remove them all and return it if it is new."""
     mode = folders.config.permissions.file_mode
     for c in d.copies:
-        folder = os.path.dirname(c.temp)
+        folder = durable.parent(c.temp)
         try:
             flushable = _WRITERS[c.kind](d, c, mode, now)
         except FileNotFoundError as e:
@@ -131,7 +132,7 @@ _WRITERS: dict[Kind, Callable[[Delivery, Copy, int, float], bool]] = {
 }
 
 
-def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) -> tuple[str | None, bool]:
+def publish(copies: list[Copy], barrier: Barrier, resume: bool = False) -> tuple[str | None, bool]:
     """Rename flushed temporaries into place; returns the failed file's final name, if any, and
     whether the claimed original itself was moved into the archive (it left the claim area).
 
@@ -149,11 +150,11 @@ def publish(copies: list[Copy], barrier: durable.Barrier, resume: bool = False) 
             moved = _move(c, barrier)
         else:
             os.replace(c.temp, c.final)
-        barrier.add(os.path.dirname(c.final))
+        barrier.add(durable.parent(c.final))
     return failed_as, moved
 
 
-def _move(c: Copy, barrier: durable.Barrier) -> bool:
+def _move(c: Copy, barrier: Barrier) -> bool:
     """Rename the claimed original into the archive; across mount points publish a flushed copy instead.
 
     A bind mount or container volume of the same filesystem has the same device number, but
@@ -171,7 +172,7 @@ def _move(c: Copy, barrier: durable.Barrier) -> bool:
         temp = durable.fixed_temp_name(os.path.dirname(c.final), os.path.basename(c.temp))
         durable.copy_over(c.temp, c.final, temp, stat.S_IMODE(os.stat(c.temp).st_mode))
         return False
-    barrier.add(os.path.dirname(c.temp))
+    barrier.add(durable.parent(c.temp))
     return True
 
 

@@ -89,7 +89,7 @@ class Claims:
         folder, number = self._folder(candidate.folder), self.sequence.next()
         name = candidate.name  # a character is at most 4 bytes: only a long name needs encoding to tell
         if len(name) * 4 + len(number) < 255 or len(os.fsencode(name)) + len(number) < 255:
-            target = os.path.join(folder, f"{number}_{candidate.name}")
+            target = f"{folder}/{number}_{name}"
         else:  # no room for the number in front: a folder of its own keeps the name whole
             os.mkdir(os.path.join(folder, number + LONG))
             target = os.path.join(folder, number + LONG, candidate.name)
@@ -118,7 +118,7 @@ class Claims:
         if not moved:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(claimed.path)
-        folder = os.path.dirname(claimed.path)
+        folder = durable.parent(claimed.path)
         if folder.endswith(LONG):
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(folder)

@@ -64,7 +64,7 @@ def scan(hot: Path) -> Iterator[Candidate]:
             elif entry.is_dir(follow_symlinks=False):
                 yield from _scan_client(entry)
             elif is_job_name(entry.name):
-                yield Candidate(entry.path, None)
+                yield Candidate(entry.path, None, False, entry.name, entry.path)
             else:
                 _ignored(entry.name)
 
@@ -78,7 +78,7 @@ def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
         for entry in entries:
             # A sub-folder named like a job is not a job; sub-folders are never entered.
             if is_job_name(entry.name) and not entry.is_dir(follow_symlinks=False):
-                yield Candidate(entry.path, folder.name, symlink=entry.is_symlink())
+                yield Candidate(entry.path, folder.name, entry.is_symlink(), entry.name, entry.path)
             else:
                 _ignored(f"{folder.name}/{entry.name}")
 

@@ -75,6 +75,8 @@ class Router:
             self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
+        self._plain = [f for f in self.fields if "." not in f]  # JobDetails fields: most are spelt as written
+        self._dotted = [f for f in self.fields if "." in f]
         self.skips = any(rule.on_missing == "skip" for rule in self.rules)
         self._own = list(own)
         self._own_on_disk: list[layout.Own] | None = None
@@ -83,12 +85,19 @@ class Router:
     def plan(self, job: Job) -> tuple[Destination, ...]:
         """The archive folder first, then each routed folder once, naming every rule that chose it."""
         details, document = job.details, job.document
-        key = (job.client, *(_key(lookup(details, document, f)) for f in self.fields))
-        plan = self._plans.get(key)
+        key = [job.client]
+        for field in self._plain:
+            value = details.get(field, ABSENT)
+            if value is ABSENT:  # spelt in another case, or absent
+                value = lookup(details, document, field)
+            key.append(value if type(value) is str else _key(value))
+        for field in self._dotted:
+            key.append(_key(lookup(details, document, field)))
+        plan = self._plans.get(known := tuple(key))
         if plan is None:
             if len(self._plans) >= REMEMBERED_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._decide(job)
+            plan = self._plans[known] = self._decide(job)
         return plan
 
     def _decide(self, job: Job) -> tuple[Destination, ...]:
