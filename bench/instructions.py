@@ -20,7 +20,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = """
@@ -37,6 +39,7 @@ assert summary.pending == 0, summary.line()
 """
 # A threshold over which a change to the per-file path is explained or fixed before it lands (issue 22).
 REGRESSION = 0.03
+T = TypeVar("T")
 
 
 def venv_for(tree: Path, venv: Path) -> Path:
@@ -68,18 +71,50 @@ def instructions(python: Path, root: Path) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def measure(python: Path, template: Path, files: int, scratch: Path) -> tuple[int, int]:
-    """(per file, start-up) instructions of the package installed for `python`."""
+def runs_of(count: Callable[[Path, Path], T], python: Path, template: Path, scratch: Path) -> tuple[T, T]:
+    """`count(python, root)` on an empty hot folder, then on the backlog `template`."""
     counts = []
-    for hot in (None, template):  # an empty hot folder, then the backlog
+    for hot in (None, template):
         root = scratch / "root"
         shutil.rmtree(root, ignore_errors=True)
         (root / "JSON").mkdir(parents=True)
         if hot is not None:
             shutil.copytree(hot, root / "JSON", dirs_exist_ok=True)
-        counts.append(instructions(python, root))
-    empty, full = counts
+        counts.append(count(python, root))
+    return counts[0], counts[1]
+
+
+def measure(python: Path, template: Path, files: int, scratch: Path) -> tuple[int, int]:
+    """(per file, start-up) instructions of the package installed for `python`."""
+    empty, full = runs_of(instructions, python, template, scratch)
     return (full - empty) // files, empty
+
+
+def trees(scratch: Path, files: int, commits: list[str], fresh: bool = False) -> tuple[dict[str, Path], Path]:
+    """The python of each tree's venv (the working tree first, then each commit) and the backlog template."""
+    sys.path.insert(0, str(REPO / "src"))
+    from json_workflow.samples import backlog
+
+    venvs = scratch / "venvs"
+    if fresh:
+        shutil.rmtree(venvs, ignore_errors=True)
+    for kept in scratch.glob("*"):
+        if kept != venvs:
+            shutil.rmtree(kept) if kept.is_dir() else kept.unlink()
+    template = scratch / "template"
+    for client, name, data, _ in backlog(files, seed=1):
+        (template / client).mkdir(parents=True, exist_ok=True)
+        (template / client / name).write_bytes(data)
+    pythons = {"working tree": venv_for(REPO, venvs / "working-tree")}
+    for rev in commits:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", rev], capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+        tree = scratch / f"tree-{sha}"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        pythons[rev] = venv_for(tree, venvs / sha)
+    return pythons, template
 
 
 def main() -> None:
@@ -89,31 +124,10 @@ def main() -> None:
     parser.add_argument("--dir", default="/dev/shm/jwinstructions", help="scratch folder (tmpfs by default)")
     parser.add_argument("--fresh", action="store_true", help="build the commits' venvs again")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO / "src"))
-    from json_workflow.samples import backlog
-
     scratch = Path(args.dir)
-    venvs = scratch / "venvs"
-    if args.fresh:
-        shutil.rmtree(venvs, ignore_errors=True)
-    for kept in scratch.glob("*"):
-        if kept != venvs:
-            shutil.rmtree(kept) if kept.is_dir() else kept.unlink()
-    template = scratch / "template"
-    for client, name, data, _ in backlog(args.files, seed=1):
-        (template / client).mkdir(parents=True, exist_ok=True)
-        (template / client / name).write_bytes(data)
-    trees = {"working tree": venv_for(REPO, venvs / "working-tree")}
-    for rev in args.commit:
-        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", rev], capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        tree = scratch / f"tree-{sha}"
-        tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-        trees[rev] = venv_for(tree, venvs / sha)
+    pythons, template = trees(scratch, args.files, args.commit, args.fresh)
     figures = {}
-    for name, python in trees.items():
+    for name, python in pythons.items():
         per_file, start = measure(python, template, args.files, scratch)
         figures[name] = per_file
         print(f"{name}: {per_file / 1000:.1f} K instructions per file, start-up {start / 1e6:.0f} M", flush=True)

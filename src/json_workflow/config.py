@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,6 +30,7 @@ from json_workflow.settings import (
     Strict,
     default_instance,
     instance_name,
+    processes_setting,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ CONFIG_ENV = "JSON_WORKFLOW_CONFIG"
 ROOT_ENV = "JSON_WORKFLOW_ROOT"
 # The hidden folder of the hot folder where files are claimed (by a rename) before anything reads them.
 CLAIM_AREA = ".processing"
+# Processes "auto" starts at most: past that the journal's one writer at a time is what the files wait for.
+MAX_AUTO_PROCESSES = 8
 FLEET_BATCH_SIZE = 100  # batch_size's default with a PostgreSQL store
 
 
@@ -51,6 +55,7 @@ class Config(Strict):
     permissions: Permissions = Permissions()
     max_file_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     workers: int = Field(default=10, ge=1, le=256)
+    processes: Annotated[int | Literal["auto"], PlainValidator(processes_setting)] = "auto"
     flush: Literal["filesystem", "file"] = "filesystem"
     # Service mode (json-workflow run)
     watch: Literal["inotify", "polling"] = "inotify"
@@ -148,6 +153,13 @@ class Config(Strict):
         return bool(self.store.url)
 
     @property
+    def process_count(self) -> int:
+        """Processes to share a large backlog: `processes`, or for "auto" the cores this process may use (at most 8)."""
+        if self.processes != "auto":
+            return self.processes
+        return min(MAX_AUTO_PROCESSES, len(os.sched_getaffinity(0)))
+
+    @property
     def claim_area(self) -> Path:
         """Where this instance claims files: its own folder in a fleet, the hot folder's .processing alone."""
         area = self.hot / CLAIM_AREA
@@ -235,7 +247,7 @@ def load(path: str | Path | None = None, root: str | Path | None = None) -> Conf
 
 
 # Settings that shape the process itself; a reload reports them and keeps the running values.
-RESTART_KEYS = ("root", "paths", "workers", "watch", "http", "instance", "store")
+RESTART_KEYS = ("root", "paths", "workers", "processes", "watch", "http", "instance", "store")
 
 
 def reload(running: Config, path: str | Path | None, root: str | Path | None) -> tuple[Config, list[str]]:

@@ -13,6 +13,7 @@ from json_workflow import durable
 from json_workflow.config import Config
 from json_workflow.delivery.model import Summary
 from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.processes import SHARED_FROM, backlog_reaches, process_shared
 from json_workflow.errors import StoreError, WorkflowError
 from json_workflow.intake import Source
 from json_workflow.intake.scan import scan
@@ -162,6 +163,9 @@ def run_once(
         try:
             summary = Summary()
             pipeline.recover(summary)
+            processes = config.process_count
+            if processes > 1 and backlog_reaches(config.hot, SHARED_FROM):
+                return process_shared(config, store, pipeline, processes, progress, summary)
             startup = Source.STARTUP  # looked up once, not per file
             return pipeline.process(((candidate, startup) for candidate in scan(config.hot)), progress, summary)
         finally:

@@ -66,6 +66,12 @@ def instance_name(value: Any) -> Any:
     )
 
 
+def processes_setting(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and 1 <= value <= 64):
+        return value
+    raise ValueError('expected "auto" (one process per core, at most 8) or a number of processes from 1 to 64')
+
+
 def store_url(value: Any) -> Any:
     """A store URL as written: "" or postgresql://user@host:port/database, never with a password."""
     if value == "":

@@ -200,7 +200,8 @@ def killed_after(command: list[str], archive: Path, archived: int) -> int:
 
 
 @pytest.mark.slow  # 14 s: 2,500 files, six runs killed, one to the end
-def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root, tmp_path, processes):
     rng = random.Random(7)
     expected_good, expected_bad, rank_names = {}, {}, set()
     for client, name, data, valid in backlog(2500, seed=3, bad_every=50):
@@ -210,7 +211,10 @@ def test_kill_9_at_any_moment_loses_nothing_and_delivers_nothing_twice(root):
             rank_names.add(name)
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
-    command = [sys.executable, "-m", "json_workflow", "run", "--once", "--root", str(root)]
+    # Two processes: the run's, killed, takes its worker with it (and the next run finishes both areas).
+    settings = tmp_path / "once.toml"
+    settings.write_text(f'root = "{root}"\nprocesses = {processes}\n')
+    command = [sys.executable, "-m", "json_workflow", "run", "--once", "--config", str(settings)]
     archived = 0
     for kill in range(6):
         # Each run is killed once it has archived a (seeded) random 100-250 files more: in the middle of its

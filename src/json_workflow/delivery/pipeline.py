@@ -25,7 +25,7 @@ from json_workflow.delivery.prepare import Parts, prepare_delivery, unforeseen
 from json_workflow.delivery.workers import Workers
 from json_workflow.errors import DestinationError, Rejected, StoreError, WorkflowError, detached
 from json_workflow.intake import Source
-from json_workflow.intake.claim import Claims
+from json_workflow.intake.claim import Claims, worker_areas
 from json_workflow.intake.scan import Candidate
 from json_workflow.logs import log
 from json_workflow.plural import count
@@ -49,11 +49,20 @@ class _Batch:
 class Pipeline:
     """Processes candidates in batches with a pool of named worker threads; one per run or service."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        area: Path | None = None,
+        first_worker: int = 1,
+    ):
+        """`area`: a worker process's own claim area (default: the instance's); `first_worker`: its first thread's
+        number (a worker process's threads are named after those of the processes before it)."""
         self.store = store
         self.clock = clock
-        self.claims = Claims(config.hot, config.claim_area, config.permissions.dir_mode)
-        self.workers = Workers(config.workers)
+        self.claims = Claims(config.hot, area or config.claim_area, config.permissions.dir_mode)
+        self.workers = Workers(config.workers, first=first_worker)
         self.finisher = Finisher(self.claims, store, clock)
         self.store_failed: Exception | None = None  # the last time the journal refused a batch (None: it worked)
         self._configure(config, poisoned={})
@@ -215,15 +224,22 @@ class Pipeline:
 
     # --- after a crash -----------------------------------------------------------------------------
     def recover(self, summary: Summary, area: Path | None = None) -> list[Delivery]:
-        """Finish what a crash left claimed (in `area`: a dead instance's); returns the deliveries of the
-        files processed afresh.
+        """Finish what a crash left claimed, here or in `area` (a dead instance's or worker process's), and in
+        the worker processes' areas inside it; returns the deliveries of the files processed afresh."""
+        done = self._recover(summary, area)
+        for worker in worker_areas(area or self.claims.area):
+            done += self._recover(summary, worker)
+        return done
+
+    def _recover(self, summary: Summary, area: Path | None) -> list[Delivery]:
+        """Finish what a crash left claimed in one claim area (`area`: not this pipeline's own).
 
         Any of them may be what stopped the process, so each is processed alone, its restart counted
         first: a stop while one is processed is its own. One that was being processed at each of the last
         CRASHES_BEFORE_SET_ASIDE stops is set aside unread, so that it cannot stop the service forever.
         """
         claims, adopt = self.claims, None
-        if area is not None:  # a dead instance's: what it left staged is finished there, the rest moved here
+        if area is not None:  # another's: what it left staged is finished there, the rest moved here
             claims, adopt = Claims(self.config.hot, area, self.config.permissions.dir_mode), self.claims
         recovered = recovery.recover(claims, self.store, self.barrier, self.clock(), self.parts.router, adopt)
         if area is not None:

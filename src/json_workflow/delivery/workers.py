@@ -47,13 +47,13 @@ def cpu_contended(path: str = CPU_PRESSURE) -> bool:
         return False
 
 
-def _as_first_worker(work: Callable, items: list) -> list:
-    """work(item) for every item in the calling thread, which the log names worker-1 meanwhile.
+def _as_first_worker(work: Callable, items: list, first: str) -> list:
+    """work(item) for every item in the calling thread, which the log names `first` (worker-1) meanwhile.
 
     Handing a small batch to a pool thread and back cost the service more than the batch's work.
     """
     thread = threading.current_thread()
-    name, thread.name = thread.name, "worker-1"
+    name, thread.name = thread.name, first
     try:
         return [work(item) for item in items]
     finally:
@@ -63,10 +63,12 @@ def _as_first_worker(work: Callable, items: list) -> list:
 class Workers:
     """A pool of `limit` named threads; `map` runs one phase of a batch on as many as pay off."""
 
-    def __init__(self, limit: int, pressure: str = CPU_PRESSURE):
+    def __init__(self, limit: int, pressure: str = CPU_PRESSURE, first: int = 1):
+        """`first`: the number of the first thread's name (a worker process's follow those of the one before)."""
         self.limit = limit
         self.pressure = pressure
-        numbers = itertools.count(1)
+        self.first = f"worker-{first}"
+        numbers = itertools.count(first)
         self.pool = ThreadPoolExecutor(
             limit, initializer=lambda: setattr(threading.current_thread(), "name", f"worker-{next(numbers)}")
         )
@@ -84,7 +86,7 @@ class Workers:
         slices = [items[i::count] for i in range(count)]
         wall, cpu = time.perf_counter(), time.process_time()
         if count == 1:
-            done = [_as_first_worker(work, items)]
+            done = [_as_first_worker(work, items, self.first)]
         else:
             done = list(self.pool.map(lambda part: [work(item) for item in part], slices))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -21,6 +21,22 @@ from json_workflow.logs import log
 
 TOP = ".top"  # files claimed from the top of the hot folder; a client folder is never hidden
 LONG = ".long"  # suffix of a claim's own folder, for names too long to take a number in front
+WORKER_AREA = ".process-"  # a worker process's own claim area inside its instance's (delivery.processes)
+
+
+def worker_area(area: Path, number: int) -> Path:
+    """The claim area of worker process `number` (2 and up) inside the instance's `area`."""
+    return area / f"{WORKER_AREA}{number}"
+
+
+def worker_areas(area: Path) -> list[Path]:
+    """The worker processes' claim areas in `area` (those of a run that stopped, or running), in order."""
+    try:
+        with os.scandir(area) as entries:
+            found = [e.path for e in entries if e.name.startswith(WORKER_AREA) and e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(Path(path) for path in found)
 
 
 class Sequence:
@@ -150,6 +166,8 @@ class Claims:
         self._make(str(self.area))  # refuses a symlink before anything is listed through it
         found = []
         for folder in os.scandir(self.area):
+            if folder.name.startswith(WORKER_AREA):  # a worker process's area: recovered on its own
+                continue
             if folder.is_symlink():
                 self._make(folder.path)  # refused: it would lead a claim out of the hot folder
             if not folder.is_dir(follow_symlinks=False):
