@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -91,8 +91,17 @@ class _Tee(logging.Handler):
     `bar`: a progress bar holds the terminal's last line; a line shown clears it first.
     """
 
-    def __init__(self, file: Path | None, console_level: int, terminal: bool = False, bar: bool = False):
+    def __init__(
+        self,
+        file: Path | None,
+        console_level: int,
+        terminal: bool = False,
+        bar: bool = False,
+        show: Callable[[str, bool], None] | None = None,
+    ):
+        """`show`: where console lines go instead (a worker process's: to the parent, whose console it is)."""
         super().__init__(min(logging.INFO, console_level))
+        self.show = show
         self.console_level = console_level
         self.terminal = terminal
         self.clear = "\r\x1b[K" if bar else ""
@@ -149,7 +158,7 @@ class _Tee(logging.Handler):
                 self._pending.append(line)
                 self._pending_chars += len(line)
             if record.levelno >= self.console_level or (self.console_level <= logging.WARNING and summary(record)):
-                self._show(line, record.levelno >= logging.WARNING or summary(record))
+                (self.show or self._show)(line, record.levelno >= logging.WARNING or summary(record))
             if record.levelno >= logging.WARNING or self._pending_chars >= WRITE_OUT_CHARS:
                 self.flush()
         except Exception:
@@ -227,6 +236,25 @@ def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool
     log.setLevel(min(logging.INFO, console_level))
     log.propagate = False
     log.addHandler(_Tee(folder / LOG_FILE if folder is not None else None, console_level, terminal, bar))
+
+
+_INHERITED: list[logging.Handler] = []  # a worker process's parent's handlers: never closed there, never used
+
+
+def for_worker_process(show: Callable[[str, bool], None], otherwise: logging.Handler) -> None:
+    """In a forked worker process: write the log file itself, with console lines sent to `show` (the parent's
+    console and its terminal budget); with no log set up to follow (a test's, a bench's), log to `otherwise`."""
+    tees = [h for h in log.handlers if isinstance(h, _Tee)]
+    _INHERITED.extend(log.handlers)
+    log.handlers[:] = [_Tee(tees[0].path, tees[0].console_level, show=show) if tees else otherwise]
+
+
+def show(line: str, always: bool) -> None:
+    """A worker process's console line, formatted there: on this process's console, within its budget."""
+    for handler in log.handlers:
+        if isinstance(handler, _Tee):
+            with handler.lock or contextlib.nullcontext():
+                handler._show(line, always)
 
 
 def flush() -> None:

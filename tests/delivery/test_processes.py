@@ -73,6 +73,9 @@ def test_a_large_backlog_is_shared_and_each_file_processed_once(root, tmp_path):
     log = (config.log_folder / "json_workflow.log").read_text()
     # The second process's lines reach the one log, under worker names of its own
     assert "[worker-1] [STARTUP] Processing:" in log and "[worker-11] [STARTUP] Processing:" in log
+    assert log.count("Successfully processed") == len(good) and log.count("] Failed ") == len(bad)  # each once
+    # ... and the console shows them as the parent's own (its terminal budget, its progress bar)
+    assert done.stderr.count("Successfully processed") == len(good)
     said = done.stdout + done.stderr
     assert "Processed 600 files" in said and f"{len(bad)} failed, 0 pending" in said
     [(rows,)] = query(config, "SELECT COUNT(*) FROM files WHERE outcome IN ('archived', 'failed')")

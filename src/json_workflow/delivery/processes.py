@@ -144,7 +144,9 @@ def _listen(workers: list[_Worker]) -> None:
                 del by_pipe[pipe]
                 pipe.close()
                 continue
-            if kind == "log":
+            if kind == "show":
+                logs.show(*value)
+            elif kind == "log":
                 level, text, worker, summary_line = value
                 log.log(level, "%s", text, extra={"worker": worker, "summary": summary_line})
             elif kind == "done":
@@ -162,11 +164,13 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
         code = 1
         try:
             _die_with(parent)
+            _log_through(writer)
             _work(config, store, number, processes, writer)
             code = 0
-        except BaseException as e:  # said to the parent, whose log shows it
-            _say(writer, logging.ERROR, "".join(traceback.format_exception(e)).rstrip(), f"process-{number}")
+        except BaseException as e:
+            log.error("Worker process %d stopped", number, exc_info=e, extra={"worker": f"process-{number}"})
         finally:
+            logs.flush()
             os._exit(code)  # no exit handler of the parent's (its store, its log file) runs here
     writer.close()
     return _Worker(number, pid, reader, worker_area(Path(config.claim_area), number))
@@ -174,7 +178,6 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
 
 def _work(config: Config, parent_store: Store, number: int, processes: int, pipe: Connection) -> None:
     """A worker process's life: its own store connection and pipeline over its share, then its summary."""
-    _log_through(pipe)
     store = open_store(config, "pipeline")
     if (fence := getattr(parent_store, "fence", None)) is not None:  # a fleet's: taken over, the workers stop too
         store.fence = fence  # type: ignore[attr-defined]
@@ -211,19 +214,17 @@ class _PipeHandler(logging.Handler):
         if record.exc_info:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         worker = str(getattr(record, "worker", record.threadName))
-        try:
-            _say(self.pipe, record.levelno, text, worker, logs.summary(record))
-        except OSError:  # the parent is gone: the journal, not the log, is what matters now
-            pass
-
-
-_INHERITED: list[logging.Handler] = []  # the parent's handlers, never closed here: their files are the parent's
+        _send(self.pipe, ("log", (record.levelno, text, worker, logs.summary(record))))
 
 
 def _log_through(pipe: Connection) -> None:
-    _INHERITED.extend(log.handlers)
-    log.handlers[:] = [_PipeHandler(pipe)]
+    """The worker writes the log file itself and sends its console lines to the parent; with no log file set
+    up (a test's or a bench's handlers), it sends every record to the parent's handlers."""
+    logs.for_worker_process(lambda line, always: _send(pipe, ("show", (line, always))), _PipeHandler(pipe))
 
 
-def _say(pipe: Connection, level: int, text: str, worker: str, summary_line: bool = False) -> None:
-    pipe.send(("log", (level, text, worker, summary_line)))
+def _send(pipe: Connection, message: tuple[str, Any]) -> None:
+    try:
+        pipe.send(message)
+    except OSError:  # the parent is gone (and this process with it, soon): the journal, not the log, matters
+        pass
