@@ -21,9 +21,8 @@ import threading
 import time
 import traceback
 import zlib
-from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from json_workflow import logs
 from json_workflow.config import Config
@@ -35,6 +34,9 @@ from json_workflow.intake.scan import scan
 from json_workflow.logs import log
 from json_workflow.plural import count
 from json_workflow.store import Store, open_store
+
+if TYPE_CHECKING:  # imported when a backlog is shared: a run of one process spares its megabyte
+    from multiprocessing.connection import Connection
 
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 _PR_SET_PDEATHSIG = 1
@@ -133,6 +135,8 @@ def _ended(status: int | None) -> str:
 
 def _listen(workers: list[_Worker]) -> None:
     """Relay the workers' log lines and progress until every pipe is closed (its process ended)."""
+    from multiprocessing.connection import Connection, wait
+
     by_pipe = {w.pipe: w for w in workers}
     while by_pipe:
         for ready in wait(list(by_pipe)):
@@ -156,6 +160,8 @@ def _listen(workers: list[_Worker]) -> None:
 
 
 def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
+    from multiprocessing.connection import Pipe
+
     reader, writer = Pipe(duplex=False)
     parent = os.getpid()
     pid = os.fork()
