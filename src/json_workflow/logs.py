@@ -242,11 +242,16 @@ _INHERITED: list[logging.Handler] = []  # a worker process's parent's handlers: 
 
 
 def for_worker_process(show: Callable[[str, bool], None], otherwise: logging.Handler) -> None:
-    """In a forked worker process: write the log file itself, with console lines sent to `show` (the parent's
-    console and its terminal budget); with no log set up to follow (a test's, a bench's), log to `otherwise`."""
+    """In a forked worker process: write the log file and the console itself, but on a terminal send console
+    lines to `show` (the parent's terminal: its budget, its progress bar); with no log set up to follow (a
+    test's, a bench's), log to `otherwise`."""
     tees = [h for h in log.handlers if isinstance(h, _Tee)]
     _INHERITED.extend(log.handlers)
-    log.handlers[:] = [_Tee(tees[0].path, tees[0].console_level, show=show) if tees else otherwise]
+    if not tees:
+        log.handlers[:] = [otherwise]
+        return
+    parent = tees[0]
+    log.handlers[:] = [_Tee(parent.path, parent.console_level, show=show if parent.terminal else None)]
 
 
 def show(line: str, always: bool) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import STORE, Consumer, assert_each_once, drop, leftovers, make_config, query, wait_for
 from json_workflow.delivery.processes import SHARED_FROM, share
-from json_workflow.intake.claim import worker_area
+from json_workflow.errors import WorkflowError
+from json_workflow.intake.claim import Claims, worker_area
 from json_workflow.run import run_once
 from json_workflow.samples import backlog, job
 
@@ -85,6 +86,17 @@ def test_a_large_backlog_is_shared_and_each_file_processed_once(root, tmp_path):
 
 
 @on_both_stores
+def test_a_worker_area_that_is_not_a_folder_stops_the_run_before_anything_is_claimed(root, outside):
+    fill(root, SHARED_FROM)
+    area = worker_area(make_config(root).claim_area, 2)
+    area.parent.mkdir(parents=True)
+    area.symlink_to(outside)  # a worker could claim nothing into it: its share would wait for ever
+    with pytest.raises(WorkflowError, match=r"the claim area .*\.process-2 is a symlink or not a folder"):
+        run_once(make_config(root, processes=2))
+    assert len(list((root / "JSON").rglob("*.json"))) == SHARED_FROM and list(outside.iterdir()) == []
+
+
+@on_both_stores
 def test_a_small_backlog_stays_in_one_process(root):
     fill(root, SHARED_FROM - 1)
     summary = run_once(make_config(root, processes=2))
@@ -103,20 +115,28 @@ def claims_in(area: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(area))
 
 
-@on_both_stores
-def test_a_worker_process_killed_mid_batch_is_finished_by_the_run(root, tmp_path):
-    good, bad = fill(root, 1500)
+def started_with_the_worker_busy(root: Path, tmp_path: Path) -> tuple[Consumer, list[str], subprocess.Popen]:
+    """A consumer at the routed folder, and `run --once` with two processes once its worker holds claims."""
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
     area = worker_area(make_config(root).claim_area, 2)
     command = [sys.executable, "-m", "json_workflow", "run", "--once", "--config", str(config_file(tmp_path, root))]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: claims_in(area) > 0 or run.poll() is not None, timeout=60, what="the worker's claims")
+    return consumer, command, run
+
+
+@on_both_stores
+def test_a_worker_process_killed_mid_batch_is_finished_by_the_run(root, tmp_path):
+    good, bad = fill(root, 1500)
+    consumer, command, run = started_with_the_worker_busy(root, tmp_path)
     (worker,) = children(run.pid)
     os.kill(worker, signal.SIGKILL)
-    _, stderr = run.communicate(timeout=120)
+    stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 0, stderr
     assert f"Worker process 2 (pid {worker}) was killed by SIGKILL; its files are finished here" in stderr
+    # Counted once each: what the worker finished before it died, what its run finished for it
+    assert "Processed 1500 files" in stdout + stderr and f"{len(bad)} failed, 0 pending" in stdout + stderr
     finish(consumer, rank_names(good))
     assert_each_once(root, good, bad, consumer)
     assert not any((root / "JSON").rglob("*.json"))
@@ -189,4 +209,32 @@ def test_hostile_files_in_a_shared_backlog_each_land_once_where_one_process_puts
     assert link.is_symlink() and (outside / "secret.json").read_bytes() == b"{}"
     assert latin1 in os.listdir(os.fsencode(root / "JSON_STORE/RANK"))
     assert {share(os.fsdecode(n), 2) for n in hostile} == {0, 1}  # both processes met hostile files
+    assert leftovers(root) == []
+
+
+def test_a_claim_in_a_worker_area_is_named_by_its_client_folder_when_the_instance_recovers_it(root):
+    # The instance's recovery meets journal entries of its workers' claims: each keeps its client and name.
+    config = make_config(root)
+    claims = Claims(config.hot, config.claim_area, 0o775)
+    claim = str(worker_area(config.claim_area, 2) / "rank" / "00000000000000000001_a.json")
+    candidate = claims.candidate(claim)
+    assert candidate is not None
+    assert (candidate.folder, candidate.name, candidate.display) == ("rank", "a.json", "rank/a.json")
+    assert candidate.origin == str(config.hot / "rank" / "a.json")
+    deeper = str(worker_area(config.claim_area, 2) / "x" / "rank" / "00000000000000000001_a.json")
+    assert claims.candidate(deeper) is None  # not a claim of this area's layout
+
+
+def test_an_interrupt_to_the_run_alone_stops_its_workers_and_the_next_run_finishes(root, tmp_path):
+    good, bad = fill(root, 3000)
+    consumer, command, run = started_with_the_worker_busy(root, tmp_path)
+    run.send_signal(signal.SIGINT)  # to the run's process only, as `kill -INT PID` or a supervisor sends it
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode != 0 and "Traceback" not in stderr, stderr
+    # The worker stopped too, before its share was done: its files wait in the hot folder
+    assert any(share(p.name, 2) == 1 for p in (root / "JSON").rglob("*.json"))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    finish(consumer, rank_names(good))
+    assert_each_once(root, good, bad, consumer)
     assert leftovers(root) == []

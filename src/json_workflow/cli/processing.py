@@ -143,7 +143,10 @@ def check_config(config_path: str | None, root: str | None) -> None:
     for key in ("hot", "archive", "failed", "logs", "state"):
         _say(f"{key + ':':8} {getattr(config, key)}")
     _say(f"permissions: files {config.permissions.file_mode:04o}, folders {config.permissions.dir_mode:04o}")
-    _say(f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  flush: {config.flush}")
+    _say(
+        f"max_file_bytes: {config.max_file_bytes}  workers: {config.workers}  "
+        f"processes: {config.processes} ({config.process_count})  flush: {config.flush}"
+    )
     if config.fleet:
         password = "set" if config.store.password() else "not set"
         _say(

@@ -12,6 +12,7 @@ of its workers dies). Their log lines reach this process's log through a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -95,6 +96,11 @@ def process_shared(
     try:
         mine = ((c, startup) for c in scan(config.hot) if share(c.name, processes) == 0)
         pipeline.process(mine, progress_all, summary)
+    except BaseException:  # interrupted (SIGINT to this process alone), or failed: the workers stop too
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGINT)
+        raise
     finally:
         listener.join()  # every worker's pipe closed: each one ended
         for w in workers:
@@ -102,12 +108,11 @@ def process_shared(
     progress_all(0)
     again = False
     for w in workers:
-        if w.summary is not None and w.status == 0:
+        if w.summary is not None:  # its last batch's count, if it died (what it finished after is recovered)
             _add(summary, w.summary)
+        if w.status == 0:
             continue
         log.error("Worker process %d (pid %d) %s; its files are finished here", w.number, w.pid, _ended(w.status))
-        if w.summary is not None:
-            _add(summary, w.summary)
         pipeline.recover(summary, w.area)
         again = True
     if again:  # what a dead worker had not claimed yet waits in the hot folder
@@ -153,10 +158,10 @@ def _listen(workers: list[_Worker]) -> None:
             elif kind == "log":
                 level, text, worker, summary_line = value
                 log.log(level, "%s", text, extra={"worker": worker, "summary": summary_line})
-            elif kind == "done":
-                w.done += value
-            elif kind == "summary":
-                w.summary = Summary(**value)
+            elif kind == "done":  # after each batch: its files, and what the worker finished so far
+                files, so_far = value
+                w.done += files
+                w.summary = Summary(**so_far)
 
 
 def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
@@ -168,13 +173,16 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
     if pid == 0:  # the worker: it never returns
         reader.close()
         code = 1
+        threading.current_thread().name = f"process-{number}"  # its own lines, apart from its threads'
         try:
             _die_with(parent)
             _log_through(writer)
             _work(config, store, number, processes, writer)
             code = 0
+        except KeyboardInterrupt:  # Ctrl-C: the run says so once; what this worker claimed waits for the next
+            code = 130
         except BaseException as e:
-            log.error("Worker process %d stopped", number, exc_info=e, extra={"worker": f"process-{number}"})
+            log.error("Worker process %d stopped", number, exc_info=e)
         finally:
             logs.flush()
             os._exit(code)  # no exit handler of the parent's (its store, its log file) runs here
@@ -190,14 +198,18 @@ def _work(config: Config, parent_store: Store, number: int, processes: int, pipe
     area = worker_area(config.claim_area, number)
     first = (number - 1) * config.workers + 1  # its threads' names follow those of the processes before it
     pipeline = Pipeline(config, store, area=area, first_worker=first)
-    startup = Source.STARTUP
+    startup, summary = Source.STARTUP, Summary()
+
+    def done(files: int) -> None:
+        pipe.send(("done", (files, dataclasses.asdict(summary))))
+
     try:
         mine = ((c, startup) for c in scan(config.hot) if share(c.name, processes) == number - 1)
-        summary = pipeline.process(mine, lambda files: pipe.send(("done", files)))
+        pipeline.process(mine, done, summary)
     finally:
         pipeline.close()
         store.close()
-    pipe.send(("summary", dataclasses.asdict(summary)))
+    done(0)
 
 
 def _die_with(parent: int) -> None:

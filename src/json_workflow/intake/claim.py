@@ -30,13 +30,26 @@ def worker_area(area: Path, number: int) -> Path:
 
 
 def worker_areas(area: Path) -> list[Path]:
-    """The worker processes' claim areas in `area` (those of a run that stopped, or running), in order."""
+    """The worker processes' claim areas in `area` (those of a run that stopped, or running), in order.
+
+    WorkflowError for one that is a symlink or a file: a worker would claim nothing into it, ever.
+    """
     try:
         with os.scandir(area) as entries:
-            found = [e.path for e in entries if e.name.startswith(WORKER_AREA) and e.is_dir(follow_symlinks=False)]
+            found = [e for e in entries if e.name.startswith(WORKER_AREA)]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(Path(path) for path in found)
+    for entry in found:
+        if not entry.is_dir(follow_symlinks=False):
+            raise not_a_folder(entry.path)
+    return sorted(Path(e.path) for e in found)
+
+
+def not_a_folder(path: str) -> WorkflowError:
+    return WorkflowError(
+        f"the claim area {path} is a symlink or not a folder; json-workflow never "
+        "follows a link out of the hot folder: remove it (it is made again as a folder)"
+    )
 
 
 class Sequence:
@@ -81,10 +94,7 @@ class Claims:
         except FileExistsError:
             pass
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            raise WorkflowError(
-                f"the claim area {folder} is a symlink or not a folder; json-workflow never "
-                "follows a link out of the hot folder: remove it (it is made again as a folder)"
-            )
+            raise not_a_folder(folder)
 
     def forget_folders(self) -> None:
         """Make the claim folders again before the next claim (the hot folder was remounted, say)."""
@@ -197,7 +207,12 @@ class Claims:
             folder = os.path.dirname(folder)
         else:
             number, _, name = name.partition("_")
-        if os.path.dirname(folder) != str(self.area) or not number.isdigit() or not name:
+        inside = os.path.dirname(folder)
+        if inside != str(self.area) and not (  # or a worker process's area in it (recovery finishes those too)
+            os.path.basename(inside).startswith(WORKER_AREA) and os.path.dirname(inside) == str(self.area)
+        ):
+            return None
+        if not number.isdigit() or not name:
             return None
         client = None if os.path.basename(folder) == TOP else os.path.basename(folder)
         origin = os.path.join(self.hot / client if client else self.hot, name)
