@@ -94,7 +94,7 @@ def process_shared(
 
     startup = Source.STARTUP
     try:
-        mine = ((c, startup) for c in scan(config.hot) if share(c.name, processes) == 0)
+        mine = ((c, startup) for c in scan(config.hot, lambda name: share(name, processes) == 0))
         pipeline.process(mine, progress_all, summary)
     except BaseException:  # interrupted (SIGINT to this process alone), or failed: the workers stop too
         for w in workers:
@@ -204,7 +204,7 @@ def _work(config: Config, parent_store: Store, number: int, processes: int, pipe
         pipe.send(("done", (files, dataclasses.asdict(summary))))
 
     try:
-        mine = ((c, startup) for c in scan(config.hot) if share(c.name, processes) == number - 1)
+        mine = ((c, startup) for c in scan(config.hot, lambda name: share(name, processes) == number - 1))
         pipeline.process(mine, done, summary)
     finally:
         pipeline.close()

@@ -6,7 +6,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -51,31 +51,38 @@ def is_job_name(name: str) -> bool:
     return name[-5:].lower() == ".json" and not name.startswith(_TEMP_PREFIXES)
 
 
-def scan(hot: Path) -> Iterator[Candidate]:
-    """Yield every job file in `hot` and its client folders, streaming (never the whole listing)."""
+def scan(hot: Path, keep: Callable[[str], bool] | None = None) -> Iterator[Candidate]:
+    """Yield every job file in `hot` and its client folders, streaming (never the whole listing).
+
+    `keep`: only the files whose name it keeps (a worker process's share), looked at before anything else.
+    """
     with os.scandir(hot) as top:
         for entry in top:
             if entry.name.startswith(_TEMP_PREFIXES):
+                continue
+            if keep is not None and not entry.is_dir(follow_symlinks=False) and not keep(entry.name):
                 continue
             if entry.is_symlink():
                 # A link in the hot folder, to a folder or a file, is set aside and never followed.
                 if is_job_name(entry.name) or entry.is_dir():
                     yield Candidate(entry.path, None, symlink=True)
             elif entry.is_dir(follow_symlinks=False):
-                yield from _scan_client(entry)
+                yield from _scan_client(entry, keep)
             elif is_job_name(entry.name):
                 yield Candidate(entry.path, None, False, entry.name, entry.path)
             else:
                 _ignored(entry.name)
 
 
-def _scan_client(folder: os.DirEntry) -> Iterator[Candidate]:
+def _scan_client(folder: os.DirEntry, keep: Callable[[str], bool] | None) -> Iterator[Candidate]:
     try:
         entries = os.scandir(folder.path)
     except FileNotFoundError:  # removed while we looked
         return
     with entries:
         for entry in entries:
+            if keep is not None and not keep(entry.name):
+                continue
             # A sub-folder named like a job is not a job; sub-folders are never entered.
             if is_job_name(entry.name) and not entry.is_dir(follow_symlinks=False):
                 yield Candidate(entry.path, folder.name, entry.is_symlink(), entry.name, entry.path)
