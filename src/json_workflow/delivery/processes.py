@@ -7,7 +7,8 @@ to one process, which judges them in order), a claim area of its own inside this
 (`.process-N`) and a connection of its own to the store. The journal's guarantees are each
 pipeline's: a worker killed at any instant leaves its claims journaled in its area, and whoever
 recovers this instance's area recovers its workers' areas too (the run itself, at once, when one
-of its workers dies). Their log lines reach this process's log through a pipe.
+of its workers dies). Each worker writes the log file itself; on a terminal its console lines go
+through a pipe to this process, whose terminal budget and progress bar they share.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import itertools
 import logging
 import os
 import signal
@@ -52,12 +54,7 @@ def share(name: str, processes: int) -> int:
 
 def backlog_reaches(hot: Path, files: int) -> bool:
     """Whether the hot folder holds at least `files` job files (the listing stops there)."""
-    found = 0
-    for _ in scan(hot):
-        found += 1
-        if found >= files:
-            return True
-    return False
+    return sum(1 for _ in itertools.islice(scan(hot), files)) >= files
 
 
 @dataclasses.dataclass
@@ -168,7 +165,7 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
     from multiprocessing.connection import Pipe
 
     reader, writer = Pipe(duplex=False)
-    parent = os.getpid()
+    parent, area = os.getpid(), worker_area(config.claim_area, number)
     pid = os.fork()
     if pid == 0:  # the worker: it never returns
         reader.close()
@@ -177,7 +174,7 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
         try:
             _die_with(parent)
             _log_through(writer)
-            _work(config, store, number, processes, writer)
+            _work(config, store, number, processes, area, writer)
             code = 0
         except KeyboardInterrupt:  # Ctrl-C: the run says so once; what this worker claimed waits for the next
             code = 130
@@ -187,15 +184,14 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
             logs.flush()
             os._exit(code)  # no exit handler of the parent's (its store, its log file) runs here
     writer.close()
-    return _Worker(number, pid, reader, worker_area(Path(config.claim_area), number))
+    return _Worker(number, pid, reader, area)
 
 
-def _work(config: Config, parent_store: Store, number: int, processes: int, pipe: Connection) -> None:
+def _work(config: Config, parent_store: Store, number: int, processes: int, area: Path, pipe: Connection) -> None:
     """A worker process's life: its own store connection and pipeline over its share, then its summary."""
     store = open_store(config, "pipeline")
     if (fence := getattr(parent_store, "fence", None)) is not None:  # a fleet's: taken over, the workers stop too
         store.fence = fence  # type: ignore[attr-defined]
-    area = worker_area(config.claim_area, number)
     first = (number - 1) * config.workers + 1  # its threads' names follow those of the processes before it
     pipeline = Pipeline(config, store, area=area, first_worker=first)
     startup, summary = Source.STARTUP, Summary()
