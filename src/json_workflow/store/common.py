@@ -47,7 +47,7 @@ class SqlStore(ReplayStore):
             with self._transaction() as db:
                 write(db)
         except StoreError as e:
-            if not self.known_fenced():  # taken over: its connections were ended on purpose, and it is stopping
+            if not self.fenced():  # taken over (asked now: it may have just woken): its sessions were ended on purpose
                 log.error("Cannot write statistics to %s: %s", self.where, e)
 
     def _forget(self, claims: Iterable[str], also: Callable[[Db], object] | None = None) -> None:

@@ -275,9 +275,6 @@ class PgStore(SqlStore):
         if self.fence is not None:
             self.fence.check(db, self.instance)
 
-    def known_fenced(self) -> bool:
-        return self.fence is not None and self.fence.lost is not None
-
     def fenced(self) -> bool:
         if self.fence is None:
             return False

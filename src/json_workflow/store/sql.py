@@ -93,9 +93,5 @@ class StoreBase:
     def fenced(self) -> bool:
         return False
 
-    def known_fenced(self) -> bool:
-        """Whether this instance is known to be taken over, without asking the store."""
-        return False
-
     def close(self) -> None:
         raise NotImplementedError
