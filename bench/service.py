@@ -148,14 +148,26 @@ def peak_rss_mb(pid: int) -> float:
 
 def latency(args, base: Path) -> None:
     for web in args.web.split(","):
-        _latency(args, base, web)
+        for processes in args.processes.split(","):
+            _latency(args, base, web, processes)
 
 
-def _latency(args, base: Path, web: str) -> None:
+def _latency(args, base: Path, web: str, processes: str) -> None:
     root = fresh_root(base, "latency")
     for client in samples.CLIENT_MIX:  # client folders exist in production before files arrive
         (root / "JSON" / client).mkdir()
-    process = start(root, web=web)
+    process = start(root, _processes(processes), web=web)
+    if processes not in ("1", "default"):  # worker processes start for a backlog, then stay: lone files after
+        burst = list(samples.backlog(1000, seed=6, bad_every=0))
+        for _, name, data, _ in burst:
+            (root / "staging" / f"burst-{name}").write_bytes(data)
+        for client, name, _, _ in burst:
+            os.rename(root / "staging" / f"burst-{name}", root / "JSON" / client / f"burst-{name}")
+        seen_burst: dict[str, float] = {}
+        while len(seen_burst) < len(burst):
+            _watch(root, seen_burst)
+        started = log_lines(root, b"Started worker process")
+        print(f"latency: a 1,000-file burst first ({started} worker processes started)", flush=True)
     scraper = Scraper(root).warm() if web == "scraped" else None
     if scraper:
         scraper.start()
@@ -181,13 +193,19 @@ def _latency(args, base: Path, web: str) -> None:
     missing = len(dropped) - len(delays)
     q = statistics.quantiles(delays, n=100)
     print(
-        f"latency (web {web}): {len(delays)} files at {args.rate}/s for {args.seconds}s; drop -> archived: "
+        f"latency (web {web}, processes {processes}): {len(delays)} files at {args.rate}/s for {args.seconds}s; "
+        "drop -> archived: "
         f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
         + (f"; {missing} NOT ARCHIVED" if missing else "")
         + (f"; {scraped}" if scraped else ""),
         flush=True,
     )
     shutil.rmtree(root, ignore_errors=True)
+
+
+def log_lines(root: Path, marker: bytes) -> int:
+    """How many lines of the service's log hold `marker`."""
+    return (root / "JSON_PARSER_LOGS" / "json_workflow.log").read_bytes().count(marker)
 
 
 def _watch(root: Path, seen: dict[str, float]) -> None:
@@ -204,13 +222,13 @@ def sustained(args, base: Path) -> None:
     template = base / f"template-sustained-{args.files}" / "JSON"
     if not template.is_dir():
         generate(template, args.files, seed=1, bad_every=97)
-    webs = args.web.split(",")
-    ratios: dict[str, list[float]] = {w: [] for w in webs}
-    ours: dict[str, list[float]] = {w: [] for w in webs}
-    floors: dict[str, list[float]] = {w: [] for w in webs}
+    webs = [(web, processes) for web in args.web.split(",") for processes in args.processes.split(",")]
+    ratios: dict[tuple[str, str], list[float]] = {w: [] for w in webs}
+    ours: dict[tuple[str, str], list[float]] = {w: [] for w in webs}
+    floors: dict[tuple[str, str], list[float]] = {w: [] for w in webs}
     print(
         f"sustained: {args.files} files in {base}, settle {backlog.SETTLE:g}s before each timed phase, "
-        f"batch_size {args.batch_size or 'default (10)'}, web {args.web} (alternating)",
+        f"batch_size {args.batch_size or 'default (10)'}, web {args.web}, processes {args.processes} (alternating)",
         flush=True,
     )
     for round_number in range(args.rounds + 1):
@@ -219,7 +237,8 @@ def sustained(args, base: Path) -> None:
             _sustained_round(args, base, template, web, round_number, ratios, ours, floors)
     for web in webs:
         print(
-            f"sustained medians over {args.rounds} rounds (web {web}): floor {statistics.median(floors[web]):.0f} "
+            f"sustained medians over {args.rounds} rounds ({_variant(web)}): "
+            f"floor {statistics.median(floors[web]):.0f} "
             f"files/s, service {statistics.median(ours[web]):.0f} files/s, ratio {statistics.median(ratios[web]):.3f}"
         )
 
@@ -231,8 +250,9 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
     for client in os.listdir(root / "staging" / "JSON"):
         (root / "JSON" / client).mkdir()
     settle()
-    process = start(root, f"batch_size = {args.batch_size}\n" if args.batch_size else "", web)
-    scraper = Scraper(root).warm() if web == "scraped" else None
+    extra = (f"batch_size = {args.batch_size}\n" if args.batch_size else "") + _processes(web[1])
+    process = start(root, extra, web[0])
+    scraper = Scraper(root).warm() if web[0] == "scraped" else None
     if scraper:
         scraper.start()
     began = time.perf_counter()
@@ -256,7 +276,7 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
     label = "warm-up" if round_number == 0 else f"round {round_number}"
     ratio = rate(args.files, seconds) / rate(args.files, floor["seconds"])
     print(
-        f"{label} (web {web}): floor {rate(args.files, floor['seconds']):.0f} files/s, service "
+        f"{label} ({_variant(web)}): floor {rate(args.files, floor['seconds']):.0f} files/s, service "
         f"{rate(args.files, seconds):.0f} files/s, ratio {ratio:.3f}" + (f"; {scraped}" if scraped else ""),
         flush=True,
     )
@@ -264,6 +284,15 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
         ratios[web].append(ratio)
         ours[web].append(rate(args.files, seconds))
         floors[web].append(rate(args.files, floor["seconds"]))
+
+
+def _variant(web: tuple[str, str]) -> str:
+    return f"web {web[0]}, processes {web[1]}"
+
+
+def _processes(processes: str) -> str:
+    """The `processes` line of the service's configuration ("default": none, the product's default)."""
+    return "" if processes == "default" else f"processes = {processes}\n"
 
 
 def idle(args, base: Path) -> None:
@@ -330,6 +359,13 @@ def main() -> None:
         default="idle",
         help="the dashboard: off, idle (on, no client) or scraped (/metrics every second, the overview open); "
         "a comma list (off,scraped) runs each, in `sustained` in every round, in alternating order",
+    )
+    parser.add_argument(
+        "--processes",
+        default="default",
+        help="the service's `processes` (default: the product's default); a comma list (1,2) runs each, in "
+        "`sustained` in every round, in alternating order; `latency` with more than one drops a 1,000-file "
+        "burst first, so that the lone files go through running worker processes",
     )
     parser.add_argument(
         "--settle",

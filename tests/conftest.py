@@ -237,6 +237,17 @@ def assert_each_once(root: Path, good: dict, bad: dict, consumer: Consumer) -> N
         assert failed.read_bytes() == data
 
 
+def assert_exactly_once(root: Path, good: dict, bad: dict, rank: set, consumer: Consumer, allowed=(".processing",)):
+    """Every valid file archived with its bytes, every invalid one failed once, each RANK copy seen once; the
+    hot folder empty, no temporary left (but the names in `allowed`)."""
+    wait_for(lambda: set(consumer.seen) == rank, timeout=30, what="every RANK copy taken downstream")
+    consumer.stop.set()
+    consumer.join()
+    assert_each_once(root, good, bad, consumer)
+    assert not [p for p in (root / "JSON").rglob("*") if p.is_file()]
+    assert leftovers(root, allowed=set(allowed)) == []
+
+
 def trouble_records(caplog):
     """The log records of destinations found in trouble."""
     return [r for r in caplog.records if "Destination unavailable" in r.getMessage()]

@@ -18,11 +18,10 @@ from conftest import (
     FAILED_NAME,
     Consumer,
     Service,
-    assert_each_once,
+    assert_exactly_once,
     cli,
     drop,
     failed_entries,
-    leftovers,
     wait_for,
     write_config,
 )
@@ -67,16 +66,6 @@ def burst(root: Path, count: int, seed: int = 3):
 
 def archived(root: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(root / "JSON_STORE"))
-
-
-def assert_exactly_once(root: Path, good: dict, bad: dict, rank: set, consumer: Consumer) -> None:
-    """Every valid file archived with its bytes, every invalid one failed once, each RANK copy seen once."""
-    wait_for(lambda: set(consumer.seen) == rank, timeout=30, what="every RANK copy taken downstream")
-    consumer.stop.set()
-    consumer.join()
-    assert_each_once(root, good, bad, consumer)
-    assert not [p for p in (root / "JSON").rglob("*") if p.is_file()]
-    assert leftovers(root, allowed={".processing"}) == []
 
 
 def done(root: Path, good: dict, bad: dict) -> bool:

@@ -54,6 +54,9 @@ class DestinationError(WorkflowError):
         self.error = detached(error)
         super().__init__(_text(f"cannot write to {folder}: {error.strerror or error} (errno {error.errno})"))
 
+    def __reduce__(self) -> tuple[type, tuple[str, OSError]]:  # sent from a worker process to the service
+        return (DestinationError, (self.folder, self.error))
+
 
 class StillWriting(WorkflowError):
     """Raised when a job file is still being written; it waits in the hot folder until it is complete."""

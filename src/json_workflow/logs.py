@@ -224,12 +224,16 @@ def summary(record: logging.LogRecord) -> bool:
     return getattr(record, "summary", False)
 
 
-def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool = False, bar: bool = False) -> None:
-    """Send json_workflow's log to stderr and, when `folder` is given, to folder/json_workflow.log."""
-    # Skip what our format never shows (logging HOWTO, "Optimization").
+def _lean() -> None:
+    """Skip what our format never shows (logging HOWTO, "Optimization")."""
     logging.logMultiprocessing = False
     logging.logProcesses = False
     logging._srcfile = None  # no caller lookup: file and line are not in the format
+
+
+def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool = False, bar: bool = False) -> None:
+    """Send json_workflow's log to stderr and, when `folder` is given, to folder/json_workflow.log."""
+    _lean()
     for handler in log.handlers:
         handler.close()
     log.handlers.clear()
@@ -241,17 +245,33 @@ def setup(folder: Path | None, console_level: int = logging.INFO, terminal: bool
 _INHERITED: list[logging.Handler] = []  # a worker process's parent's handlers: never closed there, never used
 
 
-def for_worker_process(show: Callable[[str, bool], None], otherwise: logging.Handler) -> None:
-    """In a forked worker process: write the log file and the console itself, but on a terminal send console
-    lines to `show` (the parent's terminal: its budget, its progress bar); with no log set up to follow (a
-    test's, a bench's), log to `otherwise`."""
+# How a process logs, for a worker process it starts to follow: its log file, its console level, whether
+# its console is a terminal, and its logger's level.
+Following = tuple[Path | None, int, bool, int]
+
+
+def following() -> Following | None:
+    """How this process logs (None: not through setup, as a test's or a bench's handlers)."""
     tees = [h for h in log.handlers if isinstance(h, _Tee)]
+    return (tees[0].path, tees[0].console_level, tees[0].terminal, log.level) if tees else None
+
+
+def for_worker_process(
+    show: Callable[[str, bool], None], otherwise: logging.Handler, parent: Following | None = None
+) -> None:
+    """In a worker process: write the log file and the console itself, but on a terminal send console lines
+    to `show` (the parent's terminal: its budget, its progress bar); with no log set up to follow (a test's,
+    a bench's), log to `otherwise`. `parent`: how the parent logs (a forked worker finds it in its handlers)."""
+    parent = parent or following()
     _INHERITED.extend(log.handlers)
-    if not tees:
+    log.propagate = False
+    if parent is None:
         log.handlers[:] = [otherwise]
         return
-    parent = tees[0]
-    log.handlers[:] = [_Tee(parent.path, parent.console_level, show=show if parent.terminal else None)]
+    path, console_level, terminal, level = parent
+    _lean()
+    log.setLevel(level)
+    log.handlers[:] = [_Tee(path, console_level, show=show if terminal else None)]
 
 
 def show(line: str, always: bool) -> None:

@@ -23,6 +23,7 @@ from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.shared import SharedPipeline, service_pipeline
 from json_workflow.delivery.takeover import take_over
 from json_workflow.errors import ConfigError
 from json_workflow.intake import Source
@@ -67,12 +68,12 @@ class Service:
         config_path: str | None = None,
         root: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        make_pipeline: Callable[[Config, Store], Pipeline] = Pipeline,
+        make_pipeline: Callable[[Config, Store], Pipeline | SharedPipeline] | None = None,
     ):
         self.config = config
         self.config_path, self.root = config_path, root
         self.clock = clock
-        self.make_pipeline = make_pipeline
+        self.make_pipeline = make_pipeline or (lambda c, store: service_pipeline(c, store, self.tracker.wake.set))
         self.stopping = threading.Event()
         self.stop_requested = False
         self.reload_requested = False
@@ -200,7 +201,7 @@ class Service:
             self._handle(self.pipeline.submit(batch, Summary()))  # finished with the next batch, or when idle
             self._live()
             return 0.0
-        self._handle(self.pipeline.drain(Summary()))  # idle: finish every batch in flight
+        self._handle(self.pipeline.idle(Summary()))  # idle: finish every batch in flight
         self._live()
         logs.flush()
         return min(self.tracker.next_due(), *(when - now for when in due.values()))
@@ -230,7 +231,8 @@ class Service:
         if self.tracker.release_due():
             self.pipeline.forget_trouble()  # retry time: try the troubled folders again
         self.queue.extend(self.tracker.ready())
-        size = self.config.batch_size
+        self.pipeline.expect(len(self.queue))
+        size = self.config.batch_size * self.pipeline.width()
         batch = [
             (candidate_at(self.config.hot, path), source)
             for path, source in (self.queue.popleft() for _ in range(min(size, len(self.queue))))
@@ -251,7 +253,7 @@ class Service:
 
     def _rewatched(self) -> None:
         """The hot folder was replaced: the claim area and destination folders are made again."""
-        self.pipeline.claims.forget_folders()
+        self.pipeline.forget_folders()
         self.pipeline.forget_trouble()
 
     # --- the fleet ----------------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class Service:
         """The heartbeat, with what the main loop holds: seen, claimed, waiting for a destination."""
         tracker = self.tracker
         waiting = len(tracker) + len(self.queue)
-        claimed = len(self.pipeline.claims.holding)
+        claimed = self.pipeline.claimed()
         watching = self.feeds.watching
         self.monitor.turn(waiting, claimed, tracker.holding, watching.alive(), watching.mode)
 

@@ -118,6 +118,10 @@ class Pipeline:
                 self.conveyor.start(None, background=False)
         return done + self.finisher.superseded.revisit(summary, self.folders)
 
+    def idle(self, summary: Summary) -> list[Delivery]:
+        """Nothing more to take now: finish every batch in flight."""
+        return self.drain(summary)
+
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
         self.drain(Summary())
@@ -127,6 +131,21 @@ class Pipeline:
     def forget_trouble(self) -> None:
         """Try every destination folder again (the next scan, or a remounted hot folder)."""
         self.folders.forget_trouble()
+
+    def forget_folders(self) -> None:
+        """The hot folder was replaced: the claim area is made again."""
+        self.claims.forget_folders()
+
+    def claimed(self) -> int:
+        """Files claimed and not finished yet."""
+        return len(self.claims.holding)
+
+    def width(self) -> int:
+        """How many processes share the files: a batch of batch_size each."""
+        return 1
+
+    def expect(self, files: int) -> None:
+        """`files` wait to be processed (a SharedPipeline starts its worker processes for a large backlog)."""
 
     # --- the stages --------------------------------------------------------------------------------
     def _stage(self, batch: list[tuple[Candidate, Source]]) -> _Batch:

@@ -150,15 +150,21 @@ def _listen(workers: list[_Worker]) -> None:
                 del by_pipe[pipe]
                 pipe.close()
                 continue
-            if kind == "show":
-                logs.show(*value)
-            elif kind == "log":
-                level, text, worker, summary_line = value
-                log.log(level, "%s", text, extra={"worker": worker, "summary": summary_line})
-            elif kind == "done":  # after each batch: its files, and what the worker finished so far
+            if kind == "done":  # after each batch: its files, and what the worker finished so far
                 files, so_far = value
                 w.done += files
                 w.summary = Summary(**so_far)
+            else:
+                relay(kind, value)
+
+
+def relay(kind: str, value: Any) -> None:
+    """A worker's console line ("show") or log record ("log"), given to this process's handlers."""
+    if kind == "show":
+        logs.show(*value)
+    elif kind == "log":
+        level, text, worker, summary_line = value
+        log.log(level, "%s", text, extra={"worker": worker, "summary": summary_line})
 
 
 def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
@@ -172,8 +178,8 @@ def _fork(config: Config, store: Store, number: int, processes: int) -> _Worker:
         code = 1
         threading.current_thread().name = f"process-{number}"  # its own lines, apart from its threads'
         try:
-            _die_with(parent)
-            _log_through(writer)
+            die_with(parent)
+            log_through(writer)
             _work(config, store, number, processes, area, writer)
             code = 0
         except KeyboardInterrupt:  # Ctrl-C: the run says so once; what this worker claimed waits for the next
@@ -208,7 +214,7 @@ def _work(config: Config, parent_store: Store, number: int, processes: int, area
     done(0)
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Be killed when the parent dies: a run is one unit, and the next one recovers every area it left."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -228,16 +234,17 @@ class _PipeHandler(logging.Handler):
         if record.exc_info:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         worker = str(getattr(record, "worker", record.threadName))
-        _send(self.pipe, ("log", (record.levelno, text, worker, logs.summary(record))))
+        send(self.pipe, ("log", (record.levelno, text, worker, logs.summary(record))))
 
 
-def _log_through(pipe: Connection) -> None:
+def log_through(pipe: Connection, following: logs.Following | None = None) -> None:
     """The worker writes the log file itself and sends its console lines to the parent; with no log file set
-    up (a test's or a bench's handlers), it sends every record to the parent's handlers."""
-    logs.for_worker_process(lambda line, always: _send(pipe, ("show", (line, always))), _PipeHandler(pipe))
+    up (a test's or a bench's handlers), it sends every record to the parent's handlers. `following`: how the
+    parent logs (logs.following), for a worker that did not inherit its handlers."""
+    logs.for_worker_process(lambda line, always: send(pipe, ("show", (line, always))), _PipeHandler(pipe), following)
 
 
-def _send(pipe: Connection, message: tuple[str, Any]) -> None:
+def send(pipe: Connection, message: tuple[str, Any]) -> None:
     try:
         pipe.send(message)
     except OSError:  # the parent is gone (and this process with it, soon): the journal, not the log, matters

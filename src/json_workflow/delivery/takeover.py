@@ -16,10 +16,11 @@ from json_workflow.logs import log
 from json_workflow.plural import count
 
 if TYPE_CHECKING:
+    from json_workflow.delivery.shared import SharedPipeline
     from json_workflow.store.fleet import Membership
 
 
-def take_over(membership: Membership, pipeline: Pipeline) -> list[Delivery]:
+def take_over(membership: Membership, pipeline: Pipeline | SharedPipeline) -> list[Delivery]:
     """Finish the claims of every dead instance the lease found; returns the deliveries processed again."""
     again: list[Delivery] = []
     while membership.found:

@@ -1,0 +1,133 @@
+"""A worker process of the service (delivery.shared): its own pipeline over the files the service hands it.
+
+Started as `python -m json_workflow.delivery.worker_process FD`, FD its end of a socket pair: the first
+message says how to work (the configuration, its number, the fleet's epoch, how the service logs),
+each next one is a command, answered with the deliveries it finished, as plain values.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from json_workflow import logs
+from json_workflow.delivery.model import Delivery, Summary
+from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.processes import die_with, log_through, send
+from json_workflow.intake.claim import worker_area
+from json_workflow.intake.scan import Candidate
+from json_workflow.logs import log
+from json_workflow.parse import Job
+from json_workflow.routing.route import Destination
+
+# What the service needs of a delivery a worker finished (its counts, its log of what waits), as plain values:
+# pickling the dataclasses themselves cost the two processes more than a third of a file's work.
+Packed = tuple[Any, ...]
+
+
+def packed(d: Delivery) -> Packed:
+    c = d.candidate
+    client = d.job.client if d.job is not None else None
+    destinations = tuple((x.path, x.reasons) for x in d.destinations)
+    flags = (d.left_claimed, d.vanished, d.superseded, d.moved)
+    return (c.path, c.folder, c.symlink, c.name, c.origin, d.source, client, destinations, d.rejection, d.failed_as,
+            d.waiting_on, flags, d.seconds, d.row, d.worker)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _destinations(destinations: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[Destination, ...]:
+    """The same few destinations come back with file after file: each made once."""
+    return tuple(Destination(Path(path), reasons, path) for path, reasons in destinations)
+
+
+@functools.lru_cache(maxsize=4096)
+def _job(client: str) -> Job:
+    """A job as the service's counts know it: by its client."""
+    return Job(client, "", None, None, {})
+
+
+def unpacked(p: Packed) -> Delivery:
+    path, folder, link, name, origin, source, client, destinations, rejection, failed_as, waiting, flags, *rest = p
+    seconds, row, worker = rest
+    left_claimed, vanished, superseded, moved = flags
+    return Delivery(
+        Candidate(path, folder, link, name, origin),
+        source,
+        None if client is None else _job(client),
+        _destinations(destinations),
+        rejection=rejection,
+        failed_as=failed_as,
+        waiting_on=waiting,
+        left_claimed=left_claimed,
+        vanished=vanished,
+        superseded=superseded,
+        moved=moved,
+        seconds=seconds,
+        row=row,
+        worker=worker,
+    )
+
+
+# --- in the worker process -------------------------------------------------------------------------
+def serve(pipe: Connection) -> None:
+    """A worker process's life: its pipeline over what the service hands it, until told to close."""
+    from json_workflow.store import open_store
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C and systemd's SIGTERM reach the whole
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # group: the service stops its workers once they are drained
+    kind, (config, number, parent, epoch, following) = pipe.recv()
+    die_with(parent)
+    threading.current_thread().name = f"process-{number}"
+    log_through(pipe, following)
+    store = open_store(config, f"pipeline-{number}")
+    if epoch is not None:  # a fleet's: what it plans and publishes is checked against the service's lease
+        from json_workflow.store.fleet import Fence
+
+        fence = Fence()
+        fence.epoch = epoch
+        fence.held.set()
+        store.fence = fence  # type: ignore[attr-defined]
+    area = worker_area(config.claim_area, number)
+    pipeline = Pipeline(config, store, area=area, first_worker=(number - 1) * config.workers + 1)
+    summary = Summary()
+    try:
+        while True:
+            try:
+                kind, value = pipe.recv()
+            except EOFError:  # the service is gone (and this process with it)
+                return
+            done: list[Delivery] = []
+            if kind == "submit":
+                done = pipeline.submit([(Candidate(p, f, link), source) for p, f, link, source in value], summary)
+            elif kind in ("drain", "close"):
+                done = pipeline.drain(summary)
+            elif kind == "reconfigure":
+                done = pipeline.drain(summary)
+                pipeline.reconfigure(value)
+            elif kind == "forget_trouble":
+                pipeline.forget_trouble()
+            elif kind == "forget_folders":
+                pipeline.forget_folders()
+            logs.flush()
+            send(pipe, ("done", [packed(d) for d in done]))
+            if kind == "close":
+                return
+    finally:
+        pipeline.close()
+        pipeline.claims.tidy()
+        store.close()
+        logs.flush()
+
+
+if __name__ == "__main__":
+    try:
+        serve(Connection(int(sys.argv[1])))
+    except Exception:  # the service says it ended, and recovers its claims; the log says why
+        log.exception("Worker process stopped")
+        logs.flush()
+        sys.exit(1)
