@@ -319,8 +319,9 @@ class Service:
         log.info("%s", figures.stats_line(self.journal, time.time(), zone), extra=logs.SUMMARY)
 
     def _shutdown_guard(self) -> None:
-        """Exit anyway when a stop takes longer than shutdown_timeout (a hung mount, say)."""
-        self.stopping.wait()
+        """Exit anyway when a stop takes longer than shutdown_timeout from its request (a hung mount or worker)."""
+        while not (self.stop_requested or self.stopping.wait(0.5)):  # a signal handler sets a flag only
+            pass
         time.sleep(self.config.shutdown_timeout)
         log.error(
             "Shutdown took over %gs; exiting now, the journal finishes the files in flight at the next start",

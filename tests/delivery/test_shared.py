@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -234,3 +235,27 @@ def test_a_signal_to_the_whole_group_stops_the_service_once_its_workers_are_drai
         wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed")
     finally:
         assert service.stop() == 0
+
+
+def test_a_hung_worker_holds_up_a_stop_no_longer_than_shutdown_timeout_and_loses_nothing(tmp_path, root):
+    consumer, service = started(tmp_path, root)  # shutdown_timeout = 10
+    try:
+        good, bad, rank = burst(root, 1500)
+        pids = wait_for(lambda: len(workers(service.text())) == 2 and workers(service.text()), timeout=30)
+        wait_for(lambda: service.text().count("Successfully processed") >= 100, what="100 files processed")
+        os.kill(pids[2], signal.SIGSTOP)  # a worker stuck (a hung mount): the service waits for its answers
+        asked = time.monotonic()
+        assert service.stop() == 0
+        assert time.monotonic() - asked < 10 + 5
+        assert "Shutdown took over 10s; exiting now" in service.text()
+        wait_for(lambda: not alive(pids[2]) and not alive(pids[3]), timeout=5, what="the workers to die with it")
+        again = Service(root, config(tmp_path, root), log=tmp_path / "again.log").start()
+        try:
+            wait_for(lambda: done(root, good, bad), timeout=120, what="every file processed after the restart")
+        finally:
+            assert again.stop() == 0
+    finally:
+        for pid in workers(service.text()).values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert_exactly_once(root, good, bad, rank, consumer, allowed=())

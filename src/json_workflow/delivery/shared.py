@@ -13,6 +13,7 @@ handed and had not claimed is handed on again, and its share is processed here u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -192,15 +193,23 @@ class SharedPipeline:
         ours, theirs = socket.socketpair()
         fence = getattr(self.store, "fence", None)
         setup = (self.config, w.number, os.getpid(), getattr(fence, "epoch", None), logs.following())
-        w.process = subprocess.Popen(
-            [sys.executable, "-m", "json_workflow.delivery.worker_process", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()],
-            start_new_session=True,  # a terminal's Ctrl-C is the service's to handle: it stops its workers
-        )
-        theirs.close()
+        try:
+            w.process = subprocess.Popen(
+                [sys.executable, "-m", "json_workflow.delivery.worker_process", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                start_new_session=True,  # a terminal's Ctrl-C is the service's to handle: it stops its workers
+            )
+        except OSError as e:  # no memory, no process slot: its share is processed here meanwhile
+            ours.close()
+            w.start_at = time.monotonic() + RESTART_SECONDS
+            log.error("Cannot start worker process %d, trying again in %gs: %s", w.number, RESTART_SECONDS, e)
+            return
+        finally:
+            theirs.close()
         w.pipe, w.asked, w.start_at = Connection(ours.detach()), 0, float("inf")
         threading.Thread(target=self._listen, args=(w, w.pipe), name=f"process-{w.number}-pipe", daemon=True).start()
-        w.pipe.send(("setup", setup))  # not a command: no answer (a worker dead already is found at the first)
+        with contextlib.suppress(OSError):  # dead already: its listener says so
+            w.pipe.send(("setup", setup))  # not a command: no answer
         log.info("Started worker process %d (pid %d) for a share of the files", w.number, w.process.pid)
 
     def _listen(self, w: _Worker, pipe: Connection) -> None:
