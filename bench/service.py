@@ -185,7 +185,7 @@ def _latency(args, base: Path, web: str, processes: str) -> None:
         os.rename(staged, root / "JSON" / client / name)
         dropped[name] = time.perf_counter()
     deadline = time.perf_counter() + 30
-    while len(seen) < len(dropped) and time.perf_counter() < deadline:
+    while not seen.keys() >= dropped.keys() and time.perf_counter() < deadline:
         _watch(root, seen)
     scraped = scraper.stop() if scraper else ""
     stop(process)
@@ -200,7 +200,10 @@ def _latency(args, base: Path, web: str, processes: str) -> None:
         + (f"; {scraped}" if scraped else ""),
         flush=True,
     )
-    shutil.rmtree(root, ignore_errors=True)
+    if missing:  # kept for a look: the service's log and folders
+        print(f"not archived: {sorted(n for n in dropped if n not in seen)}; kept {root}", flush=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def log_lines(root: Path, marker: bytes) -> int:
