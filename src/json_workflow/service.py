@@ -301,11 +301,9 @@ class Service:
     # --- the live state ----------------------------------------------------------------------------
     def _turn(self) -> None:
         """The heartbeat, with what the main loop holds: seen, claimed, waiting for a destination."""
-        tracker = self.tracker
+        tracker, watching = self.tracker, self.feeds.watching
         waiting = len(tracker) + len(self.queue)
-        claimed = self.pipeline.claimed()
-        watching = self.feeds.watching
-        self.monitor.turn(waiting, claimed, tracker.holding, watching.alive(), watching.mode)
+        self.monitor.turn(waiting, self.pipeline.claimed(), tracker.holding, watching.alive(), watching.mode)
 
     def _log_effect(self, old: Config, new: Config) -> None:
         try:

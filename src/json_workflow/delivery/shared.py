@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from os.path import lexists
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ STOP_SECONDS = 30.0
 IN_FLIGHT = 3
 # Files waiting here for one worker, at most, before the intake waits for it (the others go on meanwhile).
 WAITING_AT_MOST = 2_000
+# A worker with commands unanswered this long is said to hang (a destination on a hung mount, a stopped process).
+HUNG_SECONDS = 60.0
 
 
 @dataclasses.dataclass
@@ -65,6 +68,8 @@ class _Worker:
     waiting: list[tuple[Candidate, Source]] = dataclasses.field(default_factory=list)  # its files, not handed yet
     handed: dict[str, tuple[Candidate, Source]] = dataclasses.field(default_factory=dict)  # origin -> what
     start_at: float = float("inf")  # when to start it (again); inf: not wanted yet
+    answered: float = 0.0  # monotonic: its last answer (or start)
+    hung: bool = False  # said to have not answered for HUNG_SECONDS
 
     @property
     def running(self) -> bool:
@@ -73,7 +78,7 @@ class _Worker:
 
 # An answer: the worker, the pipe it came through (a worker started again has another), its deliveries
 # (None: the pipe closed, the process ended).
-_Answer = tuple[_Worker, Connection, "list[Packed] | None"]
+_Answer = tuple[_Worker, Connection, "tuple[list[Packed], list[str]] | None"]
 
 
 def service_pipeline(config: Config, store: Store, wake: Callable[[], None]) -> Pipeline | SharedPipeline:
@@ -115,6 +120,7 @@ class SharedPipeline:
 
     def submit(self, batch: list[tuple[Candidate, Source]], summary: Summary) -> list[Delivery]:
         done = self._start_due(summary)
+        self._say_hung()
         mine: list[tuple[Candidate, Source]] = []
         for item in batch:
             w = self.workers[share(item[0].name, self.processes)]
@@ -128,6 +134,7 @@ class SharedPipeline:
     def idle(self, summary: Summary) -> list[Delivery]:
         """Nothing more to take now: hand what fits, ask each worker to finish what it holds (its answer wakes
         the service), finish the batches of this process."""
+        self._say_hung()
         done = self._collect(summary) + self._hand(summary, lambda w: False)
         for w in self.workers:
             if w.running and w.busy and not w.waiting:
@@ -206,7 +213,7 @@ class SharedPipeline:
             return
         finally:
             theirs.close()
-        w.pipe, w.asked, w.start_at = Connection(ours.detach()), 0, float("inf")
+        w.pipe, w.asked, w.start_at, w.answered = Connection(ours.detach()), 0, float("inf"), time.monotonic()
         threading.Thread(target=self._listen, args=(w, w.pipe), name=f"process-{w.number}-pipe", daemon=True).start()
         with contextlib.suppress(OSError):  # dead already: its listener says so
             w.pipe.send(("setup", setup))  # not a command: no answer
@@ -230,6 +237,8 @@ class SharedPipeline:
     def _send(self, w: _Worker, message: tuple[str, Any]) -> None:
         """A command; its answer comes through the listener (None, if the worker is dead)."""
         assert w.pipe is not None
+        if not w.asked:  # its silence is counted from its first unanswered command
+            w.answered = time.monotonic()
         w.asked += 1
         try:
             w.pipe.send(message)
@@ -259,10 +268,7 @@ class SharedPipeline:
 
     def _collect(self, summary: Summary) -> list[Delivery]:
         """The answers that came so far."""
-        done: list[Delivery] = []
-        while not self.answers.empty():
-            done += self._take(summary)
-        return done
+        return self._until(self.answers.empty, summary)
 
     def _until(self, condition: Callable[[], bool], summary: Summary) -> list[Delivery]:
         """Take answers until `condition` holds."""
@@ -273,16 +279,36 @@ class SharedPipeline:
 
     def _take(self, summary: Summary) -> list[Delivery]:
         """One answer (waiting for it): its deliveries, or those of a dead worker's files, finished here."""
-        w, pipe, answer = self.answers.get()
+        while True:
+            try:
+                w, pipe, answer = self.answers.get(timeout=HUNG_SECONDS / 4)
+                break
+            except queue.Empty:
+                self._say_hung()
         if pipe is not w.pipe:  # of a process that ended before
             return []
         if answer is None:
             return self._ended(w, summary)
+        packed, gone = answer
         w.asked -= 1
-        done = [unpacked(p) for p in answer]
-        for d in done:
-            w.handed.pop(d.candidate.origin, None)
+        if w.hung:
+            w.hung = False
+            log.warning("Worker process %d answers again", w.number)
+        w.answered = time.monotonic()
+        done = [unpacked(p) for p in packed]
+        for origin in [d.candidate.origin for d in done] + gone:  # gone: claimed meanwhile (a scan's twin)
+            w.handed.pop(origin, None)
         return done
+
+    def _say_hung(self) -> None:
+        """Say once which worker has not answered for HUNG_SECONDS (its files wait, and maybe the service)."""
+        now = time.monotonic()
+        for w in self.workers:
+            if w.running and w.asked and not w.hung and now - w.answered > HUNG_SECONDS:
+                w.hung = True
+                how = f"(pid {w.process.pid if w.process else '?'}) has not answered for {HUNG_SECONDS:g}s"
+                log.error("Worker process %d %s (a hung destination or mount?); the files of its share wait, and "
+                          "once %d do, every file does", w.number, how, WAITING_AT_MOST)  # fmt: skip
 
     def _ended(self, w: _Worker, summary: Summary) -> list[Delivery]:
         """A worker died: its claims are finished here, what it had not claimed is processed here too."""
@@ -290,22 +316,15 @@ class SharedPipeline:
         status = w.process.wait()
         w.pipe.close()
         w.pipe, w.asked, w.start_at = None, 0, time.monotonic() + RESTART_SECONDS
-        how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"stopped with status {status}"
-        log.error(
-            "Worker process %d (pid %d) %s; its files are finished here, it starts again in %gs",
-            w.number,
-            w.process.pid,
-            how,
-            RESTART_SECONDS,
-        )
+        how = f"was killed by signal {-status}" if status < 0 else f"stopped with status {status}"
+        with contextlib.suppress(ValueError):
+            how = f"was killed by {signal.Signals(-status).name}" if status < 0 else how
+        log.error("Worker process %d (pid %d) %s; its files are finished here, it starts again in %gs",
+                  w.number, w.process.pid, how, RESTART_SECONDS)  # fmt: skip
         done = self.local.drain(summary) + self.local.recover(summary, w.area)
         handed, w.handed, w.waiting = list(w.handed.values()) + w.waiting, {}, []
-        again = [(candidate_at(self.config.hot, c.origin), source) for c, source in handed if _in_hot(c)]
+        again = [(candidate_at(self.config.hot, c.origin), source) for c, source in handed if lexists(c.origin)]
         if again:
             log.info("Processing here the %s handed to it", count(len(again), "file"))
             done += self.local.submit(again, summary) + self.local.drain(summary)
         return done
-
-
-def _in_hot(candidate: Candidate) -> bool:
-    return os.path.lexists(candidate.origin)

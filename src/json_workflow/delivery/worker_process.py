@@ -8,6 +8,7 @@ each next one is a command, answered with the deliveries it finished, as plain v
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -99,8 +100,8 @@ def serve(pipe: Connection) -> None:
         while True:
             try:
                 kind, value = pipe.recv()
-            except EOFError:  # the service is gone (and this process with it)
-                return
+            except (EOFError, OSError):  # the service is gone: so is this process (PR_SET_PDEATHSIG), at once
+                os._exit(1)
             done: list[Delivery] = []
             if kind == "submit":
                 done = pipeline.submit([(Candidate(p, f, link), source) for p, f, link, source in value], summary)
@@ -114,7 +115,8 @@ def serve(pipe: Connection) -> None:
             elif kind == "forget_folders":
                 pipeline.forget_folders()
             logs.flush()
-            send(pipe, ("done", [packed(d) for d in done]))
+            gone, pipeline.vanished = pipeline.vanished, []
+            send(pipe, ("done", ([packed(d) for d in done], gone)))
             if kind == "close":
                 return
     finally:
