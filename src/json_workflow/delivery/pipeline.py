@@ -65,7 +65,8 @@ class Pipeline:
         self.workers = Workers(config.workers, first=first_worker)
         self.finisher = Finisher(self.claims, store, clock)
         self.store_failed: Exception | None = None  # the last time the journal refused a batch (None: it worked)
-        self.vanished: list[str] = []  # files gone before they could be claimed, for a worker process to say
+        # Files gone before they could be claimed, kept for a worker process to say (None: not kept).
+        self.vanished: list[str] | None = None
         self._configure(config, poisoned={})
 
     def _configure(self, config: Config, poisoned: dict[str, Rejected]) -> None:
@@ -157,7 +158,7 @@ class Pipeline:
             if trouble:
                 self._report_unavailable(trouble)
         deliveries = [d for d, _ in prepared if not d.vanished]
-        if len(deliveries) < len(prepared):  # claimed by another meanwhile: nothing more to say of them
+        if self.vanished is not None and len(deliveries) < len(prepared):  # claimed meanwhile by another
             self.vanished += [d.candidate.origin for d, _ in prepared if d.vanished]
         if log.isEnabledFor(logging.INFO):  # made only where a handler shows them
             logs.by_worker((d.worker, f"[{d.source}] Processing: {d.candidate.display}") for d in deliveries)

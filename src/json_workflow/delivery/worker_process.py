@@ -95,7 +95,7 @@ def serve(pipe: Connection) -> None:
         store.fence = fence  # type: ignore[attr-defined]
     area = worker_area(config.claim_area, number)
     pipeline = Pipeline(config, store, area=area, first_worker=(number - 1) * config.workers + 1)
-    summary = Summary()
+    pipeline.vanished, summary = [], Summary()
     try:
         while True:
             try:
