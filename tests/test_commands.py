@@ -204,7 +204,7 @@ def test_run_once_whose_store_dies_mid_run_stops_with_exit_1_and_loses_nothing(t
 
     url = pg_server.database()
     good = {}
-    for client, name, data, _ in backlog(6000, seed=5, bad_every=0):
+    for client, name, data, _ in backlog(3000, seed=5, bad_every=0):
         drop(root, client, name, data)
         good[name] = (client, data)
     cfg = fleet_config(tmp_path, root, url, timeout=3)

@@ -168,7 +168,7 @@ def test_a_burst_on_two_hosts_loses_nothing_and_doubles_nothing_through_five_kil
     url = pg_server.database()
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
-    good, bad, rank = burst(root, 5000)  # dropped first, so that both instances share it from their start
+    good, bad, rank = burst(root, 3000)  # dropped first, so that both instances share it from their start
 
     def launch(name: str, incarnation: int) -> Service:
         on, watch = (view, "polling") if name == "b" else (root, "inotify")
@@ -199,7 +199,7 @@ def test_a_burst_on_two_hosts_loses_nothing_and_doubles_nothing_through_five_kil
 def test_a_terminated_store_connection_mid_burst_loses_nothing_and_doubles_nothing(tmp_path, root, pg_server):
     url, consumer, a, b = two_instances(tmp_path, root, pg_server)
     try:
-        good, bad, rank = burst(root, 3000)
+        good, bad, rank = burst(root, 2000)
         wait_for(lambda: archived(root) >= 300, timeout=60, what="300 files archived")
         with psycopg.connect(url) as db:  # every connection of instance a: its pipeline's, its lease's, ...
             ended = db.execute(

@@ -51,6 +51,9 @@ class Reporter:
         self.pruned = 0.0
         self.on_sent: Callable[[str, float], None] | None = None  # told (day, when) after each report
         self._left_to: str | None = None  # the instance the report was last left to (said once)
+        # Another instance was sending a report due here: look again once its lease could have run out, rather
+        # than at the next tick (a sender that died mid-send leaves the report to this one within a lease).
+        self.sooner = False
 
     def close(self) -> None:
         self.store.close()
@@ -160,9 +163,11 @@ class Reporter:
                 log.info("Daily reports are left to instance %s, which can mail them (this one cannot)", mailer)
                 self._left_to = mailer
             return
+        self.sooner = False
         for day in due:
             with self._sending(f"report {day.isoformat()}") as mine:
                 # Another instance sends it; or it has, since the days due were read.
+                self.sooner |= not mine
                 if not mine or day.isoformat() in self.store.reports_sent():
                     continue
                 delivery = self.deliver(day, now, send=self.config.email.enabled)
@@ -288,7 +293,8 @@ def report_forever(
                 log.error("Reporter cannot open the store, trying again in %ds: %s", TICK_SECONDS, e)
             except Exception:  # a bug here must not end reporting for the rest of the service's life
                 log.exception("Reporter failed; trying again in %ds", TICK_SECONDS)
-            if stopping.wait(TICK_SECONDS):
+            lease = float(config().store.lease_seconds) + 1
+            if stopping.wait(min(TICK_SECONDS, lease) if reporter is not None and reporter.sooner else TICK_SECONDS):
                 return
     finally:
         if reporter is not None:

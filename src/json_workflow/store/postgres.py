@@ -278,12 +278,16 @@ class PgStore(SqlStore):
     def fenced(self) -> bool:
         if self.fence is None:
             return False
-        if self.fence.lost is None:
+        for _ in range(2):  # a session the taker ended fails once (and is dropped): a new one tells
+            if self.fence.lost is not None:
+                break
             try:
                 with self._reading() as db:
                     self.fence.check(db, self.instance, held=False)
+                break
             except StoreError:  # Fenced sets `lost`; a store that is down tells nothing
-                pass
+                if self._connection is not None:
+                    break
         return self.fence.lost is not None
 
     def _kept(self, path: str) -> str:
