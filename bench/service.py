@@ -256,6 +256,9 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
     extra = (f"batch_size = {args.batch_size}\n" if args.batch_size else "") + _processes(web[1])
     process = start(root, extra, web[0])
     scraper = Scraper(root).warm() if web[0] == "scraped" else None
+    log = LogCounter(root / "JSON_PARSER_LOGS" / "json_workflow.log", b"] Successfully processed ")
+    if args.warm:  # the steady state: worker processes, once a backlog started them, stay until the service stops
+        _warm_up(base, root, args.warm, log)
     if scraper:
         scraper.start()
     began = time.perf_counter()
@@ -266,13 +269,13 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
     # Drained when the service has logged every valid file as processed (it logs a file once it
     # is published and flushed). Reading the new part of the log every 10 ms costs the service
     # next to nothing; listing the ~10,000 archived names that often took a share of a core.
-    log, done = LogCounter(root / "JSON_PARSER_LOGS" / "json_workflow.log", b"] Successfully processed "), 0
-    while done < expected:
+    done = log.count()
+    while done < args.warm + expected:
         time.sleep(0.01)
         done = log.count()
     seconds = time.perf_counter() - began
     scraped = scraper.stop() if scraper else ""
-    if archived(root) != expected:
+    if archived(root) != expected + args.warm:
         raise SystemExit(f"the service logged {done} files but {archived(root)} are archived")
     stop(process)
     shutil.rmtree(root, ignore_errors=True)
@@ -287,6 +290,21 @@ def _sustained_round(args, base, template, web, round_number, ratios, ours, floo
         ratios[web].append(ratio)
         ours[web].append(rate(args.files, seconds))
         floors[web].append(rate(args.files, floor["seconds"]))
+
+
+def _warm_up(base: Path, root: Path, files: int, log: LogCounter) -> None:
+    """`files` valid files (named w*.json, apart from the burst's) dropped and processed before the timed burst."""
+    template = base / f"template-warm-{files}"
+    if not template.is_dir():
+        generate(template, files, seed=2, bad_every=0)
+    for client in os.listdir(template):
+        (root / "JSON" / client).mkdir(exist_ok=True)
+        for name in os.listdir(template / client):
+            shutil.copyfile(template / client / name, root / "staging" / name)
+            os.rename(root / "staging" / name, root / "JSON" / client / f"w{name}")
+    while log.count() < files:
+        time.sleep(0.01)
+    settle()
 
 
 def _variant(web: tuple[str, str]) -> str:
@@ -357,6 +375,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=1000,
+        help="sustained: files processed before the timed burst, so that it measures the steady state (the worker "
+        "processes a backlog starts stay until the service stops); 0: a service that just started",
+    )
     parser.add_argument(
         "--web",
         default="idle",

@@ -7,6 +7,9 @@ import datetime
 import json
 import shutil
 import sqlite3
+import statistics
+import threading
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -161,3 +164,30 @@ def test_a_journal_from_a_newer_version_is_refused_by_name_and_left_alone(old):
 
 def test_the_outcomes_the_store_counts_are_the_delivery_outcomes_it_records():
     assert (rows.ARCHIVED, rows.FAILED, rows.PENDING) == (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING)
+
+
+def test_a_writer_waiting_for_another_process_gets_the_lock_as_soon_as_it_is_free_and_never_past_its_timeout(tmp_path):
+    """Worker processes share one journal: a batch waits a fraction of a millisecond past the other's commit (SQLite's
+    own busy handler slept 1, 2, 5, 10 ms ...), and a lock held past the busy timeout is an error naming the journal."""
+    store = SqliteStore(tmp_path, busy_seconds=1)
+    # Another process's connection, as SQLite sees it (committed from a timer's thread).
+    other = sqlite3.connect(tmp_path / DATABASE, isolation_level=None, check_same_thread=False)
+    try:
+        waits = []
+        for _ in range(20):
+            other.execute("BEGIN IMMEDIATE")
+            released = threading.Timer(0.02, lambda: (waits.append(time.perf_counter()), other.execute("COMMIT")))
+            released.start()
+            store.run_started("once", 0.0)  # a write transaction: it waits for the other's
+            waits[-1] = time.perf_counter() - waits[-1]
+            released.join()
+        assert statistics.median(waits) < 0.005, waits  # SQLite's own waits made this 1-10 ms and more
+        other.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        with pytest.raises(StoreError, match=rf"{DATABASE}: database is locked by another process"):
+            store.run_started("once", 0.0)
+        assert 1 <= time.monotonic() - began < 2
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        store.close()
