@@ -46,9 +46,8 @@ from json_workflow.store import Store
 RESTART_SECONDS = 10.0
 # How long a stopping service waits for a worker to finish its batches in flight and exit.
 STOP_SECONDS = 30.0
-# Batches handed to a worker and not answered yet, at most. Each answer reaches this process's main loop through
-# two threads, a few milliseconds of GIL hand-offs while the intake is busy: with 3 ahead a worker waited for its
-# next batch a fifth of a burst. More would only fill its pipe, which holds up the other workers' batches.
+# Batches handed to a worker and not answered yet, at most: an answer reaches the main loop through two threads (ms
+# of GIL hand-offs while the intake is busy); with 3 ahead a worker waited a fifth of a burst for its next batch.
 IN_FLIGHT = 12
 # Files waiting here for one worker, at most, before the intake waits for it (the others go on meanwhile).
 WAITING_AT_MOST = 2_000
