@@ -270,8 +270,8 @@ def wait_for(condition, timeout: float = 15, what: str = "condition"):
         if value:
             return value
         # A costly condition (a walk over thousands of files) is asked less often: the service it waits for has
-        # the cores to itself at least nine tenths of the time.
-        time.sleep(max(0.02, 9 * (time.monotonic() - asked)))
+        # the cores to itself at least nine tenths of the time; never more than half a second late.
+        time.sleep(min(0.5, max(0.02, 9 * (time.monotonic() - asked))))
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
