@@ -234,3 +234,29 @@ def test_sighup_storm_while_files_arrive_never_stalls_intake(root, tmp_path):
         stop.set()
         sender.join()
         assert service.stop() == 0
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_burst_goes_in_larger_batches_and_a_lone_file_alone(root, tmp_path, processes):
+    """batch_size bounds a batch while files trickle in; 200 or more ready at once (no one waits on a single
+    file) go in batches of up to 50, in one process or shared among workers."""
+    import sqlite3
+
+    config = write_config(tmp_path / "config.toml", root, extra=f'processes = {processes}\n[store]\nurl = ""\n')
+    service = Service(root, config).start()
+    try:
+        drop_atomically(root, "RANK", "lone.json", job("RANK", "X", 1))
+        wait_for(lambda: json_count(root / "JSON_STORE") == 1, what="the lone file")
+        staging = root.parent / "burst"
+        staging.mkdir()
+        for n in range(600):
+            (staging / f"{n}.json").write_bytes(job("RANK", "X", n))
+        for n in range(600):
+            os.rename(staging / f"{n}.json", root / "JSON/RANK" / f"{n}.json")
+        wait_for(lambda: json_count(root / "JSON_STORE") == 601, timeout=60, what="the burst")
+    finally:
+        assert service.stop() == 0
+    with sqlite3.connect(root / "JSON_PARSER_STATE/journal.sqlite3") as db:
+        sizes = [size for (size,) in db.execute("SELECT size FROM batches ORDER BY at")]
+    assert sizes[0] == 1 and sum(sizes) == 601, sizes
+    assert 10 < max(sizes) <= 50, sizes

@@ -22,7 +22,7 @@ from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
-from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.pipeline import BACKLOG, Pipeline, batch_files
 from json_workflow.delivery.shared import SharedPipeline, service_pipeline
 from json_workflow.delivery.takeover import take_over
 from json_workflow.errors import ConfigError
@@ -77,7 +77,7 @@ class Service:
         self.stopping = threading.Event()
         self.stop_requested = False
         self.reload_requested = False
-        self.queue: deque[tuple[str, Source]] = deque()
+        self.queue: deque[tuple[str, Source, bool]] = deque()
         self.tracker = StabilityTracker(config.stable_seconds, clock)
         self.feeds = Feeds(config, self.tracker, self._record_scan, self._rewatched, clock)
         self.due: dict[str, float] = {}
@@ -225,21 +225,21 @@ class Service:
 
     # --- batches -----------------------------------------------------------------------------------
     def _next_batch(self, startup: Startup) -> list[tuple[Candidate, Source]]:
-        """Whatever is complete now, real time first, up to batch_size; never waits to fill a batch."""
+        """Whatever is complete now, real time first, up to batch_size (more in a backlog); never waits to fill one."""
         if self.membership is not None and not self.membership.fence.held.is_set():
             return []  # no lease, no claim: the files wait in the hot folder
         if self.tracker.release_due():
             self.pipeline.forget_trouble()  # retry time: try the troubled folders again
         self.queue.extend(self.tracker.ready())
         self.pipeline.expect(len(self.queue))
-        size = self.config.batch_size * self.pipeline.width()
+        width, hot = self.pipeline.width(), self.config.hot
+        size = batch_files(self.config.batch_size, len(self.queue)) * width
         batch = [
-            (candidate_at(self.config.hot, path), source)
-            for path, source in (self.queue.popleft() for _ in range(min(size, len(self.queue))))
+            (candidate_at(hot, path, symlink), source)
+            for path, source, symlink in (self.queue.popleft() for _ in range(min(size, len(self.queue))))
         ]
-        if len(batch) < size:
-            batch += itertools.islice(startup, size - len(batch))
-        return batch
+        size = batch_files(self.config.batch_size, BACKLOG) * width  # what the startup scan finds is a backlog
+        return batch + list(itertools.islice(startup, max(0, size - len(batch))))
 
     def _handle(self, finished: list[Delivery]) -> None:
         """Count what a batch finished, retry later what waits; the gauges are current when a batch ends."""

@@ -533,3 +533,11 @@ def test_a_failed_flush_leaves_every_file_waiting_and_the_next_run_delivers_it(r
         assert (monday / name).read_bytes() == data
     for name, data in acme.items():
         assert (root / "JSON_STORE/ACME" / name).read_bytes() == data
+
+
+def test_a_service_batch_is_batch_size_while_files_trickle_in_and_larger_in_a_backlog():
+    from json_workflow.delivery.pipeline import batch_files
+
+    assert [batch_files(10, ready) for ready in (0, 1, 199)] == [10, 10, 10]
+    assert [batch_files(10, ready) for ready in (200, 100_000)] == [50, 50]
+    assert batch_files(100, 100_000) == 100  # a larger batch_size (a fleet's) is kept

@@ -36,8 +36,18 @@ def test_a_closed_file_is_ready_at_once(tmp_path):
     tracker = StabilityTracker(2, Clock())
     path = fresh(tmp_path / "a.json")
     tracker.seen(path, "REALTIME", complete=True)
-    assert tracker.ready() == [(path, "REALTIME")]
+    assert tracker.ready() == [(path, "REALTIME", False)]
     assert path not in tracker
+
+
+def test_a_symlink_is_ready_as_a_symlink(tmp_path):
+    # The service sets a link aside unfollowed; what the path is, it learns from the tracker's own lstat.
+    tracker = StabilityTracker(2, Clock())
+    link, plain = tmp_path / "a.json", fresh(tmp_path / "b.json")
+    link.symlink_to(fresh(tmp_path.parent / "elsewhere.json"))
+    tracker.seen(str(link), "REALTIME", complete=True)
+    tracker.seen(plain, "REALTIME", complete=True)
+    assert tracker.ready() == [(str(link), "REALTIME", True), (plain, "REALTIME", False)]
 
 
 def test_a_scanned_file_waits_until_unchanged_for_stable_seconds(tmp_path):
@@ -49,7 +59,7 @@ def test_a_scanned_file_waits_until_unchanged_for_stable_seconds(tmp_path):
     clock.now += 1.5
     assert tracker.ready() == []
     clock.now += 1
-    assert tracker.ready() == [(path, "PERIODIC")]
+    assert tracker.ready() == [(path, "PERIODIC", False)]
 
 
 def test_a_change_restarts_the_wait(tmp_path):
@@ -65,7 +75,7 @@ def test_a_change_restarts_the_wait(tmp_path):
     clock.now += 1.5
     assert tracker.ready() == []
     clock.now += 1
-    assert tracker.ready() == [(path, "PERIODIC")]
+    assert tracker.ready() == [(path, "PERIODIC", False)]
 
 
 def test_a_file_at_rest_for_long_needs_no_wait(tmp_path):
@@ -74,7 +84,7 @@ def test_a_file_at_rest_for_long_needs_no_wait(tmp_path):
     old = time.time() - 60
     os.utime(path, (old, old))
     tracker.seen(path, "STARTUP")
-    assert tracker.ready() == [(path, "STARTUP")]
+    assert tracker.ready() == [(path, "STARTUP", False)]
 
 
 def test_a_file_a_local_writer_holds_open_is_never_ready(tmp_path):
@@ -90,7 +100,7 @@ def test_a_file_a_local_writer_holds_open_is_never_ready(tmp_path):
         clock.now += 100
         assert tracker.ready() == []
     clock.now += 3
-    assert tracker.ready() == [(str(path), "REALTIME")]
+    assert tracker.ready() == [(str(path), "REALTIME", False)]
 
 
 def test_a_vanished_file_is_dropped(tmp_path):
@@ -112,7 +122,43 @@ def test_a_held_file_is_ignored_until_its_retry_time(tmp_path):
     assert tracker.ready() == []
     clock.now += 4
     assert tracker.release_due() == 1
-    assert tracker.ready() == [(path, "REALTIME")]
+    assert tracker.ready() == [(path, "REALTIME", False)]
+
+
+def test_the_watchers_reports_are_known_to_every_other_look_in_the_order_they_came(tmp_path):
+    # The watcher's thread reports without the lock; a scan, a hold and the main loop see its reports at once.
+    clock = Clock()
+    tracker = StabilityTracker(2, clock)
+    a, b, c = (fresh(tmp_path / f"{n}.json") for n in "abc")
+    tracker.report(a, "REALTIME", complete=True)
+    tracker.report(b, "REALTIME")
+    tracker.report(c, "REALTIME", complete=True)
+    assert len(tracker) == 3 and b in tracker
+    assert tracker.seen(b, "PERIODIC") is False  # tracked already: a scan does not count it as missed
+    tracker.hold(c, "REALTIME", 60)
+    assert tracker.ready() == [(a, "REALTIME", False)]  # b waits to be stable, c for its destination
+    clock.now += 2
+    assert tracker.ready() == [(b, "REALTIME", False)]
+    tracker.report(c, "REALTIME", complete=True)  # held: its events change nothing until its retry time
+    assert tracker.ready() == [] and c not in tracker
+
+
+def test_a_report_of_a_complete_file_wakes_the_loop_and_a_burst_wakes_it_once(tmp_path):
+    tracker = StabilityTracker(2, Clock())
+    wake = tracker.wake
+    tracker.report(fresh(tmp_path / "a.json"), "REALTIME")  # not complete: nothing to do before stable_seconds
+    assert not wake.is_set()
+    for n in range(100):
+        tracker.report(fresh(tmp_path / f"{n}.json"), "REALTIME", complete=True)
+    began = time.monotonic()
+    wake.wait(5)
+    assert time.monotonic() - began < 1
+    assert os.read(wake._read, 4096) == b"\0"  # one byte for the burst, not a hundred
+    wake.clear()
+    tracker.report(fresh(tmp_path / "b.json"), "REALTIME", complete=True)  # after a clear: a wake-up again
+    began = time.monotonic()
+    wake.wait(5)
+    assert time.monotonic() - began < 1
 
 
 CHECK_BESIDE_A_WRITER = """

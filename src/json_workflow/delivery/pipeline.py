@@ -35,6 +35,15 @@ from json_workflow.store import Store
 CRASHES_BEFORE_SET_ASIDE = 3
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
+# A service with this many files ready at once (a burst, a backlog) has no one waiting on a single file: its
+# batches take up to BACKLOG_BATCH, sharing a flush and three journal commits (docs/performance.md).
+BACKLOG = 200
+BACKLOG_BATCH = 50
+
+
+def batch_files(batch_size: int, ready: int) -> int:
+    """Most files in a service's next batch with `ready` files ready: `batch_size`, larger in a backlog."""
+    return max(batch_size, BACKLOG_BATCH) if ready >= BACKLOG else batch_size
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """The service's pipeline over several processes: its files shared by name among worker processes.
 
-A service has threads (feeds, dashboard, reporter, lease), so its workers are started afresh
-(`python -m json_workflow.delivery.worker_process`), never forked. They start when a backlog reaches
-SHARED_FROM files and stay until the service stops. The service keeps the intake, the counts and the
-log of what waits; each worker is a whole pipeline (its own claim area `.process-N`, its own store
-connection) over the names whose share is its own, so every version of a name goes through one
-process, in order. Each command sent to a worker gets one answer: the deliveries it finished.
+A service has threads (feeds, dashboard, reporter, lease), so its workers are started afresh (`python -m
+json_workflow.delivery.worker_process`), never forked. They start when a backlog reaches SHARED_FROM files and
+stay until the service stops. The service keeps the intake, the counts and the log of what waits; each worker
+is a whole pipeline (its own claim area `.process-N`, its own store connection) over the names whose share is
+its own, so every version of a name goes through one process, in order. Each command sent to a worker gets
+one answer: the deliveries it finished.
 
 A worker that dies is found at the next command: its claim area is recovered here, what it had been
 handed and had not claimed is handed on again, and its share is processed here until it starts again.
@@ -20,7 +20,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,9 +31,9 @@ from typing import Any
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
-from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.pipeline import Pipeline, batch_files
 from json_workflow.delivery.processes import SHARED_FROM, backlog_reaches, relay, share
-from json_workflow.delivery.worker_process import Packed, unpacked
+from json_workflow.delivery.worker_process import Packed, start_worker, unpacked
 from json_workflow.intake import Source
 from json_workflow.intake.claim import worker_area
 from json_workflow.intake.scan import Candidate, candidate_at
@@ -100,19 +99,20 @@ class SharedPipeline:
         pipeline: Pipeline | None = None,
     ):
         """`wake`: called when a worker answers (the service's main loop takes its deliveries)."""
-        self.local = pipeline or Pipeline(config, store)
-        self.wake = wake
+        self.local, self.wake = pipeline or Pipeline(config, store), wake
         self.config, self.store, self.processes = config, store, processes
         self.claims = self.local.claims
         # Numbered from 2 (this process is the first): their claim areas and thread names are those of run --once's.
         self.workers = [_Worker(n, worker_area(config.claim_area, n)) for n in range(2, processes + 2)]
         self.answers: queue.Queue[_Answer] = queue.Queue()
+        self.ready = 0  # files ready in the service (expect): with those waiting here, how large a batch is handed
         if backlog_reaches(config.hot, SHARED_FROM):  # the startup scan's
             self.expect(SHARED_FROM)
 
     # --- the Pipeline interface ---------------------------------------------------------------------
     def expect(self, files: int) -> None:
         """`files` wait to be processed: a backlog of SHARED_FROM or more starts the worker processes."""
+        self.ready = files
         if files >= SHARED_FROM:
             for w in self.workers:
                 if not w.running and w.start_at == float("inf"):
@@ -127,15 +127,15 @@ class SharedPipeline:
             (w.waiting if w.running else mine).append(item)
         if mine:
             done += self.local.submit(mine, summary)
-        size = self.config.batch_size
-        # More files are taken while any worker has less than a batch waiting here: none waits for another.
-        return done + self._collect(summary) + self._hand(summary, lambda w: w.running and len(w.waiting) >= size)
+        size = self._batch()  # more files are taken while any worker has less than a batch waiting here
+        done += self._until(self.answers.empty, summary)
+        return done + self._hand(summary, lambda w: w.running and len(w.waiting) >= size)
 
     def idle(self, summary: Summary) -> list[Delivery]:
         """Nothing more to take now: hand what fits, ask each worker to finish what it holds (its answer wakes
         the service), finish the batches of this process."""
         self._say_hung()
-        done = self._collect(summary) + self._hand(summary, lambda w: False)
+        done = self._until(self.answers.empty, summary) + self._hand(summary, lambda w: False)
         for w in self.workers:
             if w.running and w.busy and not w.waiting:
                 self._send(w, ("drain", None))
@@ -201,11 +201,7 @@ class SharedPipeline:
         fence = getattr(self.store, "fence", None)
         setup = (self.config, w.number, os.getpid(), getattr(fence, "epoch", None), logs.following())
         try:
-            w.process = subprocess.Popen(
-                [sys.executable, "-m", "json_workflow.delivery.worker_process", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                start_new_session=True,  # a terminal's Ctrl-C is the service's to handle: it stops its workers
-            )
+            w.process = start_worker(theirs.fileno())
         except OSError as e:  # no memory, no process slot: its share is processed here meanwhile
             ours.close()
             w.start_at = time.monotonic() + RESTART_SECONDS
@@ -253,7 +249,7 @@ class SharedPipeline:
     def _hand(self, summary: Summary, full: Callable[[_Worker], bool]) -> list[Delivery]:
         """Hand each worker its files, a batch at a time while it has fewer than IN_FLIGHT; wait for answers
         while every worker is `full` (or one has WAITING_AT_MOST files waiting here)."""
-        size, done = self.config.batch_size, list[Delivery]()
+        size, done = self._batch(), list[Delivery]()
         while True:
             for w in self.workers:
                 while w.running and w.waiting and w.asked < IN_FLIGHT:
@@ -266,9 +262,8 @@ class SharedPipeline:
                 return done
             done += self._take(summary)
 
-    def _collect(self, summary: Summary) -> list[Delivery]:
-        """The answers that came so far."""
-        return self._until(self.answers.empty, summary)
+    def _batch(self) -> int:  # files per batch handed to a worker: larger while a backlog waits, here or there
+        return batch_files(self.config.batch_size, self.ready + sum(len(w.waiting) for w in self.workers))
 
     def _until(self, condition: Callable[[], bool], summary: Summary) -> list[Delivery]:
         """Take answers until `condition` holds."""

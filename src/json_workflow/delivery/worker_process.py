@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
@@ -74,13 +75,32 @@ def unpacked(p: Packed) -> Delivery:
     )
 
 
+# A terminal's Ctrl-C and systemd's SIGTERM reach the whole group: the service stops its workers once drained.
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_worker(fd: int) -> subprocess.Popen[bytes]:
+    """A worker process on its end `fd` of a socket pair; it starts with the stop signals blocked, which it
+    ignores before it takes them again: one that comes while it imports cannot end it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)  # this thread's only: the service's others take them meanwhile
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "json_workflow.delivery.worker_process", str(fd)],
+            pass_fds=[fd],
+            start_new_session=True,  # a terminal's Ctrl-C is the service's to handle: it stops its workers
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+
+
 # --- in the worker process -------------------------------------------------------------------------
 def serve(pipe: Connection) -> None:
     """A worker process's life: its pipeline over what the service hands it, until told to close."""
     from json_workflow.store import open_store
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C and systemd's SIGTERM reach the whole
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # group: the service stops its workers once they are drained
+    for stop in _STOPS:
+        signal.signal(stop, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # blocked since it started (start_worker)
     kind, (config, number, parent, epoch, following) = pipe.recv()
     die_with(parent)
     threading.current_thread().name = f"process-{number}"

@@ -96,11 +96,12 @@ def _ignored(name: str) -> None:
         log.debug("Ignored %s: not a job file (*.json), or a hidden or temporary name, or a folder", shown(name))
 
 
-def candidate_at(hot: Path, path: str) -> Candidate:
-    """The candidate for a path an event or the tracker reported (one client folder down, or the top)."""
-    parent = os.path.dirname(path)
-    folder = None if parent == str(hot) else os.path.basename(parent)
-    return Candidate(path, folder, symlink=os.path.islink(path))
+def candidate_at(hot: Path, path: str, symlink: bool | None = None) -> Candidate:
+    """The candidate for a path an event or the tracker reported (one client folder down, or the top);
+    `symlink`: what an lstat of it just said, if one did."""
+    parent, _, name = path.rpartition("/")
+    folder = None if parent == str(hot) else parent.rpartition("/")[2]
+    return Candidate(path, folder, os.path.islink(path) if symlink is None else symlink, name, path)
 
 
 class JobFile(NamedTuple):

@@ -14,8 +14,10 @@ import fcntl
 import os
 import select
 import signal
+import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -113,6 +115,8 @@ class Waker:
         return self._write
 
     def set(self) -> None:
+        if self._set:  # a byte is in the pipe until the next clear: one wake-up for a burst of events
+            return
         self._set = True
         try:
             os.write(self._write, b"\0")
@@ -127,12 +131,14 @@ class Waker:
         select.select([self._read], [], [], max(0.0, timeout))
 
     def clear(self) -> None:
-        self._set = False
+        # Emptied before the flag drops: a set() that skips its write while the flag is up is always followed by
+        # this clear, and the loop looks for work after it (the reverse order could lose that wake-up).
         try:
             while os.read(self._read, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._set = False
 
     def close(self) -> None:
         os.close(self._read)
@@ -156,32 +162,54 @@ class StabilityTracker:
         self.clock = clock
         self._files: dict[str, _Tracked] = {}
         self._held: dict[str, tuple[float, Source]] = {}  # path -> (retry time, source)
+        # The watcher's reports, taken into _files (in order, under the lock) by whoever looks next: a burst of
+        # events never makes the main loop queue for the lock behind the watcher's thread.
+        self._reported: deque[tuple[str, Source, bool]] = deque()
         self._lock = threading.Lock()
         self.wake = Waker()  # set when something may be ready now
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._files) + len(self._reported)
 
     def __contains__(self, path: str) -> bool:
-        return path in self._files
+        with self._lock:
+            self._take_reported()
+            return path in self._files
+
+    def report(self, path: str, source: Source, complete: bool = False) -> None:
+        """`seen`, from the watcher's thread: no lock taken, no answer."""
+        self._reported.append((path, source, complete))
+        if complete or self.stable_seconds == 0:
+            self.wake.set()
 
     def seen(self, path: str, source: Source, complete: bool = False) -> bool:
         """Report `path`; `complete` when an event says its writer is done. False if already tracked."""
         with self._lock:
-            if path in self._held:
-                return False
-            tracked = self._files.get(path)
-            if tracked is None:
-                self._files[path] = _Tracked(source, -1, -1, self.clock(), complete)
-            else:
-                tracked.complete |= complete
+            self._take_reported()
+            new = self._seen(path, source, complete)
         if complete or self.stable_seconds == 0:
             self.wake.set()
+        return new
+
+    def _seen(self, path: str, source: Source, complete: bool) -> bool:
+        if path in self._held:
+            return False
+        tracked = self._files.get(path)
+        if tracked is None:
+            self._files[path] = _Tracked(source, -1, -1, self.clock(), complete)
+        else:
+            tracked.complete |= complete
         return tracked is None
+
+    def _take_reported(self) -> None:
+        """The watcher's reports so far into _files (the lock held)."""
+        while self._reported:
+            self._seen(*self._reported.popleft())
 
     def hold(self, path: str, source: Source, seconds: float) -> None:
         """Ignore `path` for `seconds` (its destination is in trouble), then take it again."""
         with self._lock:
+            self._take_reported()
             self._files.pop(path, None)
             self._held[path] = (self.clock() + seconds, source)
 
@@ -205,16 +233,18 @@ class StabilityTracker:
         """Track again the held files whose retry time has come; returns how many."""
         now = self.clock()
         with self._lock:
+            self._take_reported()
             due = [(p, source) for p, (until, source) in self._held.items() if until <= now]
             for path, source in due:
                 del self._held[path]
                 self._files[path] = _Tracked(source, -1, -1, now, True)
         return len(due)
 
-    def ready(self) -> list[tuple[str, Source]]:
-        """Take every tracked file that is complete now, as (path, source), oldest report first."""
+    def ready(self) -> list[tuple[str, Source, bool]]:
+        """Take every tracked file that is complete now, as (path, source, is it a symlink), oldest report first."""
         now = self.clock()
         with self._lock:
+            self._take_reported()
             items = list(self._files.items())
         taken, gone = [], []
         for path, t in items:
@@ -233,17 +263,18 @@ class StabilityTracker:
                 t.complete = False  # a writer reopened it or never closed it: wait for stability again
                 t.since = now
                 continue
-            taken.append((path, t.source))
+            taken.append((path, t.source, stat.S_ISLNK(info.st_mode)))  # the lstat we have: no second one
         with self._lock:
             for path in gone:
                 self._files.pop(path, None)
-            for path, _ in taken:
+            for path, _, _ in taken:
                 self._files.pop(path, None)
         return taken
 
     def next_due(self) -> float:
         """Seconds until the next file could become ready (capped at one second)."""
         with self._lock:
+            self._take_reported()
             times = [t.since + self.stable_seconds for t in self._files.values()]
             times += [until for until, _ in self._held.values()]
         if not times:

@@ -61,7 +61,7 @@ class Watcher:
     def _report(self, path: str, complete: bool) -> None:
         with self._lock:
             self.reported.add(path)
-        self.tracker.seen(path, Source.REALTIME, complete)
+        self.tracker.report(path, Source.REALTIME, complete)
 
     def take_reported(self) -> set[str]:
         """The paths reported since the last call (to count what scans found that events missed)."""
