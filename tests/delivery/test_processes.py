@@ -86,6 +86,17 @@ def test_a_large_backlog_is_shared_and_each_file_processed_once(root, tmp_path):
 
 
 @on_both_stores
+def test_the_objects_frozen_for_the_forked_workers_are_thawed_when_they_end(root):
+    # Frozen (gc.freeze) so that no collection copies the pages the workers share; a caller that goes on
+    # after the run (a test, a script) gets its collector back as it was.
+    import gc
+
+    fill(root, SHARED_FROM + 10)
+    before = gc.get_freeze_count()
+    assert run_once(make_config(root, processes=2)).pending == 0
+    assert gc.get_freeze_count() == before
+
+
 def test_a_worker_area_that_is_not_a_folder_stops_the_run_before_anything_is_claimed(root, outside):
     fill(root, SHARED_FROM)
     area = worker_area(make_config(root).claim_area, 2)

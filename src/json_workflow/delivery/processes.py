@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import itertools
 import logging
 import os
@@ -77,6 +78,10 @@ def process_shared(
     started = time.perf_counter() - summary.seconds
     logs.flush()  # nothing buffered here is written again by a worker
     log.info("Sharing the backlog among %s", count(processes, "process", "processes"), extra=logs.SUMMARY)
+    # What lives now (modules, the configuration, the store) is frozen while the workers live: no collection in
+    # either process walks it, so its pages stay shared instead of being copied (a quarter fewer page faults,
+    # the shares end 5-15 % sooner: docs/performance.md).
+    gc.freeze()
     workers = [_fork(config, store, number, processes) for number in range(2, processes + 1)]
     listener = threading.Thread(target=_listen, args=(workers,), name="workers-log", daemon=True)
     listener.start()
@@ -102,6 +107,7 @@ def process_shared(
         listener.join()  # every worker's pipe closed: each one ended
         for w in workers:
             w.status = os.waitpid(w.pid, 0)[1]
+        gc.unfreeze()
     progress_all(0)
     again = False
     for w in workers:
