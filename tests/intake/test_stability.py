@@ -133,6 +133,7 @@ def test_the_watchers_reports_are_known_to_every_other_look_in_the_order_they_ca
     tracker.report(a, "REALTIME", complete=True)
     tracker.report(b, "REALTIME")
     tracker.report(c, "REALTIME", complete=True)
+    tracker.report(a, "REALTIME", complete=True)  # closed after it was created: one file, reported twice
     assert len(tracker) == 3 and b in tracker
     assert tracker.seen(b, "PERIODIC") is False  # tracked already: a scan does not count it as missed
     tracker.hold(c, "REALTIME", 60)

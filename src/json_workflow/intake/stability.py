@@ -169,7 +169,9 @@ class StabilityTracker:
         self.wake = Waker()  # set when something may be ready now
 
     def __len__(self) -> int:
-        return len(self._files) + len(self._reported)
+        with self._lock:  # a file's reports (created, written, closed) count once, as a tracked file
+            self._take_reported()
+            return len(self._files)
 
     def __contains__(self, path: str) -> bool:
         with self._lock:
