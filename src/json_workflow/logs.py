@@ -297,15 +297,21 @@ def settle() -> None:
         handler.flush()
 
 
-def by_worker(lines: Iterable[tuple[str, str | None]]) -> None:
+def by_worker(lines: Iterable[tuple[str, str | None]], at: float | None = None) -> None:
     """Log a batch's (worker, lines) as one INFO record per worker; the formatter heads every line.
 
     The seed's log has four lines per file; a record costs more than the lines in it, and the log is
-    written out once per batch anyway.
+    written out once per batch anyway. `at`: the time the lines are true of (a commit's), when they
+    are logged after it: a process stopped in between must not seem to have worked once woken.
     """
     by_worker: dict[str, list[str]] = {}
     for worker, text in lines:
         if text:
             by_worker.setdefault(worker, []).append(text)
-    for worker, texts in by_worker.items():
-        log.info("\n".join(texts), extra={"worker": worker})
+    if not by_worker or not log.isEnabledFor(logging.INFO):
+        return
+    at = time.time() if at is None else at
+    for worker, texts in by_worker.items():  # made here: logging's own call would stamp them now
+        record = log.makeRecord(log.name, logging.INFO, "", 0, "\n".join(texts), (), None, extra={"worker": worker})
+        record.created, record.msecs = at, (at % 1) * 1000
+        log.handle(record)

@@ -61,7 +61,7 @@ class Finisher:
             return []
         say = log.isEnabledFor(logging.INFO)
         lines = [(d.worker, self._guarded(d, summary, folders, barrier, say)) for d in deliveries]
-        done, seconds = self.clock(), time.perf_counter() - started
+        done, seconds, now = self.clock(), time.perf_counter() - started, time.time()
         forget, self.unforgotten = self.unforgotten + forget, []
         self.unrecorded.append((forget, records.finished(deliveries), Batch(done, len(deliveries), seconds)))
         while self.unrecorded:  # oldest first: a store that was down gets every finished batch once it is back
@@ -74,7 +74,7 @@ class Finisher:
             self.unrecorded.pop(0)
         if self.fenced:  # taken over before its rows were recorded: the taker says what became of the files
             return []
-        logs.by_worker(lines)  # after the rows: a taken-over instance writes no success line
+        logs.by_worker(lines, now)  # after the rows (a taken-over instance writes no success line), at their time
         logs.flush()
         return [d.candidate.path for d in deliveries if not d.left_claimed]
 
