@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from json_workflow import layout
+from json_workflow.delivery import endpoints
 from json_workflow.errors import ConfigError
 from json_workflow.routing.route import Router
 from json_workflow.routing.rules import SEED_ROUTES, Rule
@@ -208,21 +209,24 @@ def _describe(error: ErrorDetails) -> str:
     # Pydantic adds a "[function-after]" step to loc for validators; it means nothing to an operator.
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
-    echoed = loc != ("store", "url")  # a URL may hold a password: never repeated
+    echoed = loc != ("store", "url") and loc[-1:] != ("destination",)  # a URL may hold a password: never repeated
     if echoed and error["type"] not in _MESSAGES and "input" in error and not isinstance(error["input"], dict | list):
         message += f" (got {error['input']!r})"
     return f"{_key_path(loc)}: {message}"
 
 
-def build(data: dict[str, Any], source: str, root: str | Path | None = None) -> Config:
-    """Validate a configuration mapping; `root` (from --root) overrides the file's root. Touches no disk."""
+def build(data: dict[str, Any], source: str, root: str | Path | None = None, base: Path | None = None) -> Config:
+    """Validate a configuration mapping; `root` (from --root) overrides the file's root; the files a rule names
+    are relative to `base` (the configuration file's folder; the working folder). Touches no disk."""
     if root is not None:
         data = {**data, "root": str(root)}
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(source, [_describe(err) for err in e.errors()]) from None
-    config = config.model_copy(update={"root": Path(os.path.abspath(config.root))})
+    base = Path(os.path.abspath(base or "."))
+    routes = tuple(endpoints.resolved(rule, base) for rule in config.routes)
+    config = config.model_copy(update={"root": Path(os.path.abspath(config.root)), "routes": routes})
     check_folders(config, source, on_disk=False)
     return config
 
@@ -233,6 +237,7 @@ def check_folders(config: Config, source: str, on_disk: bool = True) -> None:
     destinations = [
         (f"routes[{i}].destination", config.folder(rule.destination), config.fixed_part(rule))
         for i, rule in enumerate(config.routes)
+        if rule.endpoint is None
     ]
     if problems := layout.problems(config.own_folders, destinations, on_disk):
         raise ConfigError(source, problems)
@@ -241,7 +246,7 @@ def check_folders(config: Config, source: str, on_disk: bool = True) -> None:
 def load(path: str | Path | None = None, root: str | Path | None = None) -> Config:
     """Load the configuration file (or the built-in one when `path` is None) and check its folders on disk."""
     source = "built-in configuration" if path is None else str(path)
-    config = build({} if path is None else _read(path), source, root)
+    config = build({} if path is None else _read(path), source, root, None if path is None else Path(path).parent)
     check_folders(config, source)
     return config
 

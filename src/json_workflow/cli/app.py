@@ -21,6 +21,7 @@ import click
 from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import CONFIG_ENV, ROOT_ENV, Config
+from json_workflow.delivery import endpoints
 from json_workflow.errors import ConfigError, WorkflowError
 
 config_option = click.option(
@@ -68,8 +69,10 @@ def load_config(
     sends_mail: bool = False,
     serves_http: bool = False,
     listen: str | None = None,
+    delivers: bool = False,
 ) -> Config:
-    """The validated configuration, or exit 2 saying what is wrong (the SMTP password and HTTP token too, if used).
+    """The validated configuration, or exit 2 saying what is wrong (the SMTP password and HTTP token too, if used;
+    the URL destinations' secrets and files where it `delivers`).
 
     `listen` (HOST:PORT, checked) replaces [http] listen, before the token's check that depends on it.
     """
@@ -81,6 +84,7 @@ def load_config(
                 raise BadConfiguration("; ".join(problems))  # the command line's fault, not the file's
         problems = config.email.secret_problems() if sends_mail else []
         problems += config.http.secret_problems() if serves_http else []
+        problems += endpoints.problems(config.routes) if delivers else []
         if problems:
             raise ConfigError(config_path or "built-in configuration", problems)
         return config

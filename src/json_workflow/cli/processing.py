@@ -29,6 +29,7 @@ from json_workflow.errors import Rejected, StillWriting
 from json_workflow.intake.scan import scan
 from json_workflow.names import printable, shown
 from json_workflow.plural import count
+from json_workflow.routing.rules import Rule
 
 # A backlog at least this large gets a progress bar when stderr is a terminal.
 PROGRESS_MIN_FILES = 500
@@ -49,7 +50,7 @@ def run(once: bool, quiet: bool, log_level: str | None, config_path: str | None,
     from json_workflow.run import check_hot_folder, run_once
 
     level = console_level(quiet, log_level)
-    config = load_config(config_path, root, sends_mail=not once, serves_http=not once)
+    config = load_config(config_path, root, sends_mail=not once, serves_http=not once, delivers=True)
     terminal = sys.stderr.isatty() and log_level is None
     if not once:
         from json_workflow.service import Service
@@ -119,7 +120,8 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
             click.echo(f"  -> {shown(str(found.failed_folder))}/  (failed folder, with a reason file)")
         for dest in found.destinations:
             why = "archive" if dest.is_archive else "rule " + ", rule ".join(f'"{r}"' for r in dest.reasons)
-            _say(f"  -> {shown(str(dest.folder / path.name))}  ({why})")
+            where = dest.shown if dest.remote and dest.remote[1].is_http else f"{dest.shown}/{path.name}"
+            _say(f"  -> {shown(where)}  ({why})")
         for note in found.skipped:
             _say(f"  no copy: {note}")
         if found.rules:
@@ -134,7 +136,7 @@ def explain(config_path: str | None, root: str | None, files: tuple[str, ...]) -
 @root_option
 def check_config(config_path: str | None, root: str | None) -> None:
     """Validate the configuration as `run` and `dashboard` do and print the effective folders and routing table."""
-    config = load_config(config_path, root, sends_mail=True, serves_http=True)  # every check they apply
+    config = load_config(config_path, root, sends_mail=True, serves_http=True, delivers=True)  # every check run applies
     _say(f"configuration: {config_path or 'built-in'} (valid)")
     for folder in ("root", "hot"):
         if not getattr(config, folder).is_dir():
@@ -174,7 +176,20 @@ def check_config(config_path: str | None, root: str | None) -> None:
     for rule in config.routes:
         skip = "  (a missing field: no copy)" if rule.on_missing == "skip" and rule.placeholders else ""
         _say(f"  {rule.name}: {rule.describe()}")
-        _say(f"      -> {config.folder(rule.destination)}{skip}")
+        _say(f"      -> {_destination(config, rule)}{skip}")
+
+
+def _destination(config: Config, rule: Rule) -> str:
+    """A rule's destination as check-config shows it: the folder, or the URL (no query values) and its options."""
+    endpoint = rule.endpoint
+    if endpoint is None:
+        return str(config.folder(rule.destination))
+    if endpoint.is_http:
+        token = f"token from {rule.token_env}" if rule.token_env else "no token"
+        how = f"{rule.method}, {token}" + (f", CAs from {rule.ca_file}" if rule.ca_file else "")
+    else:
+        how = (f"key {rule.key_file}" if rule.key_file else "password") + f", host keys from {rule.known_hosts}"
+    return f"{endpoint.shown()}  ({how}; timeout {rule.timeout:g}s, {count(rule.concurrency, 'copy')} at once)"
 
 
 @main.command()

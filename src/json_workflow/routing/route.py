@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from json_workflow import layout
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job
 from json_workflow.routing.conditions import ABSENT, lookup, shown_value
+from json_workflow.routing.remote import Endpoint
 from json_workflow.routing.rules import Rule
 from json_workflow.routing.template import Template
 
@@ -21,11 +23,13 @@ REMEMBERED_PLANS = 4096
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """One folder a job is copied to, with the names of the rules (or "archive") that send it there."""
+    """One folder a job is copied to, with the names of the rules (or "archive") that send it there; or a URL
+    (`remote`: the rule, whose options say how to send it, and its endpoint), then `path` is the URL."""
 
     folder: Path
     reasons: tuple[str, ...]
     path: str = ""  # the folder as text, made once: every copy's names are built from it
+    remote: tuple[Rule, Endpoint] | None = None
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -34,6 +38,11 @@ class Destination:
     @property
     def is_archive(self) -> bool:
         return self.reasons == ("archive",)
+
+    @property
+    def shown(self) -> str:
+        """The folder, or the URL as logs show it (no query values)."""
+        return self.path if self.remote is None else self.remote[1].shown(urllib.parse.urlsplit(self.path).path)
 
 
 def matches(rule: Rule, details: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> bool:
@@ -67,11 +76,15 @@ class Router:
         self.rules = tuple(rules)
         self.root = root
         self.archive = archive
-        self.table: list[tuple[Rule, Path | Template]] = []
+        self.table: list[tuple[Rule, Path | Template | Endpoint]] = []
         fields: set[str] = set()
         for rule in self.rules:
-            named = rule.placeholders
-            target = Template(rule.name, rule.destination, tuple(named)) if named else root / rule.destination
+            named, remote = rule.placeholders, rule.endpoint
+            target: Path | Template | Endpoint = root / rule.destination
+            if remote is not None:
+                target = remote
+            elif named:
+                target = Template(rule.name, rule.destination, tuple(named))
             self.table.append((rule, target))
             fields.update(rule.when, named)
         self.fields = sorted(fields)
@@ -102,17 +115,22 @@ class Router:
 
     def _decide(self, job: Job) -> tuple[Destination, ...]:
         reasons: dict[Path, list[str]] = {self.archive / job.client: ["archive"]}
+        remote: list[Destination] = []  # each rule its own: a copy's Idempotency-Key is per rule
         details, document = job.details, job.document
         for rule, target in self.table:  # only when a plan is new: the plans are remembered
-            if matches(rule, details, document):
-                if isinstance(target, Path):
-                    folder = target
-                elif rule.on_missing == "skip" and target.missing(details, document) is not None:
+            if not matches(rule, details, document):
+                continue
+            if isinstance(target, Endpoint):
+                template = Template(rule.name, target.path, tuple(rule.placeholders), target.scheme)
+                if rule.on_missing == "skip" and template.missing(details, document) is not None:
                     continue
-                else:
-                    folder = self._filled(target, details, document)
-                reasons.setdefault(folder, []).append(rule.name)
-        return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items())
+                url = target.url(template.render(details, document))
+                remote.append(Destination(Path(), (rule.name,), url, (rule, target)))
+            elif isinstance(target, Path):
+                reasons.setdefault(target, []).append(rule.name)
+            elif rule.on_missing != "skip" or target.missing(details, document) is None:
+                reasons.setdefault(self._filled(target, details, document), []).append(rule.name)
+        return tuple(Destination(folder, tuple(names)) for folder, names in reasons.items()) + tuple(remote)
 
     def skipped(self, job: Job) -> tuple[str, ...]:
         """Why a matching rule with on_missing = "skip" sends this job no copy, for the log and `explain`."""
@@ -122,8 +140,8 @@ class Router:
         return tuple(
             f'rule "{rule.name}" skipped: {{{field}}} is missing (on_missing = "skip")'
             for rule, target in self.table
-            if isinstance(target, Template) and rule.on_missing == "skip" and matches(rule, details, document)
-            if (field := target.missing(details, document)) is not None
+            if not isinstance(target, Path) and rule.on_missing == "skip" and matches(rule, details, document)
+            if (field := _template(rule, target).missing(details, document)) is not None
         )
 
     def _filled(self, template: Template, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> Path:
@@ -141,6 +159,10 @@ class Router:
                 "route",
             )
         return folder
+
+
+def _template(rule: Rule, target: Template | Endpoint) -> Template:
+    return Template(rule.name, target.path, tuple(rule.placeholders)) if isinstance(target, Endpoint) else target
 
 
 def _key(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from json_workflow.errors import Rejected
 from json_workflow.parse import is_safe_folder_name
 from json_workflow.routing.conditions import ABSENT, as_text, lookup, shown_value
+from json_workflow.routing.remote import encoded
 
 # The fields every job file may carry, as TWIST names them; a rule may also use any field its `when` names.
 KNOWN = ("ClientCode", "JobCategory", "StudioCode", "Title", "JobNumber")
@@ -49,6 +50,7 @@ class Template:
     rule: str
     text: str
     fields: tuple[str, ...]
+    scheme: str = ""  # a URL's path (routing/remote.py): its values percent-encoded for http(s)
 
     def missing(self, details: Mapping[str, Any], document: Mapping[str, Any] | None) -> str | None:
         """The first field this destination names that the job lacks (absent or null); None when it has all."""
@@ -70,5 +72,5 @@ class Template:
                     f"destination {self.text!r}",
                     "route",
                 )
-            values[name] = text
+            values[name] = encoded(text, self.scheme) if self.scheme else text
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
