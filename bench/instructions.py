@@ -49,10 +49,11 @@ def venv_for(tree: Path, venv: Path) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([python, "-m", "pip", "install", *quiet, str(tree)], check=True)
-    else:  # its dependencies are there: only the package itself again
+    else:  # the package itself again, and only the dependencies it added since
         subprocess.run(
             [python, "-m", "pip", "install", *quiet, "--no-deps", "--force-reinstall", str(tree)], check=True
         )
+        subprocess.run([python, "-m", "pip", "install", *quiet, str(tree)], check=True)
     return python
 
 

@@ -28,6 +28,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: tuple[str, int]  # the client's address: one per connection
+    at: float = 0.0  # when it came (time.time())
 
 
 @dataclass
@@ -81,7 +82,12 @@ def _handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             body = self.rfile.read(length)
-            request = Request(self.command, self.path, dict(self.headers.items()), body, self.client_address)
+            if len(body) < length:  # the client went away mid-body: no request, as any server sees it
+                self.close_connection = True
+                return
+            request = Request(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address, time.time()
+            )
             with endpoint.lock:
                 endpoint.requests.append(request)
             time.sleep(fault.delay)

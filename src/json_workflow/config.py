@@ -17,7 +17,6 @@ from pydantic import (
 )
 
 from json_workflow import layout
-from json_workflow.delivery import endpoints
 from json_workflow.errors import ConfigError
 from json_workflow.routing.route import Router
 from json_workflow.routing.rules import SEED_ROUTES, Rule
@@ -225,10 +224,19 @@ def build(data: dict[str, Any], source: str, root: str | Path | None = None, bas
     except ValidationError as e:
         raise ConfigError(source, [_describe(err) for err in e.errors()]) from None
     base = Path(os.path.abspath(base or "."))
-    routes = tuple(endpoints.resolved(rule, base) for rule in config.routes)
+    routes = tuple(_files_under(rule, base) for rule in config.routes)
     config = config.model_copy(update={"root": Path(os.path.abspath(config.root)), "routes": routes})
     check_folders(config, source, on_disk=False)
     return config
+
+
+def _files_under(rule: Rule, base: Path) -> Rule:
+    """A URL rule with its key_file, known_hosts and ca_file absolute: `~` expanded, a relative one under
+    `base` (the configuration file's folder)."""
+    if rule.endpoint is None:
+        return rule
+    files = {option: getattr(rule, option) for option in ("key_file", "known_hosts", "ca_file")}
+    return rule.model_copy(update={o: str(base / os.path.expanduser(v)) for o, v in files.items() if v is not None})
 
 
 def check_folders(config: Config, source: str, on_disk: bool = True) -> None:

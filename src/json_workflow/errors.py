@@ -58,6 +58,19 @@ class DestinationError(WorkflowError):
         return (DestinationError, (self.folder, self.error))
 
 
+class EndpointError(DestinationError):
+    """Raised when a URL destination cannot take a copy now (no answer, 408, 429, 5xx); the file waits, at
+    least `after` seconds when the endpoint said so (Retry-After)."""
+
+    def __init__(self, url: str, reason: str, after: float | None = None):
+        self.folder, self.error, self.after = url, None, after  # type: ignore[assignment]
+        WorkflowError.__init__(self, _text(f"cannot send to {url}: {reason}"))
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, float | None]]:  # type: ignore[override]
+        return (EndpointError, (self.folder, self.reason, self.after))
+
+
 class StillWriting(WorkflowError):
     """Raised when a job file is still being written; it waits in the hot folder until it is complete."""
 

@@ -136,7 +136,9 @@ class _Batch:
         name = os.path.basename(change.path)
         final = os.path.join(destination.path, name)
         copy = Replayed(change.path, change.digest, final, "", " + ".join(destination.reasons))
-        if final in finals:
+        if destination.remote is not None:
+            self._left(copy._replace(final=destination.shown), "replay --apply does not send to URLs yet")
+        elif final in finals:
             self._left(copy, "another archived file of that name goes there in this run")
         elif os.path.lexists(final):
             if durable.holds(final, data):

@@ -59,8 +59,8 @@ class Totals:
 
 def difference(old: Sequence[Destination], new: Sequence[Destination]) -> tuple[tuple[Destination, ...], ...]:
     """(added, removed): the routed folders only one plan has, each with the rules that send it there."""
-    before = {d.folder: d for d in old if not d.is_archive}
-    after = {d.folder: d for d in new if not d.is_archive}
+    before = {d.path: d for d in old if not d.is_archive}  # a folder, or a URL
+    after = {d.path: d for d in new if not d.is_archive}
     added = tuple(d for folder, d in after.items() if folder not in before)
     removed = tuple(d for folder, d in before.items() if folder not in after)
     return added, removed

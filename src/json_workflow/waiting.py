@@ -13,7 +13,7 @@ from collections import Counter
 
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery
-from json_workflow.errors import DestinationError, StillWriting
+from json_workflow.errors import DestinationError, EndpointError, StillWriting
 from json_workflow.intake.stability import StabilityTracker
 from json_workflow.logs import log
 from json_workflow.monitor.live import Monitor
@@ -43,6 +43,8 @@ class Waiting:
             elif waiting_on is not None:
                 self.attempts[origin] += 1
                 delay = min(self.config.retry_max_seconds, 2.0 ** self.attempts[origin])
+                if isinstance(waiting_on, EndpointError) and waiting_on.after:  # never sooner than it asked
+                    delay = max(delay, waiting_on.after)
                 self.tracker.hold(origin, d.source, delay)
                 if isinstance(waiting_on, DestinationError):
                     self.monitor.held(waiting_on, delay)

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from http_endpoint import Fault, http_endpoint
-from json_workflow.delivery.http import HttpEndpoint, decide, idempotency_key, seconds_after
+from json_workflow.delivery.http import HttpEndpoint, decide, seconds_after
+from json_workflow.delivery.stages import copy_key as idempotency_key
 from json_workflow.routing.rules import Rule
 
 

@@ -115,7 +115,7 @@ def test_secrets_and_files_are_checked_where_they_are_used(tmp_path, monkeypatch
     keys = tmp_path / "keys"
     keys.mkdir()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keys / "id"], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass", "-f", keys / "locked"], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-a", "1", "-N", "pass", "-f", keys / "locked"], check=True)
     (keys / "known_hosts").write_text(f"[127.0.0.1]:2222 {(keys / 'id.pub').read_text()}")
     (keys / "ca.pem").write_text("not a certificate")
     trustme.CA().cert_pem.write_to_path(str(keys / "good-ca.pem"))

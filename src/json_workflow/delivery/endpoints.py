@@ -4,20 +4,9 @@ the environment, the key, host-key and CA files on the disk. Nothing connects (`
 from __future__ import annotations
 
 import os
-import ssl
-from pathlib import Path
 
 from json_workflow.routing.remote import SFTP_PORT
 from json_workflow.routing.rules import Rule
-
-
-def resolved(rule: Rule, base: Path) -> Rule:
-    """A URL rule with its key_file, known_hosts and ca_file absolute: `~` expanded, a relative one under
-    `base` (the configuration file's folder)."""
-    if rule.endpoint is None:
-        return rule
-    files = {option: getattr(rule, option) for option in ("key_file", "known_hosts", "ca_file")}
-    return rule.model_copy(update={o: str(base / os.path.expanduser(v)) for o, v in files.items() if v is not None})
 
 
 def problems(routes: tuple[Rule, ...]) -> list[str]:
@@ -47,6 +36,8 @@ def problems(routes: tuple[Rule, ...]) -> list[str]:
 
 
 def _ca_trouble(path: str) -> str | None:
+    import ssl
+
     try:
         ssl.create_default_context(cafile=path)
     except FileNotFoundError:

@@ -12,7 +12,7 @@ from pathlib import Path
 from json_workflow import durable
 from json_workflow.config import Config
 from json_workflow.delivery.failed import fit_name
-from json_workflow.errors import DestinationError
+from json_workflow.errors import DestinationError, EndpointError
 from json_workflow.parse import Job
 
 
@@ -22,7 +22,8 @@ class Folders:
     def __init__(self, config: Config):
         self.config = config
         self._made: set[Path] = set()
-        self._broken: dict[Path, DestinationError] = {}
+        self._broken: dict[Path | str, DestinationError] = {}  # a folder, or a URL destination's URL
+        self._not_before: dict[str, float] = {}  # a URL -> when it may be tried again (its Retry-After)
         self._reserved: set[str] = set()
         self._devices: dict[Path, int] = {}
         self._spellings: dict[str, str] = {}  # a client name, as it came and case-folded -> its folder's spelling
@@ -52,7 +53,7 @@ class Folders:
             device = self._devices[folder] = os.stat(folder).st_dev
         return device
 
-    def trouble(self, folder: Path) -> DestinationError | None:
+    def trouble(self, folder: Path | str) -> DestinationError | None:
         return self._broken.get(folder)
 
     def ensure(self, folder: Path) -> None:
@@ -80,10 +81,21 @@ class Folders:
             trouble = self._broken[folder] = DestinationError(str(folder), error)
             return trouble, True
 
-    def forget_trouble(self) -> None:
-        """Try every folder again (the next scan or run)."""
+    def mark_unreachable(self, url: str, trouble: EndpointError, now: float) -> bool:
+        """Record trouble with a URL destination; True the first time, so it is logged once."""
         with self._lock:
-            self._broken.clear()
+            first = url not in self._broken
+            self._broken[url] = trouble
+            if trouble.after:
+                self._not_before[url] = now + trouble.after
+            return first
+
+    def forget_trouble(self) -> None:
+        """Try every folder again (the next scan or run), and every URL whose Retry-After has passed."""
+        with self._lock:
+            now = time.time()
+            self._not_before = {url: t for url, t in self._not_before.items() if t > now}
+            self._broken = {url: e for url, e in self._broken.items() if url in self._not_before}
             self._made.clear()
             self._devices.clear()
 

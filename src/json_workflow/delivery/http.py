@@ -4,7 +4,6 @@ what its answer means (draft-ietf-httpapi-idempotency-key-header; the same key o
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -58,13 +57,6 @@ def seconds_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now) if when.tzinfo is not None else None
-
-
-def idempotency_key(rule: str, client: str, name: str, digest: str, written_ns: int) -> str:
-    """One version of one file to one rule: the same after any crash and on every retry; another for the
-    same bytes written again (a new modification time), or for another rule."""
-    text = "\0".join((rule, client, name, digest, str(written_ns)))
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class HttpEndpoint:

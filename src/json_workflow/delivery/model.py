@@ -22,6 +22,7 @@ class Kind(StrEnum):
     MOVE = "move"  # the claimed original itself, renamed into the archive
     FAILED = "failed"  # the file set aside in the failed folder
     REASON = "reason"  # the reason file beside it
+    SEND = "send"  # the file's bytes sent to a URL: `temp` is its idempotency key, `final` the URL as shown
 
 
 class Outcome(StrEnum):
@@ -55,7 +56,7 @@ class Copy:
     @property
     def ours(self) -> bool:
         """True when the temporary was written for this copy (and is removed when the copy is dropped)."""
-        return self.kind != Kind.MOVE
+        return self.kind != Kind.MOVE and self.kind != Kind.SEND
 
 
 @dataclass

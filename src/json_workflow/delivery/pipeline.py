@@ -22,6 +22,7 @@ from json_workflow.delivery.flush import Barrier, FlushConveyor
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.prepare import Parts, prepare_delivery, unforeseen
+from json_workflow.delivery.remote import Senders
 from json_workflow.delivery.workers import Workers
 from json_workflow.errors import DestinationError, Rejected, StoreError, WorkflowError, detached
 from json_workflow.intake import Source
@@ -79,17 +80,17 @@ class Pipeline:
         self._configure(config, poisoned={})
 
     def _configure(self, config: Config, poisoned: dict[str, Rejected]) -> None:
-        if remote := [rule.name for rule in config.routes if rule.endpoint is not None]:  # branch issue-23: not yet
-            raise NotImplementedError(f"delivery to a URL is not built yet (rules {remote})")
         self.config = config
         self.folders = Folders(config)
         self.barrier = Barrier(config.flush)
         self.parts = Parts(config, self.claims, config.router(), self.folders, self.barrier, poisoned)
         self.conveyor: FlushConveyor[_Batch] = FlushConveyor(self.barrier, self._publish)
+        self.senders = Senders(config.routes, self.store, self.folders, self.clock)
 
     def close(self) -> None:
         self.workers.close()
         self.conveyor.close()
+        self.senders.close()
 
     def process(
         self,
@@ -185,6 +186,9 @@ class Pipeline:
             self.store_failed = None
             for d, row in zip(deliveries, rows, strict=True):
                 d.row = row
+            for trouble in self.senders.send(planned, now):  # before anything is written
+                self._report_unavailable(trouble)
+            planned = [d for d in planned if d.copies]
         for trouble in self.workers.map("write", lambda d: self._write(d, now), planned):
             if trouble:
                 self._report_unavailable(trouble)

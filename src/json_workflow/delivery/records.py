@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from json_workflow.delivery.model import Delivery, Outcome
+from json_workflow.delivery.model import Delivery, Kind, Outcome
 from json_workflow.intake import Source
 from json_workflow.names import shown
+from json_workflow.routing.remote import shown_url
 from json_workflow.store.rows import FinishedFile, PlannedCopy, Received
 
 # The outcomes a file's row is closed with; a file left claimed or vanished keeps its row open.
 RECORDED = (Outcome.ARCHIVED, Outcome.FAILED, Outcome.PENDING, Outcome.SUPERSEDED)
 # Enum member lookups cost five times a global's on Python 3.11.
 _PENDING, _FAILED, _RECOVERY, _SUPERSEDED = Outcome.PENDING, Outcome.FAILED, Source.RECOVERY, Outcome.SUPERSEDED
+_SEND = Kind.SEND
 SUPERSEDED_REASON = "written again with the same bytes while it was taken; the newer version is processed"
 
 # Rows carry the enums' values as plain str (str() of a StrEnum): sqlite3 binds an exact str directly,
@@ -22,7 +24,11 @@ SUPERSEDED_REASON = "written again with the same bytes while it was taken; the n
 
 def planned(deliveries: Iterable[Delivery]) -> list[PlannedCopy]:
     """Every copy of the files, to record before any temporary is written."""
-    return [(d.candidate.path, c.temp, c.final, str(c.kind)) for d in deliveries for c in d.copies]
+    return [
+        (d.candidate.path, c.temp, shown_url(c.final) if c.kind == _SEND else c.final, str(c.kind))
+        for d in deliveries
+        for c in d.copies
+    ]
 
 
 def received(deliveries: Iterable[Delivery], now: float) -> list[Received]:
@@ -59,9 +65,7 @@ def finished(deliveries: Iterable[Delivery]) -> list[FinishedFile]:
         elif d.rejection is not None:
             stage, reason = d.rejection.stage, d.rejection.reason
         else:
-            routed = [
-                (rule, str(dest.folder)) for dest in d.destinations if not dest.is_archive for rule in dest.reasons
-            ]
+            routed = [(rule, dest.shown) for dest in d.destinations if not dest.is_archive for rule in dest.reasons]
         rows.append(
             FinishedFile(
                 d.row,

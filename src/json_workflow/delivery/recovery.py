@@ -112,13 +112,16 @@ def _finish_staged(
     journal.finish_recovered(candidate.path, Outcome.FAILED if failed else Outcome.ARCHIVED, now, failed_as, facts)
     recovered.failed += failed
     recovered.archived += not failed
-    recovered.routed += any(c.kind == Kind.COPY for c in copies) and not failed
+    recovered.routed += any(c.kind in _ROUTED for c in copies) and not failed
     log.info(
         "[RECOVERY] Finished %s after a crash: %d of %s published now, the rest were already",
         candidate.display,
         waiting,
         count(len(copies), "copy"),
     )
+
+
+_ROUTED = (Kind.COPY, Kind.SEND)  # a copy to a folder (its final name), or to a URL (its URL as shown)
 
 
 def _facts(router: Router, candidate: Candidate, copies: list[Copy], failed_as: str | None) -> FinishedFile | None:
@@ -132,10 +135,10 @@ def _facts(router: Router, candidate: Candidate, copies: list[Copy], failed_as: 
         try:
             with open(path, "rb") as f:
                 job = parse_job(f.read(), candidate.folder)
-            plan = {d.path: d.reasons for d in router.plan(job) if not d.is_archive}
+            plan = {d.shown: d.reasons for d in router.plan(job) if not d.is_archive}
         except (OSError, Rejected):
             continue
-        folders = [os.path.dirname(c.final) for c in copies if c.kind == Kind.COPY]
+        folders = [os.path.dirname(c.final) if c.kind == Kind.COPY else c.final for c in copies if c.kind in _ROUTED]
         routed = [(rule, folder) for folder in folders for rule in plan.get(folder, ("?",))]
         return FinishedFile(
             0, "archived", 0.0, job.client, job.category, job.studio, job.title, routed=routed, job=job.number

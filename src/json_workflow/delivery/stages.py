@@ -12,6 +12,7 @@ spares a file creation, a write and a removal per job (a third of the kernel's w
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from json_workflow.delivery.flush import Barrier
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Copy, Delivery, Kind
 from json_workflow.errors import DestinationError, Rejected
+from json_workflow.routing.route import Destination
 
 # Kinds compared for every copy, as module names: on Python 3.11 an Enum member's lookup goes through
 # EnumType.__getattr__ and costs five times a global's.
-_COPY, _MOVE, _FAILED, _REASON = Kind.COPY, Kind.MOVE, Kind.FAILED, Kind.REASON
+_COPY, _MOVE, _FAILED, _REASON, _SEND = Kind.COPY, Kind.MOVE, Kind.FAILED, Kind.REASON, Kind.SEND
 
 
 def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | None:
@@ -35,7 +37,11 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
         folder = folders.config.failed_folder(d.candidate.folder)
         targets = [folder]
     else:
-        targets = [dest.folder for dest in d.destinations]
+        targets = [dest.folder for dest in d.destinations if dest.remote is None]
+        if urls := [dest.path for dest in d.destinations if dest.remote is not None]:
+            if trouble := next(filter(None, map(folders.trouble, urls)), None):  # tried again once it is due
+                d.waiting_on = trouble
+                return None
     for target in targets:
         if trouble := folders.trouble(target):
             d.waiting_on = trouble
@@ -55,6 +61,9 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
     else:
         d.copies, move = [], None
         for dest in d.destinations:
+            if dest.remote is not None:
+                d.copies.append(_sent(d, dest))
+                continue
             final = f"{dest.path}/{name}"  # a configured folder and a file's name: os.path.join's checks are moot
             if dest.is_archive and _movable(d.info, folders.device(dest.folder), folders.config.permissions.file_mode):
                 move = Copy(d.candidate.path, final, _MOVE)
@@ -63,6 +72,22 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
         if move is not None:
             d.copies.append(move)  # last: the original leaves the claim area once every other copy is in place
     return None
+
+
+def _sent(d: Delivery, dest: Destination) -> Copy:
+    """The copy of `d` to a URL destination: its key, and its URL as shown (no query values: no secret)."""
+    assert dest.remote is not None and d.data is not None and d.job is not None
+    rule = dest.remote[0]
+    written = d.info.st_mtime_ns if d.info is not None else 0
+    return Copy(copy_key(rule.name, d.job.client, d.candidate.name, hashlib.sha256(d.data).hexdigest(), written),
+                dest.path, _SEND)  # fmt: skip
+
+
+def copy_key(rule: str, client: str, name: str, digest: str, written_ns: int) -> str:
+    """One version of one file to one rule: the same after any crash and on every retry; another for the
+    same bytes written again (a new modification time), or for another rule."""
+    text = "\0".join((rule, client, name, digest, str(written_ns)))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _movable(info: os.stat_result | None, archive_device: int, mode: int) -> bool:
@@ -80,6 +105,8 @@ def write(d: Delivery, folders: Folders, barrier: Barrier, now: float) -> Destin
     """Write the file's temporaries; on trouble remove them all and return it if it is new."""
     mode = folders.config.permissions.file_mode
     for c in d.copies:
+        if c.kind == _SEND:  # sent before anything is written (delivery.remote)
+            continue
         folder = durable.parent(c.temp)
         try:
             flushable = _WRITERS[c.kind](d, c, mode, now)
@@ -140,7 +167,7 @@ def publish(copies: list[Copy], barrier: Barrier, resume: bool = False) -> tuple
     """
     failed_as, moved = None, False
     for c in copies:
-        if resume and not os.path.lexists(c.temp):
+        if c.kind == _SEND or (resume and not os.path.lexists(c.temp)):  # sent before any copy was written
             continue
         if c.kind == _FAILED:
             failed_as = place_unused(c.temp, c.final)

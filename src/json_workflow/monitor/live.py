@@ -230,7 +230,7 @@ class Monitor:
         config = self.config
         places: dict[str, Destination] = {str(config.archive): Destination(str(config.archive), [ARCHIVE])}
         for rule in config.routes:
-            folder = str(config.folder(rule.destination))
+            folder = rule.endpoint.shown() if rule.endpoint else str(config.folder(rule.destination))
             places.setdefault(folder, Destination(folder, [])).rules.append(rule.name)
         places.setdefault(str(config.failed), Destination(str(config.failed), [FAILED]))
         for folder, trouble in self._troubles.items():

@@ -51,11 +51,16 @@ class Endpoint:
 
     def shown(self, path: str | None = None) -> str:
         """The URL as logs, `explain` and `check-config` show it: a query's values (a signature, a key) left out."""
-        text = self.url(path)
-        if self.query:
-            names = [name for name, _ in urllib.parse.parse_qsl(self.query, keep_blank_values=True)]
-            text = text.split("?", 1)[0] + "?" + "&".join(f"{name}=..." for name in names)
-        return text
+        return shown_url(self.url(path))
+
+
+def shown_url(url: str) -> str:
+    """A URL without its query's values, which may be secret (a signature, a key): `?sig=...&v=...`."""
+    base, question, query = url.partition("?")
+    if not question:
+        return url
+    names = [name for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)]
+    return base + "?" + "&".join(f"{name}=..." for name in names)
 
 
 def endpoint(text: str) -> Endpoint:

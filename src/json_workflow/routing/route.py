@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from json_workflow import layout
 from json_workflow.errors import Rejected
 from json_workflow.parse import Job
 from json_workflow.routing.conditions import ABSENT, lookup, shown_value
-from json_workflow.routing.remote import Endpoint
+from json_workflow.routing.remote import Endpoint, shown_url
 from json_workflow.routing.rules import Rule
 from json_workflow.routing.template import Template
 
@@ -42,7 +41,7 @@ class Destination:
     @property
     def shown(self) -> str:
         """The folder, or the URL as logs show it (no query values)."""
-        return self.path if self.remote is None else self.remote[1].shown(urllib.parse.urlsplit(self.path).path)
+        return self.path if self.remote is None else shown_url(self.path)
 
 
 def matches(rule: Rule, details: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> bool:

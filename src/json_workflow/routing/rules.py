@@ -88,7 +88,7 @@ class Rule(BaseModel):
     known_hosts: str = Field(default="~/.ssh/known_hosts", min_length=1)
     # Either kind: seconds a connection or an answer may take, and copies sent at once.
     timeout: float = Field(default=30.0, gt=0, le=3600)
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=64)
 
     @field_validator("name", "destination")
     @classmethod

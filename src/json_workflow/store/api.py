@@ -26,6 +26,7 @@ from json_workflow.store.rows import (
     Member,
     PlannedCopy,
     Received,
+    SentCopy,
     SentReport,
     SourceCount,
     TroubleCount,
@@ -48,6 +49,14 @@ class Store(Protocol):
 
     def mark_staged(self, claims: Iterable[str]) -> None:
         """Mark the claims' copies as flushed; durable before it returns (they may be published next)."""
+        ...
+
+    def acknowledged(self, keys: Sequence[str]) -> set[str]:
+        """The keys among `keys` of copies an endpoint acknowledged (store.schema's `sent`)."""
+        ...
+
+    def record_sent(self, sent: Sequence[SentCopy]) -> None:
+        """Copies endpoints acknowledged, durable before it returns: a file sent again skips them."""
         ...
 
     def forget(self, claims: Iterable[str]) -> None:

@@ -28,6 +28,7 @@ from json_workflow.store.rows import (
     Member,
     PlannedCopy,
     Received,
+    SentCopy,
     SentReport,
     SourceCount,
     TroubleCount,
@@ -75,7 +76,10 @@ class SqlStore(ReplayStore):
     def record_plan(self, copies: Iterable[PlannedCopy], received: Sequence[Received] = ()) -> list[int]:
         if self.maps_paths:
             kept = self._kept
-            copies = [(kept(claim), kept(temp), kept(final), kind) for claim, temp, final, kind in copies]
+            copies = [
+                (kept(claim), temp, final, kind) if kind == "send" else (kept(claim), kept(temp), kept(final), kind)
+                for claim, temp, final, kind in copies
+            ]
             received = [r._replace(claim=kept(r.claim)) for r in received]
         with self._transaction() as db:
             self._fenced(db)
@@ -86,6 +90,19 @@ class SqlStore(ReplayStore):
         with self._transaction(durable=True) as db:
             self._fenced(db)
             journal.mark_staged(db, [self._kept(c) for c in claims])
+
+    def acknowledged(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        with self._reading() as db:
+            marks = ", ".join("?" * len(keys))
+            return {row[0] for row in db.execute(f"SELECT key FROM sent WHERE key IN ({marks})", tuple(keys))}
+
+    def record_sent(self, sent: Sequence[SentCopy]) -> None:
+        # Not fenced: an acknowledgement is a fact, and a taker that sends the file again skips it. Not flushed
+        # either: a kill -9 keeps it; a power cut may lose it, and the copy goes again with the same key.
+        with self._transaction() as db:
+            db.insert_many("sent", SentCopy._fields, list(sent), " ON CONFLICT (key) DO NOTHING")
 
     def forget(self, claims: Iterable[str]) -> None:
         self._forget(claims)
@@ -136,7 +153,12 @@ class SqlStore(ReplayStore):
         with self._reading() as db:
             found = journal.entries(db, self._kept(claim))
         path = self._path
-        return [Entry(path(e.claim), path(e.temp), path(e.final), e.kind, e.state) for e in found]
+        return [
+            Entry(path(e.claim), e.temp, e.final, e.kind, e.state)
+            if e.kind == "send"  # its key and its URL: no paths
+            else Entry(path(e.claim), path(e.temp), path(e.final), e.kind, e.state)
+            for e in found
+        ]
 
     def claims(self) -> list[str]:
         with self._reading() as db:

@@ -295,7 +295,7 @@ class PgStore(SqlStore):
 
     def _path(self, kept: str) -> str:
         path = unshown(kept)
-        return path if path.startswith(os.sep) else self._root + path
+        return path if path.startswith(os.sep) or "://" in path else self._root + path  # a URL is no path
 
     def exclusive(self, what: str) -> bool:
         with self._reading() as db:  # a session lock: freed when this store's connection closes

@@ -29,6 +29,17 @@ class Entry(NamedTuple):
     state: str
 
 
+class SentCopy(NamedTuple):
+    """A copy an endpoint acknowledged, under its idempotency key."""
+
+    key: str
+    file: int | None  # its row in files, when known
+    rule: str
+    url: str  # as shown: no query values
+    status: int | None  # the HTTP status; None for SFTP
+    at: float
+
+
 class Received(NamedTuple):
     """A claimed file whose row opens (or reopens) when its batch is planned."""
 

@@ -173,10 +173,30 @@ _REPLAYED = [
     "ALTER TABLE instances ADD COLUMN report TEXT",  # its report settings (JSON): who can mail the fleet's report
 ]
 
+
+# Copies sent to a URL (an http(s) endpoint, an SFTP server), each under its idempotency key (one version of
+# one file to one rule) once the endpoint acknowledged it: a file sent again, after a crash or while it
+# waited for another destination, skips what was acknowledged. Pruned with the statistics.
+def _sent(time: str) -> list[str]:
+    return [
+        f"""CREATE TABLE sent (
+            key TEXT PRIMARY KEY,
+            file BIGINT,              -- its row in files, when known
+            rule TEXT NOT NULL,
+            url TEXT NOT NULL,        -- as shown: no query values
+            status INTEGER,           -- the HTTP status; NULL for SFTP
+            at {time} NOT NULL        -- when it was acknowledged
+        )""",
+        "CREATE INDEX sent_file ON sent (file)",
+        "CREATE INDEX sent_at ON sent (at)",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the journal and the statistics", tuple(_BASELINE), tuple(_PG_BASELINE)),
     Migration(2, "the file history, retry by row and the live state", tuple(_HISTORY), tuple(_PG_HISTORY)),
     Migration(3, "several instances: leases, one sender", tuple(_fleet("REAL")), tuple(_fleet("DOUBLE PRECISION"))),
     Migration(4, "replay --apply's journal; report settings by instance", tuple(_REPLAYED), tuple(_REPLAYED)),
+    Migration(5, "copies sent to URLs", tuple(_sent("REAL")), tuple(_sent("DOUBLE PRECISION"))),
 )
 VERSION = MIGRATIONS[-1].version

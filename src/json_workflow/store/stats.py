@@ -144,7 +144,7 @@ def prune(db: Db, days: int, now: float) -> int:
     done = "SELECT id FROM files WHERE received < ? AND outcome IN ('archived', 'failed', 'superseded')"
     db.execute(f"DELETE FROM routed WHERE file IN ({done})", (cutoff,))
     gone = db.execute(f"DELETE FROM files WHERE id IN ({done})", (cutoff,)).rowcount
-    for table in ("batches", "scans", "troubles"):
+    for table in ("batches", "scans", "troubles", "sent"):
         db.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,))
     db.execute("DELETE FROM runs WHERE stopped < ?", (cutoff,))
     return gone
