@@ -52,6 +52,7 @@ class Waiting:
             else:
                 self.attempts.pop(origin, None)
                 self.held_for.pop(origin, None)
+        self.monitor.holding(Counter(self.held_for.values()))
 
     def _working_again(self, folder: str, since: float | None) -> None:
         """Take at once every file held for `folder`, which works again; say so once."""

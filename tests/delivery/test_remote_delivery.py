@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
-from conftest import Service, drop, drop_atomically, make_config, query, run, wait_for, write_config
+from conftest import Service, cli, drop, drop_atomically, make_config, query, run, wait_for, write_config
 from http_endpoint import Fault, http_endpoint
 from json_workflow.samples import job
 
@@ -33,6 +35,11 @@ def hook(endpoint, name="Make", client="ACME", path="/in/{ClientCode}?sig=s3cret
 
 def local(name="Local", client="ACME") -> dict:
     return {"name": name, "when": {"ClientCode": client}, "destination": "OUT"}
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def nothing_in(folder) -> bool:
@@ -58,6 +65,10 @@ def test_each_copy_reaches_the_endpoint_once_before_the_local_copies(root, endpo
         [("Local", str(root / "OUT"))] * 3 + [("Make", url)] * 3
     )
     assert "Routed to: Local, Make" in caplog.text and "s3cret" not in caplog.text
+    history = cli("history", "j1.json", "--root", str(root)).stdout
+    assert re.search(
+        rf"    Make -> {re.escape(url)}  at .*\n    Make: {re.escape(url)} acknowledged it \(HTTP 200\) at ", history
+    )
 
 
 def test_an_endpoint_in_trouble_holds_its_files_and_the_same_key_goes_again(root, endpoint, caplog):
@@ -144,6 +155,9 @@ def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_n
         data = job("ACME", "PRODUCTION", 1)
         drop_atomically(root, "ACME", "j.json", data)
         wait_for(lambda: endpoint.requests, what="the first request")
+        metrics = service.url + "metrics"
+        trouble = ['json_workflow_destination_up{rule="Make"} 0.0', 'destination_waiting_files{rule="Make"} 1.0']
+        wait_for(lambda: all(line in scrape(metrics) for line in trouble), timeout=1.8, what="the trouble in /metrics")
         drop_atomically(root, "OTHER", "o.json", job("OTHER", "PRODUCTION", 1))  # routed to no URL: not held
         wait_for(lambda: (root / "JSON_STORE" / "OTHER" / "o.json").exists(), timeout=1.5, what="the other file")
         wait_for(lambda: (root / "JSON_STORE" / "ACME" / "j.json").exists(), timeout=20, what="the file, once sent")
@@ -151,5 +165,9 @@ def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_n
         assert again.at - first.at >= 2.0 and first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"]
         assert again.body == data and [r.body for r in endpoint.accepted()] == [data]
         wait_for(lambda: "is working again" in service.text(), what="the endpoint said to work again")
+        after = scrape(metrics)
+        assert 'json_workflow_send_seconds_count{rule="Make"} 2.0' in after
+        assert 'json_workflow_destination_up{rule="Make"} 1.0' in after
+        assert 'json_workflow_destination_waiting_files{rule="Make"} 0.0' in after
     finally:
         assert service.stop() == 0

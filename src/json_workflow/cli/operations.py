@@ -84,6 +84,12 @@ def history(text: str, as_json: bool, limit: int, config_path: str | None, root:
             click.echo(f"    job number {r['job']}")
         for rule, folder in r["routed"]:
             click.echo(f"    {rule} -> {folder}  at {_when(r['finished'], zone)}")
+        for rule, url, status, at in r["sent"]:  # each copy to a URL when its endpoint acknowledged it
+            click.echo(
+                f"    {rule}: {url} acknowledged it"
+                + (f" (HTTP {status})" if status else "")
+                + f" at {_when(at, zone)}"
+            )
         if r["outcome"] in ("failed", "pending"):
             click.echo(f"    {r['stage']}: {r['reason']}")
         if r["failed_as"]:

@@ -82,6 +82,7 @@ class Delivery:
     worker: str = ""
     seconds: float = 0.0  # processing time, set when it is finished
     row: int | None = None  # its row in the statistics
+    sent: list[tuple[str, float]] = field(default_factory=list)  # (rule, seconds) of each request to a URL
 
     @property
     def outcome(self) -> Outcome:

@@ -106,7 +106,9 @@ class Senders:
         """One copy sent (in its rule's pool), and its acknowledgement recorded at once: a kill -9 sends
         again at most the copies in flight."""
         assert d.data is not None and d.job is not None
+        started = time.perf_counter()
         answer = self.endpoints[rule.name].send(c.final, d.data, c.temp, d.job.client, d.candidate.name)
+        d.sent.append((rule.name, time.perf_counter() - started))
         if answer.sent:
             row = SentCopy(c.temp, d.row, rule.name, shown_url(c.final), answer.status, time.time())
             try:

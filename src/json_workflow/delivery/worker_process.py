@@ -38,7 +38,7 @@ def packed(d: Delivery) -> Packed:
     destinations = tuple((x.path, x.reasons) for x in d.destinations)
     flags = (d.left_claimed, d.vanished, d.superseded, d.moved)
     return (c.path, c.folder, c.symlink, c.name, c.origin, d.source, client, destinations, d.rejection, d.failed_as,
-            d.waiting_on, flags, d.seconds, d.row, d.worker)  # fmt: skip
+            d.waiting_on, flags, d.seconds, d.row, d.worker, d.sent)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,7 +55,7 @@ def _job(client: str) -> Job:
 
 def unpacked(p: Packed) -> Delivery:
     path, folder, link, name, origin, source, client, destinations, rejection, failed_as, waiting, flags, *rest = p
-    seconds, row, worker = rest
+    seconds, row, worker, sent = rest
     left_claimed, vanished, superseded, moved = flags
     return Delivery(
         Candidate(path, folder, link, name, origin),
@@ -72,6 +72,7 @@ def unpacked(p: Packed) -> Delivery:
         seconds=seconds,
         row=row,
         worker=worker,
+        sent=sent,
     )
 
 

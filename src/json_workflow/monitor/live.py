@@ -65,6 +65,8 @@ class Monitor:
         self.urgent = False  # a destination (or the hot folder) changed state: saved at once
         self.recovered: list[tuple[str, float | None]] = []  # of the batch `finished` last counted
         self.clients: set[str] = {UNKNOWN_CLIENT}
+        self.sends: dict[str, list[float]] = {}  # rule -> send_seconds' bucket counts, then their sum
+        self.held_by: Counter[str] = Counter()  # trouble folder (or URL) -> files waiting for it
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -86,6 +88,10 @@ class Monitor:
         self.recovered = []
         with self._lock:
             for d in deliveries:
+                for rule, seconds in d.sent:
+                    sends = self.sends.setdefault(rule, [0.0] * (len(BUCKETS) + 2))
+                    sends[bisect.bisect_left(BUCKETS, seconds)] += 1
+                    sends[-1] += seconds
                 outcome = d.outcome
                 if outcome == _PENDING:  # the destination's trouble is an event once, not each file's retry
                     if isinstance(d.waiting_on, DestinationError):
@@ -173,6 +179,16 @@ class Monitor:
         with self._lock:
             return dict(self.files), dict(self.copies), list(self.buckets), self.seconds_sum
 
+    def send_counters(self) -> dict[str, list[float]]:
+        """send_seconds by rule: its bucket counts, then their sum."""
+        with self._lock:
+            return {rule: list(counts) for rule, counts in self.sends.items()}
+
+    def holding(self, held_by: Counter[str]) -> None:
+        """How many files wait for each destination in trouble (Waiting's count, after each batch)."""
+        with self._lock:
+            self.held_by = Counter(held_by)
+
     def events_after(self, seq: int) -> list[Event]:
         """Events newer than `seq`, oldest first (for the overview's live updates)."""
         with self._lock:
@@ -237,6 +253,7 @@ class Monitor:
             place = places.get(folder) or _container(places, folder)
             if place is None:  # a folder no configured one names: shown on its own
                 place = places[folder] = Destination(folder, [])
+            place.held += self.held_by.get(folder, 0)
             if place.state == "ok" or (trouble.since or 0) < (place.since or 0):
                 place.state, place.error, place.since = "trouble", trouble.error, trouble.since
                 place.next_retry = trouble.next_retry

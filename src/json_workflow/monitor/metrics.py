@@ -39,6 +39,7 @@ class Figures:
     fleet: list[Instance] = field(default_factory=list)  # a fleet's instances (none alone)
     last_scan: float = 0.0  # when the last periodic scan ended; 0 before the first (an alert on its age fires)
     report_sent: float = 0.0  # when the last daily report was sent; 0 before the first
+    sends: dict[str, list[float]] = field(default_factory=dict)  # rule -> send_seconds' bucket counts, then sum
 
     def at(self, scan: dict[str, Any] | None, report: dict[str, Any] | None) -> Figures:
         """With the last scan's end and the last report's sending (as the live state holds them)."""
@@ -49,7 +50,8 @@ class Figures:
 def service_figures(monitor: Monitor) -> Figures:
     files, copies, buckets, seconds_sum = monitor.counters()
     live = monitor.snapshot()
-    return Figures(live, files, copies, buckets, seconds_sum, live.scans).at(live.last_scan, live.report)
+    figures = Figures(live, files, copies, buckets, seconds_sum, live.scans, sends=monitor.send_counters())
+    return figures.at(live.last_scan, live.report)
 
 
 class _Collector(Collector):
@@ -83,16 +85,21 @@ def families(f: Figures) -> Iterator[Metric]:
         copies.add_metric([rule], count)
     yield copies
     if f.buckets is not None:
-        cumulative, running = [], 0
-        for bound, count in zip((*map(str, BUCKETS), "+Inf"), f.buckets, strict=True):
-            running += count
-            cumulative.append((bound, running))
         yield HistogramMetricFamily(
             PREFIX + "file_seconds",
             "Processing time of a file, from its claim to its finish.",
-            buckets=cumulative,
+            buckets=_cumulative(f.buckets),
             sum_value=f.seconds_sum,
         )
+    if f.sends:
+        sends = HistogramMetricFamily(
+            PREFIX + "send_seconds",
+            "Time of one request to a URL destination, answered or not, by rule.",
+            labels=["rule"],
+        )
+        for rule, counts in sorted(f.sends.items()):
+            sends.add_metric([rule], _cumulative(counts[:-1]), sum_value=counts[-1])
+        yield sends
     scans = CounterMetricFamily(PREFIX + "scans", "Periodic scans of the hot folder, by outcome.", labels=["outcome"])
     for outcome in ("completed", "skipped", "abandoned"):
         scans.add_metric([outcome], f.scans.get(outcome, 0))
@@ -105,10 +112,15 @@ def families(f: Figures) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             PREFIX + "destination_up", "1 while a destination can be written, else 0.", labels=["rule"]
         )
+        held = GaugeMetricFamily(
+            PREFIX + "destination_waiting_files", "Files waiting in the hot folder for a destination.", labels=["rule"]
+        )
         for destination in live.destinations:
             for rule in destination.rules:
                 up.add_metric([rule], 1 if destination.state == "ok" else 0)
+                held.add_metric([rule], destination.held)
         yield up
+        yield held
         yield _gauge("heartbeat_timestamp_seconds", "When the main loop last turned (Unix time).", live.beat)
     never = " (Unix time; 0: never)."
     yield _gauge("last_scan_timestamp_seconds", "When the last periodic scan ended" + never, f.last_scan)
@@ -147,6 +159,15 @@ def _fleet(fleet: list[Instance]) -> Iterator[Metric]:
         today.add_metric([i.name, "archived"], i.processed_today - i.failed_today)
         today.add_metric([i.name, "failed"], i.failed_today)
     yield from (up, age, today)
+
+
+def _cumulative(counts: list[int] | list[float]) -> list[tuple[str, float]]:
+    """Bucket counts (not cumulative, +Inf last) as Prometheus' cumulative buckets."""
+    cumulative, running = [], 0.0
+    for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+        running += count
+        cumulative.append((bound, running))
+    return cumulative
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

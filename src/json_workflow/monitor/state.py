@@ -19,6 +19,7 @@ class Destination:
     error: str = ""
     since: float | None = None
     next_retry: float | None = None
+    held: int = 0  # files waiting in the hot folder for it
 
 
 @dataclass

@@ -223,6 +223,7 @@ _RECORD = (
 def _records(db: Db, where: str, parameters: tuple[object, ...]) -> list[FileRecord]:
     rows = db.execute(f"{_RECORD} WHERE {where}", parameters).fetchall()
     routed: dict[int, list[tuple[str, str]]] = {}
+    sent: dict[int, list[tuple[str, str, int | None, float]]] = {}
     ids = [row[0] for row in rows]
     for start in range(0, len(ids), 500):  # SQLite's limit on parameters is far above; PostgreSQL's too
         chunk = ids[start : start + 500]
@@ -231,10 +232,20 @@ def _records(db: Db, where: str, parameters: tuple[object, ...]) -> list[FileRec
             f"SELECT file, rule, folder FROM routed WHERE file IN ({marks}) ORDER BY rowid", chunk
         ):
             routed.setdefault(file, []).append((rule, folder))
+        for file, *acknowledged in db.execute(
+            f"SELECT file, rule, url, status, at FROM sent WHERE file IN ({marks}) ORDER BY at", chunk
+        ):
+            sent.setdefault(file, []).append(tuple(acknowledged))
     return [
         FileRecord._make(
-            (*row[:12], row[12] if row[12] is None else from_store(row[12]), row[13], routed.get(row[0], []))
-        )
+            (
+                *row[:12],
+                row[12] if row[12] is None else from_store(row[12]),
+                row[13],
+                routed.get(row[0], []),
+                sent.get(row[0], []),
+            )
+        )  # fmt: skip
         for row in rows
     ]
 

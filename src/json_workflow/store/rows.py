@@ -172,6 +172,7 @@ class FileRecord(NamedTuple):
     failed_as: str | None  # the failed file
     retried: float | None  # when the failed file was put back into the hot folder
     routed: list[tuple[str, str]]  # (rule, folder) of each copy sent
+    sent: list[tuple[str, str, int | None, float]] = []  # (rule, URL, HTTP status, when) each acknowledged
 
 
 class LastScan(NamedTuple):

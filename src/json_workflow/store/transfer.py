@@ -42,6 +42,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "reports": (("day", "sent", "delivery"), ()),
     "settings": (("key", "value"), ()),
     "replayed": (("source", "digest", "final", "temp", "rules", "state"), (0, 2, 3)),
+    "sent": (("key", "file", "rule", "url", "status", "at"), ()),  # what endpoints acknowledged: sent no more
 }  # fmt: skip
 
 
