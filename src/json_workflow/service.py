@@ -22,7 +22,8 @@ from json_workflow import config as config_module
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
-from json_workflow.delivery.pipeline import BACKLOG, Pipeline, batch_files
+from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.processes import BACKLOG, batch_files
 from json_workflow.delivery.shared import SharedPipeline, service_pipeline
 from json_workflow.delivery.takeover import take_over
 from json_workflow.errors import ConfigError

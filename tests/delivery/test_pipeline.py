@@ -536,7 +536,7 @@ def test_a_failed_flush_leaves_every_file_waiting_and_the_next_run_delivers_it(r
 
 
 def test_a_service_batch_is_batch_size_while_files_trickle_in_and_larger_in_a_backlog():
-    from json_workflow.delivery.pipeline import batch_files
+    from json_workflow.delivery.processes import batch_files
 
     assert [batch_files(10, ready) for ready in (0, 1, 199)] == [10, 10, 10]
     assert [batch_files(10, ready) for ready in (200, 100_000)] == [50, 50]

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -171,3 +172,26 @@ def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_n
         assert 'json_workflow_destination_waiting_files{rule="Make"} 0.0' in after
     finally:
         assert service.stop() == 0
+
+
+def test_a_hung_endpoint_holds_only_its_own_files(root, tmp_path):
+    """An endpoint that accepts connections and never answers: the files routed only to folders go on."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/in"
+        routes = (f'[[routes]]\nname = "Hung"\nwhen = {{ ClientCode = "ACME" }}\ndestination = "{url}"\n'
+                  'timeout = 20\n[[routes]]\nname = "Local"\nwhen = { ClientCode = ["ACME", "OTHER"] }\n'
+                  'destination = "OUT"\n')  # fmt: skip
+        (root / "JSON" / "ACME").mkdir()
+        service = Service(root, write_config(tmp_path / "c.toml", root, extra=routes)).start()
+        try:
+            drop_atomically(root, "ACME", "a.json", job("ACME", "PRODUCTION", 1))
+            wait_for(lambda: "Processing: ACME/a.json" in service.text(), what="the file sent to the hung endpoint")
+            for i in range(5):
+                drop_atomically(root, "OTHER", f"o{i}.json", job("OTHER", "PRODUCTION", i))
+                wait_for(lambda i=i: (root / "OUT" / f"o{i}.json").exists(), timeout=2, what="a folder-only file")
+            claimed = list((root / "JSON" / ".processing" / "ACME").glob("*_a.json"))
+            assert not (root / "OUT" / "a.json").exists() and len(claimed) == 1  # still on its way
+        finally:
+            assert service.stop(signal.SIGKILL) == -signal.SIGKILL

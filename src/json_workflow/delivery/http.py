@@ -6,10 +6,10 @@ from __future__ import annotations
 import email.utils
 import time
 import urllib.parse
-from dataclasses import dataclass
 
 import urllib3
 
+from json_workflow.delivery.model import Answer
 from json_workflow.names import printable
 from json_workflow.routing.rules import Rule
 
@@ -20,18 +20,6 @@ BODY_READ = 64 * 1024
 RETRIED = frozenset({408, 425, 429})
 # Headers naming what is sent, for the receiver's logs (values percent-encoded UTF-8).
 FILE_HEADER, CLIENT_HEADER, RULE_HEADER = "X-JSON-Workflow-File", "X-JSON-Workflow-Client", "X-JSON-Workflow-Rule"
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What became of one request: `sent` (2xx); else `retry` (the endpoint's trouble: the file waits, at
-    least `after` seconds when the endpoint said so) or refused (the file fails), with the reason."""
-
-    sent: bool
-    status: int | None = None
-    retry: bool = False
-    reason: str = ""
-    after: float | None = None
 
 
 def decide(status: int, body: bytes, retry_after: str | None, now: float) -> Answer:

@@ -112,6 +112,18 @@ def remove_temporaries(copies: list[Copy]) -> None:
             durable.remove_quietly(c.temp)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What became of one request: `sent` (2xx); else `retry` (the endpoint's trouble: the file waits, at
+    least `after` seconds when the endpoint said so) or refused (the file fails), with the reason."""
+
+    sent: bool
+    status: int | None = None
+    retry: bool = False
+    reason: str = ""
+    after: float | None = None
+
+
 @dataclass
 class Summary:
     """What a run did, counted per file."""

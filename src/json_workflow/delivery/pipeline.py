@@ -22,7 +22,7 @@ from json_workflow.delivery.flush import Barrier, FlushConveyor
 from json_workflow.delivery.folders import Folders
 from json_workflow.delivery.model import Delivery, Summary
 from json_workflow.delivery.prepare import Parts, prepare_delivery, unforeseen
-from json_workflow.delivery.remote import Senders
+from json_workflow.delivery.remote import ON_THE_WAY, Senders
 from json_workflow.delivery.workers import Workers
 from json_workflow.errors import DestinationError, Rejected, StoreError, WorkflowError, detached
 from json_workflow.intake import Source
@@ -36,15 +36,6 @@ from json_workflow.store import Store
 CRASHES_BEFORE_SET_ASIDE = 3
 # Files per flush. Larger batches amortise the flush further but hold more temporaries at once.
 BATCH = 256
-# A service with this many files ready at once (a burst, a backlog) has no one waiting on a single file: its
-# batches take up to BACKLOG_BATCH, sharing a flush and three journal commits (docs/performance.md).
-BACKLOG = 200
-BACKLOG_BATCH = 50
-
-
-def batch_files(batch_size: int, ready: int) -> int:
-    """Most files in a service's next batch with `ready` files ready: `batch_size`, larger in a backlog."""
-    return max(batch_size, BACKLOG_BATCH) if ready >= BACKLOG else batch_size
 
 
 @dataclass
@@ -66,10 +57,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         area: Path | None = None,
         first_worker: int = 1,
+        wake: Callable[[], None] | None = None,
     ):
         """`area`: a worker process's own claim area (default: the instance's); `first_worker`: its first thread's
-        number (a worker process's threads are named after those of the processes before it)."""
-        self.store = store
+        number (a worker process's threads are named after those of the processes before it); `wake`: called
+        when a file sent to a URL comes back (a service waits for its files, not for these)."""
+        self.store, self.wake = store, wake
         self.clock = clock
         self.claims = Claims(config.hot, area or config.claim_area, config.permissions.dir_mode)
         self.workers = Workers(config.workers, first=first_worker)
@@ -85,7 +78,7 @@ class Pipeline:
         self.barrier = Barrier(config.flush)
         self.parts = Parts(config, self.claims, config.router(), self.folders, self.barrier, poisoned)
         self.conveyor: FlushConveyor[_Batch] = FlushConveyor(self.barrier, self._publish)
-        self.senders = Senders(config.routes, self.store, self.folders, self.clock)
+        self.senders = Senders(config.routes, self.store, self.folders, self.clock, self.wake)
 
     def close(self) -> None:
         self.workers.close()
@@ -103,6 +96,9 @@ class Pipeline:
         summary = summary or Summary()
         for batch in _batches(candidates, BATCH):
             self.submit(batch, summary)
+            while self.senders.on_the_way() >= ON_THE_WAY:  # a slow endpoint: its files wait here, unread
+                self.senders.wait()
+                self.submit([], summary)
             if progress:
                 progress(len(batch))
             if self.store_failed is not None:  # every further file would only be claimed and handed back
@@ -122,24 +118,33 @@ class Pipeline:
         self.conveyor.start(current, background=self.conveyor.overlap)
         return done
 
-    def drain(self, summary: Summary) -> list[Delivery]:
+    def drain(self, summary: Summary, sent: bool = True) -> list[Delivery]:
         """Finish every batch in flight (no more files are waiting), and judge the superseded versions whose
-        newer file is written now; returns their deliveries."""
+        newer file is written now; returns their deliveries. `sent`: also wait for the files on their way
+        to URLs (false: only those back already are finished)."""
         done = []
-        while self.conveyor.busy:
+        while True:
+            if self.senders.back():  # an empty batch takes them
+                done += self.submit([], summary)
+            elif sent and self.senders.busy():
+                self.senders.wait()
+                continue
+            if not self.conveyor.busy:
+                break
             done += self._advance(summary)
             if self.conveyor.pending():
                 self.conveyor.start(None, background=False)
         return done + self.finisher.superseded.revisit(summary, self.folders)
 
     def idle(self, summary: Summary) -> list[Delivery]:
-        """Nothing more to take now: finish every batch in flight."""
-        return self.drain(summary)
+        """Nothing more to take now: finish every batch in flight (not waiting for files sent to URLs)."""
+        return self.drain(summary, sent=False)
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (rules, permissions, limits) from the next batch on."""
         self.drain(Summary())
         self.conveyor.close()
+        self.senders.close()
         self._configure(config, self.parts.poisoned)
 
     def forget_trouble(self) -> None:
@@ -186,9 +191,16 @@ class Pipeline:
             self.store_failed = None
             for d, row in zip(deliveries, rows, strict=True):
                 d.row = row
-            for trouble in self.senders.send(planned, now):  # before anything is written
-                self._report_unavailable(trouble)
-            planned = [d for d in planned if d.copies]
+            kept = self.senders.hand(planned)  # sent first, in the background; they join a later batch
+            if len(kept) < len(planned):
+                handed = {id(d) for d in planned} - {id(d) for d in kept}
+                deliveries = [d for d in deliveries if id(d) not in handed]
+            planned = [d for d in kept if d.copies]
+        back, troubles = self.senders.take(now)  # files whose copies to URLs are all answered
+        for trouble in troubles:
+            self._report_unavailable(trouble)
+        deliveries += back
+        planned += [d for d in back if d.copies]
         for trouble in self.workers.map("write", lambda d: self._write(d, now), planned):
             if trouble:
                 self._report_unavailable(trouble)

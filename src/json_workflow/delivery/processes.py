@@ -46,6 +46,15 @@ _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 _PR_SET_PDEATHSIG = 1
 # A backlog of fewer files is not worth a process more: starting one costs about as much as 50 files.
 SHARED_FROM = 200
+# A service with this many files ready at once (a burst, a backlog) has no one waiting on a single file: its
+# batches take up to BACKLOG_BATCH, sharing a flush and three journal commits (docs/performance.md).
+BACKLOG = 200
+BACKLOG_BATCH = 50
+
+
+def batch_files(batch_size: int, ready: int) -> int:
+    """Most files in a service's next batch with `ready` files ready: `batch_size`, larger in a backlog."""
+    return max(batch_size, BACKLOG_BATCH) if ready >= BACKLOG else batch_size
 
 
 def share(name: str, processes: int) -> int:

@@ -17,7 +17,7 @@ import urllib.parse
 
 import paramiko
 
-from json_workflow.delivery.http import Answer
+from json_workflow.delivery.model import Answer
 from json_workflow.routing.remote import SFTP_PORT
 from json_workflow.routing.rules import Rule
 

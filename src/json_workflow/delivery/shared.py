@@ -31,8 +31,8 @@ from typing import Any
 from json_workflow import logs
 from json_workflow.config import Config
 from json_workflow.delivery.model import Delivery, Summary
-from json_workflow.delivery.pipeline import Pipeline, batch_files
-from json_workflow.delivery.processes import SHARED_FROM, backlog_reaches, relay, share
+from json_workflow.delivery.pipeline import Pipeline
+from json_workflow.delivery.processes import SHARED_FROM, backlog_reaches, batch_files, relay, share
 from json_workflow.delivery.worker_process import Packed, start_worker, unpacked
 from json_workflow.intake import Source
 from json_workflow.intake.claim import worker_area
@@ -83,7 +83,9 @@ _Answer = tuple[_Worker, Connection, "tuple[list[Packed], list[str]] | None"]
 def service_pipeline(config: Config, store: Store, wake: Callable[[], None]) -> Pipeline | SharedPipeline:
     """A service's pipeline: its files shared among worker processes where it may use more than one core."""
     processes = config.process_count
-    return SharedPipeline(config, store, processes, wake) if processes > 1 else Pipeline(config, store)
+    if processes > 1 and not any(rule.endpoint for rule in config.routes):  # a URL's files come back: to this one
+        return SharedPipeline(config, store, processes, wake)
+    return Pipeline(config, store, wake=wake)
 
 
 class SharedPipeline:
@@ -140,7 +142,7 @@ class SharedPipeline:
             if w.running and w.busy and not w.waiting:
                 self._send(w, ("drain", None))
                 w.busy = False
-        return done + self.local.drain(summary)
+        return done + self.local.idle(summary)
 
     def drain(self, summary: Summary) -> list[Delivery]:
         done = self._hand(summary, lambda w: w.running and bool(w.waiting))
