@@ -82,6 +82,8 @@ class Senders:
     def hand(self, planned: list[Delivery]) -> list[Delivery]:
         """Send the copies to URLs of `planned` (recorded in the journal, nothing written yet) in the background;
         returns the files that have none (the others come back through `take`)."""
+        if not self.endpoints:  # no URL rule: nothing to look for
+            return planned
         sending = [d for d in planned if d.waiting_on is None and any(c.kind == _SEND for c in d.copies)]
         if not sending:
             return planned
@@ -109,6 +111,8 @@ class Senders:
         """The files whose copies are all answered, and new troubles to log. A file an endpoint refused is
         planned into the failed folder instead (its failed copies recorded), one whose endpoint is in
         trouble waits (its copies dropped)."""
+        if not self.endpoints:
+            return [], []
         with self._answered:
             back, troubles, self._back, self._troubles = self._back, self._troubles, [], []
         refused = [d for d in back if d.rejection is not None and d.waiting_on is None and d.job is not None]
@@ -132,11 +136,15 @@ class Senders:
 
     def back(self) -> bool:
         """True when a file is back and not taken yet."""
+        if not self.endpoints:
+            return False
         with self._answered:
             return bool(self._back)
 
     def busy(self) -> bool:
         """True while a file is on its way or back and not taken yet."""
+        if not self.endpoints:
+            return False
         with self._answered:
             return bool(self._unanswered or self._back)
 

@@ -38,8 +38,9 @@ def prepare(d: Delivery, folders: Folders, now: float) -> DestinationError | Non
         targets = [folder]
     else:
         targets = [dest.folder for dest in d.destinations if dest.remote is None]
-        if urls := [dest.path for dest in d.destinations if dest.remote is not None]:
-            if trouble := next(filter(None, map(folders.trouble, urls)), None):  # tried again once it is due
+        if len(targets) < len(d.destinations):  # and URLs: one in trouble is tried again once it is due
+            urls = [dest.path for dest in d.destinations if dest.remote is not None]
+            if trouble := next(filter(None, map(folders.trouble, urls)), None):
                 d.waiting_on = trouble
                 return None
     for target in targets:
