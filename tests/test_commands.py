@@ -204,7 +204,7 @@ def test_run_once_whose_store_dies_mid_run_stops_with_exit_1_and_loses_nothing(t
 
     url = pg_server.database()
     good = {}
-    for client, name, data, _ in backlog(3000, seed=5, bad_every=0):
+    for client, name, data, _ in backlog(1500, seed=5, bad_every=0):
         drop(root, client, name, data)
         good[name] = (client, data)
     cfg = fleet_config(tmp_path, root, url, timeout=3)
@@ -303,7 +303,7 @@ def test_run_once_whose_store_freezes_mid_run_ends_by_itself(tmp_path, root):
 
     server = PgServer()
     try:
-        for client, name, data, _ in backlog(3000, seed=5, bad_every=0):
+        for client, name, data, _ in backlog(1500, seed=5, bad_every=0):
             drop(root, client, name, data)
         cfg = fleet_config(tmp_path, root, server.database(), timeout=3)
         run = subprocess.Popen(
@@ -328,7 +328,7 @@ def test_run_once_whose_store_freezes_mid_run_ends_by_itself(tmp_path, root):
         assert time.monotonic() - began < 3 + 5 + 6  # the statement timeout, the watch's grace, a margin
         again = cli("run", "--once", "--config", str(cfg), timeout=120)  # nothing lost
         assert again.returncode == 0, again.stderr
-        assert archived(root) == 3000
+        assert archived(root) == 1500
     finally:
         server.close()
 

@@ -114,7 +114,8 @@ class Status:
             for d in live.destinations:
                 state = "ok" if d.state == "ok" else f"IN TROUBLE since {when(d.since)}: {d.error}"
                 retry = f" (next retry {when(d.next_retry)})" if d.state != "ok" and d.next_retry else ""
-                out.append(f"  {', '.join(d.rules) or '-'} -> {d.folder}: {state}{retry}")
+                held = f"; {count(d.held, 'file')} waiting for it" if d.held else ""
+                out.append(f"  {', '.join(d.rules) or '-'} -> {d.folder}: {state}{retry}{held}")
         if self.today is not None:
             t = self.today
             out.append(
