@@ -105,7 +105,9 @@ class Config(Strict):
         return self.root / path
 
     def relative(self, folder: str | Path) -> str:
-        """A folder as the configuration names it: relative to root when below it, else whole."""
+        """A folder as the configuration names it: relative to root when below it, else whole (a URL as it is)."""
+        if "://" in str(folder):
+            return str(folder)
         path = Path(folder)
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 

@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from json_workflow import durable
 from json_workflow.config import Config
@@ -60,11 +59,12 @@ def delivered_by(config: Config, store: Store) -> Delivered:
     for name in folder_names(config.hot):
         spellings.setdefault(name.casefold(), []).append(name)
 
-    def delivered(path: str, client: str, version: str, added: Sequence[Destination]) -> set[Path]:
-        done = {Path(os.path.dirname(r.final)) for r in store.replayed(path, version) if r.state == "published"}
+    def delivered(path: str, client: str, version: str, added: Sequence[Destination]) -> set[str]:
+        """The folders (and URLs, as shown) that had it: as the destinations' `shown` names them."""
+        done = {os.path.dirname(r.final) for r in store.replayed(path, version) if r.state == "published"}
         name = os.path.basename(path)
         names = {shown(f"{folder}/{name}") for folder in [client, *spellings.get(client.casefold(), [])]}
-        return done | {Path(folder) for folder in store.last_delivery([*names, shown(name)], shown(client))}
+        return done | set(store.last_delivery([*names, shown(name)], shown(client)))
 
     return delivered
 
@@ -137,7 +137,7 @@ class _Batch:
         final = os.path.join(destination.path, name)
         copy = Replayed(change.path, change.digest, final, "", " + ".join(destination.reasons))
         if destination.remote is not None:
-            self._left(copy._replace(final=destination.shown), "replay --apply does not send to URLs yet")
+            self._left(copy._replace(final=f"{destination.shown}/{name}"), "replay --apply does not send to URLs yet")
         elif final in finals:
             self._left(copy, "another archived file of that name goes there in this run")
         elif os.path.lexists(final):

@@ -13,7 +13,6 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from json_workflow.config import Config
 from json_workflow.errors import Rejected
@@ -38,7 +37,7 @@ class Change:
 
 
 # (path, client, digest, added) -> the folders among `added` that already had this version of the file.
-Delivered = Callable[[str, str, str, Sequence[Destination]], set[Path]]
+Delivered = Callable[[str, str, str, Sequence[Destination]], set[str]]
 
 
 def digest(data: bytes) -> str:
@@ -90,7 +89,7 @@ def replay(
         if added and delivered is not None:
             version = digest(data)
             had = delivered(path, client, version, added)
-            done, added = tuple(d for d in added if d.folder in had), tuple(d for d in added if d.folder not in had)
+            done, added = tuple(d for d in added if d.shown in had), tuple(d for d in added if d.shown not in had)
             totals.delivered += len(done)
         if added or removed:
             totals.changed += 1

@@ -148,7 +148,7 @@ def test_kill_9_at_any_moment_then_a_rerun_sends_each_copy_once_per_key(root, tm
 
 def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_no_other(root, tmp_path, endpoint):
     (root / "JSON" / "ACME").mkdir()
-    routes = (f'[[routes]]\nname = "Make"\nwhen = {{ ClientCode = "ACME" }}\ndestination = "{endpoint.url}/in"\n'
+    routes = (f'[[routes]]\nname = "Make"\nwhen = {{ ClientCode = "ACME" }}\ndestination = "{endpoint.url}/in?sig=s"\n'
               f'token_env = "JW_TEST_TOKEN"\nca_file = "{endpoint.ca_file}"\n')  # fmt: skip
     endpoint.faults.append(Fault(503, {"Retry-After": "2"}))
     service = Service(root, write_config(tmp_path / "c.toml", root, extra=routes), {"JW_TEST_TOKEN": "t0ken"}).start()
@@ -195,3 +195,27 @@ def test_a_hung_endpoint_holds_only_its_own_files(root, tmp_path):
             assert not (root / "OUT" / "a.json").exists() and len(claimed) == 1  # still on its way
         finally:
             assert service.stop(signal.SIGKILL) == -signal.SIGKILL
+
+
+def test_replay_knows_a_copy_an_endpoint_acknowledged_and_apply_leaves_urls_alone(root, tmp_path, endpoint):
+    (root / "JSON" / "ACME").mkdir()
+    toml = tmp_path / "new.toml"
+    toml.write_text(
+        f'root = "{root}"\n[[routes]]\nname = "Make"\nwhen = {{ ClientCode = "ACME" }}\n'
+        f'destination = "{endpoint.url}/in?sig=s3cret"\ntoken_env = "JW_TEST_TOKEN"\nca_file = "{endpoint.ca_file}"\n'
+    )
+    old = tmp_path / "old.toml"
+    old.write_text(
+        f'root = "{root}"\n[[routes]]\nname = "Local"\nwhen = {{ ClientCode = "NOBODY" }}\ndestination = "OUT"\n'
+    )
+    env = {"JW_TEST_TOKEN": "t0ken"}
+    drop(root, "ACME", "sent.json", job("ACME", "PRODUCTION", 1))
+    assert cli("run", "--once", "--config", str(toml), env=env).returncode == 0
+    (root / "JSON_STORE" / "ACME" / "archived.json").write_bytes(job("ACME", "PRODUCTION", 2))  # never sent
+    url = f"{endpoint.url}/in?sig=..."
+    dry = cli("replay", "--config", str(toml), "--from", str(old), env=env).stdout
+    assert f'JSON_STORE/ACME/archived.json\n  + {url}  (rule "Make")' in dry, dry
+    assert "2 archived files read, 1 would change, 1 added copy delivered already" in dry and "s3cret" not in dry
+    applied = cli("replay", "--apply", "--config", str(toml), "--from", str(old), env=env).stdout
+    assert f"left alone {url}/archived.json: replay --apply does not send to URLs yet" in applied, applied
+    assert len(endpoint.requests) == 1

@@ -44,6 +44,7 @@ def refused(destination: str, **options) -> str:
         ("https://example.com/in#top", "no #fragment"),
         ("https://example.com:70000/in", "Port out of range"),
         ("https://example.com/a/../b", 'no ".." in the path'),
+        ("https://exa mple.com/x", "'exa mple.com' is not a host name or an IP address"),
         ("ftp://example.com/in", "a URL starting https://, http:// or sftp://, not ftp://"),
         ("sftp://example.com/in", "expected the user to log in as: sftp://USER@HOST[:PORT]/PATH"),
         ("sftp://bob@example.com/", "expected the folder to upload into"),

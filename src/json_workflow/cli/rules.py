@@ -141,7 +141,7 @@ def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str
                 "file": rel(c.path),
                 "client": c.client,
                 **{
-                    key: [{"folder": rel(d.folder), "rules": list(d.reasons)} for d in places]
+                    key: [{"folder": rel(d.shown), "rules": list(d.reasons)} for d in places]
                     for key, places in (("added", c.added), ("removed", c.removed), ("delivered", c.delivered))
                 },
             }
@@ -163,7 +163,7 @@ def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str
         for c in changes:
             for sign, places in (("added", c.added), ("removed", c.removed), ("delivered", c.delivered)):
                 for d in places:
-                    writer.writerow([rel(c.path), c.client, sign, rel(d.folder), " + ".join(d.reasons)])
+                    writer.writerow([rel(c.path), c.client, sign, rel(d.shown), " + ".join(d.reasons)])
     else:
         for c in changes:
             click.echo(rel(c.path))
@@ -171,7 +171,7 @@ def _report(changes: Iterator[Change], config: Config, totals: Totals, form: str
                 for d in places:
                     rules = ", ".join(f'"{r}"' for r in d.reasons)
                     done = ", delivered already" if sign == "=" else ""
-                    click.echo(f"  {sign} {rel(d.folder)}  (rule {rules}{done})")
+                    click.echo(f"  {sign} {rel(d.shown)}  (rule {rules}{done})")
         click.echo(
             f"{count(totals.files, 'archived file')} read, {totals.changed} would change"
             + (

@@ -163,12 +163,14 @@ class Senders:
         most the copies in flight); the file comes back once its last copy is answered."""
         assert d.data is not None and d.job is not None
         started = time.perf_counter()
-        if (known := self.folders.trouble(c.final)) is not None:  # found meanwhile: not tried again now
+        known = self.folders.trouble(c.final)  # found meanwhile: not tried again now
+        if known is not None:
             answer = Answer(False, retry=True, reason=getattr(known, "reason", str(known)))
         else:
             answer = self._send(d, c, rule)
         with self._answered:
-            d.sent.append((rule.name, time.perf_counter() - started))
+            if known is None:  # a request made, answered or not
+                d.sent.append((rule.name, time.perf_counter() - started))
             if answer.retry:
                 trouble = EndpointError(shown_url(c.final), answer.reason, answer.after)
                 if self.folders.mark_unreachable(c.final, trouble, self.clock()):

@@ -112,7 +112,7 @@ class Monitor:
                     self._event(now, "failed", text, d.row)
                     continue
                 for destination in d.destinations:
-                    self._working(destination.path)
+                    self._working(destination.shown)  # a URL's trouble is known by its URL as shown
                     if not destination.is_archive:
                         for rule in destination.reasons:
                             self.copies[rule] += 1

@@ -17,6 +17,7 @@ SFTP_PORT = 22
 OWN_HEADERS = ("authorization", "content-type", "content-length", "host", "idempotency-key")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")  # a name or IPv4 address; an IPv6 one (urlsplit drops [])
 
 
 def is_url(destination: str) -> bool:
@@ -79,6 +80,8 @@ def endpoint(text: str) -> Endpoint:
                          f"variable holding it in the rule's {where} instead")  # fmt: skip
     if not parts.hostname or "{" in parts.netloc:
         raise ValueError("expected a host name after :// (placeholders only in the path)")
+    if not _HOST.fullmatch(parts.hostname):
+        raise ValueError(f"{parts.hostname!r} is not a host name or an IP address")
     if parts.fragment or text.endswith("#"):
         raise ValueError("expected no #fragment: it is never sent")
     if "{" in parts.query:
