@@ -148,8 +148,9 @@ def test_kill_9_at_any_moment_then_a_rerun_sends_each_copy_once_per_key(root, tm
 
 def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_no_other(root, tmp_path, endpoint):
     (root / "JSON" / "ACME").mkdir()
-    routes = (f'[[routes]]\nname = "Make"\nwhen = {{ ClientCode = "ACME" }}\ndestination = "{endpoint.url}/in?sig=s"\n'
-              f'token_env = "JW_TEST_TOKEN"\nca_file = "{endpoint.ca_file}"\n')  # fmt: skip
+    routes = (f'[[routes]]\nname = "Make"\nwhen = {{ ClientCode = "ACME" }}\n'
+              f'destination = "{endpoint.url}/in?sig=zq9"\ntoken_env = "JW_TEST_TOKEN"\n'
+              f'ca_file = "{endpoint.ca_file}"\n')  # fmt: skip
     endpoint.faults.append(Fault(503, {"Retry-After": "2"}))
     service = Service(root, write_config(tmp_path / "c.toml", root, extra=routes), {"JW_TEST_TOKEN": "t0ken"}).start()
     try:
@@ -166,6 +167,9 @@ def test_the_service_holds_a_file_for_its_endpoint_no_sooner_than_it_asked_and_n
         assert again.at - first.at >= 2.0 and first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"]
         assert again.body == data and [r.body for r in endpoint.accepted()] == [data]
         wait_for(lambda: "is working again" in service.text(), what="the endpoint said to work again")
+        found = scrape(service.url + "files?q=j.json")
+        page = scrape(service.url + "files/" + re.search(r'href="/files/(\d+)"', found).group(1))
+        assert f"{endpoint.url}/in?sig=...</span> (HTTP 200) at " in page and "zq9" not in page
         after = scrape(metrics)
         assert 'json_workflow_send_seconds_count{rule="Make"} 2.0' in after
         assert 'json_workflow_destination_up{rule="Make"} 1.0' in after
