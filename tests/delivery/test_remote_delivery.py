@@ -18,6 +18,7 @@ import pytest
 
 from conftest import Service, cli, drop, drop_atomically, make_config, query, run, wait_for, write_config
 from http_endpoint import Fault, http_endpoint
+from json_workflow.routing.rules import Rule
 from json_workflow.samples import job
 
 
@@ -99,6 +100,21 @@ def test_a_refusal_fails_the_file_with_the_endpoints_answer(root, endpoint):
     assert nothing_in(root / "OUT") and nothing_in(root / "JSON_STORE")
 
 
+def test_run_once_waits_for_room_when_more_files_are_on_their_way_than_the_senders_hold(root, endpoint, monkeypatch):
+    from json_workflow.delivery import pipeline, remote
+
+    monkeypatch.setattr(pipeline, "BATCH", 10)
+    monkeypatch.setattr(pipeline, "ON_THE_WAY", 25)
+    monkeypatch.setattr(remote, "ON_THE_WAY", 25)
+    endpoint.usual = Fault(200, delay=0.05)  # slower than the batches come
+    config = make_config(root, routes=[hook(endpoint)])
+    for i in range(80):
+        drop(root, "ACME", f"j{i}.json", job("ACME", "PRODUCTION", i))
+    summary = run(config)
+    assert (summary.archived, summary.pending) == (80, 0)
+    assert len(endpoint.accepted()) == 80 == len(endpoint.requests)
+
+
 def test_an_acknowledged_copy_is_not_sent_again_while_the_file_waits_for_another(root, endpoint):
     config = make_config(root, routes=[hook(endpoint, "A", path="/a"), hook(endpoint, "B", path="/b")])
     drop(root, "ACME", "j.json", job("ACME", "PRODUCTION", 1))
@@ -139,8 +155,9 @@ def test_kill_9_at_any_moment_then_a_rerun_sends_each_copy_once_per_key(root, tm
     accepted = endpoint.accepted()
     assert sorted(r.body for r in accepted) == sorted(files.values())  # each file's copy once, per key
     assert len(by_key) == len(files) and "" not in by_key  # no key missing, one key per file
-    # Sent again only what was in flight at a kill: 4 at once in each of 2 processes (processes = "auto")
-    assert sum(by_key.values()) - len(by_key) <= kills * 4 * 2
+    # Sent again only what was in flight at a kill: `concurrency` at once in each process (processes = "auto")
+    in_flight = Rule.model_fields["concurrency"].default * min(8, len(os.sched_getaffinity(0)))
+    assert sum(by_key.values()) - len(by_key) <= kills * in_flight
     for name, data in files.items():
         assert (root / "OUT" / name).read_bytes() == data == (root / "JSON_STORE" / "ACME" / name).read_bytes()
     assert not list((root / "JSON" / "ACME").iterdir())

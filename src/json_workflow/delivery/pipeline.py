@@ -96,7 +96,7 @@ class Pipeline:
         summary = summary or Summary()
         for batch in _batches(candidates, BATCH):
             self.submit(batch, summary)
-            while self.senders.on_the_way() >= ON_THE_WAY:  # a slow endpoint: its files wait here, unread
+            while self.senders.on_the_way() > max(0, ON_THE_WAY - BATCH):  # room for a batch; the files wait unread
                 self.senders.wait()
                 self.submit([], summary)
             if progress:

@@ -32,8 +32,9 @@ from json_workflow.store import Store
 from json_workflow.store.rows import SentCopy
 
 _SEND = Kind.SEND
-# Files on their way to URLs at most: a slow endpoint's burst waits in the hot folder (run --once: unread).
-ON_THE_WAY = 1000
+# Files on their way to URLs at most: a slow endpoint's burst waits in the hot folder (run --once: unread), and
+# a restart after a crash recovers (one at a time) no more than these besides a batch.
+ON_THE_WAY = 512
 BUSY = f"{ON_THE_WAY} files are on their way to URLs already; it waits its turn"
 
 
