@@ -168,7 +168,7 @@ def test_a_burst_on_two_hosts_loses_nothing_and_doubles_nothing_through_five_kil
     url = pg_server.database()
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
-    good, bad, rank = burst(root, 3000)  # dropped first, so that both instances share it from their start
+    good, bad, rank = burst(root, 2000)  # dropped first, so that both instances share it from their start
 
     def launch(name: str, incarnation: int) -> Service:
         on, watch = (view, "polling") if name == "b" else (root, "inotify")

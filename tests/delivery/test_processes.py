@@ -139,7 +139,7 @@ def started_with_the_worker_busy(root: Path, tmp_path: Path) -> tuple[Consumer, 
 
 @on_both_stores
 def test_a_worker_process_killed_mid_batch_is_finished_by_the_run(root, tmp_path):
-    good, bad = fill(root, 1500)
+    good, bad = fill(root, 800)
     consumer, command, run = started_with_the_worker_busy(root, tmp_path)
     (worker,) = children(run.pid)
     os.kill(worker, signal.SIGKILL)
@@ -147,7 +147,7 @@ def test_a_worker_process_killed_mid_batch_is_finished_by_the_run(root, tmp_path
     assert run.returncode == 0, stderr
     assert f"Worker process 2 (pid {worker}) was killed by SIGKILL; its files are finished here" in stderr
     # Counted once each: what the worker finished before it died, what its run finished for it
-    assert "Processed 1500 files" in stdout + stderr and f"{len(bad)} failed, 0 pending" in stdout + stderr
+    assert "Processed 800 files" in stdout + stderr and f"{len(bad)} failed, 0 pending" in stdout + stderr
     finish(consumer, rank_names(good))
     assert_each_once(root, good, bad, consumer)
     assert not any((root / "JSON").rglob("*.json"))
@@ -158,7 +158,7 @@ def test_a_worker_process_killed_mid_batch_is_finished_by_the_run(root, tmp_path
 @pytest.mark.parametrize("victim", ["group", "parent"])
 def test_a_run_killed_whole_mid_batch_is_finished_once_by_the_next(root, tmp_path, victim):
     # The whole process group (a service manager, a Ctrl-C gone wrong), or the parent alone (its workers die with it).
-    good, bad = fill(root, 1500)
+    good, bad = fill(root, 800)
     consumer = Consumer(root / RANK_ROUTE)
     consumer.start()
     config = config_file(tmp_path, root)
