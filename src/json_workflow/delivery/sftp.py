@@ -13,6 +13,7 @@ import errno
 import posixpath
 import queue
 import socket
+import threading
 import urllib.parse
 
 import paramiko
@@ -32,6 +33,7 @@ class SftpEndpoint:
         self.host, self.port, self.user = endpoint.host, endpoint.port or SFTP_PORT, endpoint.user
         self.client: paramiko.SSHClient | None = None
         self.sessions: queue.LifoQueue[paramiko.SFTPClient] = queue.LifoQueue()
+        self._connecting = threading.Lock()  # the pool's threads share one connection: made once, not each
 
     def send(self, url: str, data: bytes, key: str, client: str, name: str) -> Answer:
         """Upload one copy into the URL's folder; never raises for the server's faults (they are its answer)."""
@@ -56,9 +58,11 @@ class SftpEndpoint:
             return self.sessions.get_nowait()
         except queue.Empty:
             pass
-        if self.client is None or not (transport := self.client.get_transport()) or not transport.is_active():
-            self.client = self._connect()
-        sftp = self.client.open_sftp()
+        with self._connecting:
+            client = self.client
+            if client is None or not (transport := client.get_transport()) or not transport.is_active():
+                client = self.client = self._connect()
+        sftp = client.open_sftp()
         sftp.get_channel().settimeout(self.rule.timeout)  # type: ignore[union-attr]
         return sftp
 
